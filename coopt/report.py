@@ -1,0 +1,39 @@
+"""Plain-text reports of evaluations (what the CLI prints; no logic lives here)."""
+from __future__ import annotations
+
+from coopt.arch.spec import Architecture
+from coopt.model.evaluate import MappingEval
+from coopt.workload.problem import Problem
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    line = "-" * len(fmt(header))
+    return "\n".join([fmt(header), line] + [fmt(r) for r in rows])
+
+
+def evaluation_text(r: MappingEval, problem: Problem, arch: Architecture, energy_source: str) -> str:
+    dims = " ".join(f"{d}={problem.bounds[d]}" for d in problem.dims)
+    out = [f"{problem.name} ({dims}) on {arch.name}   [native engine, energies: {energy_source}]"]
+    if not r.valid:
+        out.append(f"INVALID MAPPING: {r.reason}")
+    out.append(f"MACs: {r.macs:,}   Cycles: {r.cycles:,}   Utilization: {100 * r.utilization:.2f}%")
+    out.append(f"Energy: {r.energy_pj:,.2f} pJ = {r.energy_pj / 1e6:.4f} uJ   ({1000 * r.pj_per_mac:.2f} fJ/MAC)")
+    out.append(f"Area: {r.area_um2 / 1e6:.4f} mm^2")
+    rows = []
+    names = [ds.name for ds in problem.dataspaces]
+    for lvl in r.levels:
+        counts = []
+        for n in names:
+            d = lvl.dataspaces[n]
+            counts.append(f"{d['reads']}/{d['fills']}/{d['updates']}" if d["reads"] or d["fills"] or d["updates"]
+                          else "-")
+        rows.append([lvl.name, f"{lvl.energy_pj:,.2f}", f"{1000 * lvl.energy_pj / r.macs:.2f}",
+                     f"{lvl.cycles:,}"] + counts)
+    rows.append(["MAC", f"{r.mac_energy_pj:,.2f}", f"{1000 * r.mac_energy_pj / r.macs:.2f}",
+                 f"{r.compute_cycles:,}"] + [""] * len(names))
+    header = ["level", "energy pJ", "fJ/MAC", "cycles"] + [f"{n} r/f/u (per instance)" for n in names]
+    out.append("")
+    out.append(_table(rows, header))
+    return "\n".join(out)

@@ -1,0 +1,124 @@
+"""Problems in Timeloop's form: dimensions, data spaces as projections, and an instance.
+
+A data space coordinate is a sum of terms ``coefficient * dimension`` (the
+coefficient being a named value such as ``Wstride`` or 1).  That is exactly
+Timeloop's ``problem.shape`` and is what the model projects tiles through.
+CONV layers (``conv_problem``) are the common case; the 1-D tutorial shapes
+and any other affine shape use the same class.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import Mapping
+
+from coopt.errors import SpecError
+
+# One term of a data-space coordinate: (coefficient name or None for 1, dimension name).
+Term = tuple[str | None, str]
+
+
+@dataclass(frozen=True)
+class DataSpace:
+    """A tensor of the problem: its coordinates as sums of (coefficient, dimension) terms."""
+
+    name: str
+    projection: tuple[tuple[Term, ...], ...]
+    read_write: bool = False
+
+    def dims(self) -> frozenset[str]:
+        """The problem dimensions this tensor depends on (its 'relevant' dimensions)."""
+        return frozenset(d for coord in self.projection for _, d in coord)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A problem shape plus one instance: dimension bounds and coefficient values."""
+
+    name: str
+    dims: tuple[str, ...]
+    dataspaces: tuple[DataSpace, ...]
+    bounds: Mapping[str, int]
+    coefficients: Mapping[str, int] = field(default_factory=dict)
+    shape_name: str = "CNN_Layer"
+
+    def __post_init__(self):
+        for d in self.dims:
+            b = self.bounds.get(d)
+            if not isinstance(b, int) or isinstance(b, bool) or b < 1:
+                raise SpecError(f"dimension {d} has bound {b!r}", key=f"problem.instance.{d}",
+                                expected="a positive integer")
+        for ds in self.dataspaces:
+            for coord in ds.projection:
+                for coef, dim in coord:
+                    if dim not in self.dims:
+                        raise SpecError(f"data space {ds.name} uses unknown dimension {dim}",
+                                        key="problem.shape.data_spaces", expected=f"one of {list(self.dims)}")
+                    if coef is not None and coef not in self.coefficients:
+                        raise SpecError(f"data space {ds.name} uses unknown coefficient {coef}",
+                                        key="problem.shape.coefficients")
+
+    # -- derived quantities -------------------------------------------------
+    def coef(self, name: str | None) -> int:
+        return 1 if name is None else int(self.coefficients[name])
+
+    @property
+    def macs(self) -> int:
+        """Number of operations (points of the iteration space)."""
+        return prod(self.bounds[d] for d in self.dims)
+
+    def dataspace(self, name: str) -> DataSpace:
+        for ds in self.dataspaces:
+            if ds.name == name:
+                return ds
+        raise SpecError(f"unknown data space {name}", expected=f"one of {[d.name for d in self.dataspaces]}")
+
+    def tile_size(self, ds: DataSpace, extents: Mapping[str, int]) -> int:
+        """Size of the dense box a block of ``extents`` iterations touches in ``ds``.
+
+        Like Timeloop's axis-aligned hyper-rectangles: each coordinate spans
+        ``sum(coef * (extent - 1)) + 1`` points, gaps included.
+        """
+        size = 1
+        for coord in ds.projection:
+            size *= sum(self.coef(c) * (extents.get(d, 1) - 1) for c, d in coord) + 1
+        return size
+
+    def dataspace_size(self, ds: DataSpace) -> int:
+        return self.tile_size(ds, self.bounds)
+
+    def signature(self) -> tuple:
+        """Hashable identity of the shape and instance (names aside), for caches."""
+        return (self.dims, self.dataspaces, tuple(sorted(self.bounds.items())),
+                tuple(sorted(self.coefficients.items())))
+
+
+CONV_DIMS = ("R", "S", "P", "Q", "C", "M", "N")
+CONV_COEFFICIENTS = ("Wstride", "Hstride", "Wdilation", "Hdilation")
+
+
+def conv_shape_dataspaces() -> tuple[DataSpace, ...]:
+    """Timeloop's CNN-Layer data spaces: Weights[C,M,R,S], Inputs[N,C,W,H], Outputs[N,M,Q,P]."""
+    return (
+        DataSpace("Weights", (((None, "C"),), ((None, "M"),), ((None, "R"),), ((None, "S"),))),
+        DataSpace("Inputs", (((None, "N"),), ((None, "C"),),
+                             (("Wdilation", "R"), ("Wstride", "P")),
+                             (("Hdilation", "S"), ("Hstride", "Q")))),
+        DataSpace("Outputs", (((None, "N"),), ((None, "M"),), ((None, "Q"),), ((None, "P"),)),
+                  read_write=True),
+    )
+
+
+def conv_problem(name: str = "conv", *, R: int = 1, S: int = 1, P: int = 1, Q: int = 1, C: int = 1,
+                 M: int = 1, N: int = 1, Wstride: int = 1, Hstride: int = 1, Wdilation: int = 1,
+                 Hdilation: int = 1) -> Problem:
+    """A convolution layer in Timeloop's CONV form (R,S filter; P,Q output; C in; M out; N batch)."""
+    return Problem(
+        name=name,
+        dims=("C", "M", "R", "S", "N", "P", "Q"),
+        dataspaces=conv_shape_dataspaces(),
+        bounds={"R": R, "S": S, "P": P, "Q": Q, "C": C, "M": M, "N": N},
+        coefficients={"Wstride": Wstride, "Hstride": Hstride, "Wdilation": Wdilation,
+                      "Hdilation": Hdilation},
+        shape_name="CNN_Layer",
+    )

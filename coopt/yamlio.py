@@ -1,0 +1,149 @@
+"""YAML reading and writing for every coopt input file.
+
+Why a module of its own: Timeloop/Accelergy inputs carry things plain
+``yaml.safe_load`` gets wrong or rejects -- timeloopfe's ``!Container`` /
+``!Component`` tags, YAML 1.2 floats such as ``1e-9`` (a *string* under
+PyYAML's YAML 1.1 rules) -- and users need errors that name the file and
+line instead of a PyYAML traceback.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from coopt.errors import SpecError
+
+__all__ = ["TolerantLoader", "load_yaml", "loads_yaml", "load_merged", "dump_yaml", "dumps_yaml"]
+
+
+class TolerantLoader(yaml.SafeLoader):
+    """SafeLoader that ignores unknown ``!Tags``, reads ``1e-9`` as a float, rejects duplicate keys."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            "while reading a mapping", node.start_mark,
+                            f"found duplicate key {key!r}", key_node.start_mark)
+                    seen[key] = True
+                except TypeError:  # unhashable key: let PyYAML report it
+                    pass
+        return super().construct_mapping(node, deep=deep)
+
+
+def _construct_tagged(loader: TolerantLoader, tag_suffix: str, node: yaml.Node) -> Any:
+    """Build a ``!Tag``-ged node as if it had no tag (tags carry no meaning for coopt)."""
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    tag = loader.resolve(yaml.ScalarNode, node.value, (True, False))
+    plain = yaml.ScalarNode(tag, node.value, node.start_mark, node.end_mark, node.style)
+    return loader.construct_object(plain, deep=True)
+
+
+TolerantLoader.add_multi_constructor("!", _construct_tagged)
+# YAML 1.2 core-schema floats: "1e-9", "3E5" (PyYAML 1.1 rules need a dot).
+TolerantLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def loads_yaml(text: str, *, file: str | None = None) -> Any:
+    """Parse YAML text with :class:`TolerantLoader`; syntax errors become SpecError with a line."""
+    try:
+        return yaml.load(text, Loader=TolerantLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise SpecError(f"invalid YAML at {where}{problem}", file=file) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"YAML error: {exc}", file=file) from None
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read one YAML file whose top level must be a mapping."""
+    file = str(path)
+    p = Path(path)
+    if not p.exists():
+        raise SpecError("file not found", file=file)
+    if p.is_dir():
+        raise SpecError("is a directory, not a YAML file", file=file)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"cannot read file: not UTF-8 text ({exc.reason} at byte {exc.start})",
+                        file=file) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read file: {exc.strerror or exc}", file=file) from None
+    data = loads_yaml(text, file=file)
+    if data is None:
+        raise SpecError("file is empty", file=file, expected="a YAML mapping at the top level")
+    if not isinstance(data, dict):
+        raise SpecError(f"top level is a {type(data).__name__}", file=file,
+                        expected="a YAML mapping (key: value) at the top level")
+    return data
+
+
+def load_merged(paths: Iterable[str | Path]) -> tuple[dict, dict[str, str]]:
+    """Merge the top-level keys of several files (Timeloop style); return (merged, {key: file})."""
+    merged: dict = {}
+    origin: dict[str, str] = {}
+    for path in paths:
+        data = load_yaml(path)
+        for key, value in data.items():
+            if key in origin:
+                raise SpecError(f"top-level key '{key}' appears in both {origin[key]} and {path}",
+                                file=str(path), key=str(key), expected="each top-level key in one file")
+            merged[key] = value
+            origin[key] = str(path)
+    return merged, origin
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that also writes tuples, dict subclasses, Paths and numpy scalars."""
+
+    def ignore_aliases(self, data):  # never emit &anchors: Timeloop's parser dislikes them
+        return True
+
+
+def _represent_other(dumper: _Dumper, data: Any):
+    if isinstance(data, Mapping):
+        return dumper.represent_dict(dict(data))
+    if isinstance(data, (tuple, set, frozenset)):
+        return dumper.represent_list(list(data))
+    if isinstance(data, Path):
+        return dumper.represent_str(str(data))
+    if hasattr(data, "item") and callable(data.item):  # numpy scalar
+        return dumper.represent_data(data.item())
+    if hasattr(data, "tolist") and callable(data.tolist):  # numpy array
+        return dumper.represent_data(data.tolist())
+    raise yaml.representer.RepresenterError(f"cannot write a {type(data).__name__} to YAML", data)
+
+
+_Dumper.add_representer(None, _represent_other)
+_Dumper.add_representer(tuple, lambda d, x: d.represent_list(list(x)))
+
+
+def dumps_yaml(obj: Any) -> str:
+    """YAML text for ``obj`` (block style, key order kept)."""
+    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=100)
+
+
+def dump_yaml(obj: Any, path: str | Path) -> None:
+    """Write ``obj`` as YAML to ``path`` (parent folders are created)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(dumps_yaml(obj), encoding="utf-8")
