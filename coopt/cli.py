@@ -22,6 +22,100 @@ def _cmd_evaluate(args) -> int:
     return 0 if result.valid else 1
 
 
+def _metric_arg(text):
+    from coopt.mapper.search import parse_metric
+    if text is None:
+        return None
+    return parse_metric([t for t in text.replace(",", " ").split() if t])
+
+
+def _options(args, default_metric=("edp",)):
+    from coopt.backends.base import MapperOptions
+    if args.budget < 1:
+        raise CooptError(f"--budget {args.budget}", key="--budget", expected="a positive number of evaluations")
+    return MapperOptions(metric=_metric_arg(args.metric) or tuple(default_metric), budget=args.budget,
+                         seed=args.seed, strategy=args.strategy)
+
+
+def _cmd_map(args) -> int:
+    from pathlib import Path
+    from coopt.inputs import load_inputs
+    from coopt.mapper.constraints import constraints_from_inputs
+    from coopt.mapper.search import parse_metric
+    from coopt.model.mapping import mapping_to_yaml
+    from coopt.report import evaluation_text
+    from coopt.yamlio import dump_yaml
+
+    inputs = load_inputs(args.files, ert=args.ert, art=args.art)
+    mapper_block = inputs.raw.get("mapper") or {}
+    file_metric = mapper_block.get("optimization_metrics") or mapper_block.get("optimization_metric") or None
+    opts = _options(args, parse_metric(file_metric) if file_metric else ("edp",))
+    cons = constraints_from_inputs(inputs.raw, inputs.arch, inputs.problem, inputs.sources)
+    from coopt.mapper.search import search
+    r = search(inputs.problem, inputs.arch, inputs.tables, cons, metric=opts.metric, budget=opts.budget,
+               seed=opts.seed, strategy=opts.strategy)
+    if not r.found:
+        if args.json:
+            print(json.dumps({"found": False, "reason": r.reason, "mappings_evaluated": r.stats.evaluated,
+                              "seconds": r.stats.seconds}))
+        else:
+            print(f"{inputs.problem.name}: {r.reason}")
+        return 1
+    doc = mapping_to_yaml(r.mapping, inputs.arch, inputs.problem)
+    out = {**r.eval.to_dict(), "mapping": doc["mapping"], "metric": list(r.metric),
+           "mappings_evaluated": r.stats.evaluated, "mappings_valid": r.stats.valid,
+           "mappings_pruned": r.stats.pruned, "seconds": r.stats.seconds}
+    if args.out:
+        d = Path(args.out)
+        d.mkdir(parents=True, exist_ok=True)
+        dump_yaml(doc, d / "coopt-mapper.map.yaml")
+        (d / "coopt-mapper.stats.json").write_text(json.dumps(out, indent=2))
+        (d / "coopt-mapper.stats.txt").write_text(
+            evaluation_text(r.eval, inputs.problem, inputs.arch, inputs.tables.source) + "\n")
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(evaluation_text(r.eval, inputs.problem, inputs.arch, inputs.tables.source))
+        print(f"\nsearch: metric {'/'.join(r.metric)}, {r.stats.evaluated:,} mappings evaluated "
+              f"({r.stats.pruned:,} pruned before evaluation) in {r.stats.seconds:.2f} s")
+        if args.out:
+            print(f"wrote {Path(args.out) / 'coopt-mapper.map.yaml'} and stats")
+    return 0
+
+
+def _cmd_network(args) -> int:
+    from pathlib import Path
+    from coopt.design import load_design
+    from coopt.mapper.network import map_network
+    from coopt.progress import LayerProgress
+    from coopt.report import network_text
+    from coopt.workload.networks import get_network
+    from coopt.yamlio import dump_yaml
+
+    design = load_design(args.arch, params=_parse_sets(args.set), dataflow=args.dataflow,
+                         constraints=args.constraints, ert=args.ert, art=args.art)
+    net = get_network(args.network, batch=args.batch)
+    opts = _options(args)
+    with LayerProgress(len(net.layers), f"mapping {net.name} on {design.label}", enabled=not args.json) as bar:
+        result = map_network(net, design.arch, design.tables, design.targets, opts, workers=args.workers,
+                             progress=bar.advance)
+    if args.out:
+        d = Path(args.out)
+        d.mkdir(parents=True, exist_ok=True)
+        dump_yaml(design.arch_yaml, d / "arch.yaml")
+        for layer in result.layers:
+            if layer.found:
+                from coopt.model.mapping import mapping_to_yaml
+                dump_yaml(mapping_to_yaml(layer.mapping, design.arch, layer.problem),
+                          d / f"{layer.name}.map.yaml")
+        (d / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(network_text(result, design.label))
+    return 0 if result.feasible else 1
+
+
 def _parse_sets(items) -> dict:
     out = {}
     for item in items or []:
@@ -52,6 +146,14 @@ def _cmd_arch(args) -> int:
     return 0
 
 
+def _search_args(p):
+    p.add_argument("--metric", help="edp (default), energy, delay, or a lexicographic list like delay,energy")
+    p.add_argument("--budget", type=int, default=6000, help="model evaluations per layer (default 6000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--strategy", default="hybrid", choices=["hybrid", "random", "exhaustive"],
+                   help="search strategy (default hybrid: sampling then local search)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="coopt", description="Hardware-mapping co-optimizer for DNN accelerators.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -64,6 +166,36 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--art", help="Accelergy ART.yaml: use its areas instead of coopt's estimates")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=_cmd_evaluate)
+
+    mp_ = sub.add_parser("map", help="find the best mapping of one layer, like timeloop-mapper",
+                         description="Search the mapspace of one layer on one architecture, like timeloop-mapper. "
+                                     "Files are merged by top-level key; constraints in them are honoured and "
+                                     "the mapper block's optimization_metrics is the default metric.")
+    mp_.add_argument("files", nargs="+", help="YAML files with architecture, problem, constraints, mapper")
+    mp_.add_argument("--ert", help="Accelergy ERT.yaml")
+    mp_.add_argument("--art", help="Accelergy ART.yaml")
+    _search_args(mp_)
+    mp_.add_argument("--json", action="store_true", help="print one JSON object")
+    mp_.add_argument("--out", help="write the best mapping (Timeloop YAML) and its stats to this folder")
+    mp_.set_defaults(func=_cmd_map)
+
+    nw = sub.add_parser("network", help="map every layer of a network on one design",
+                        description="Map all layers of a network (unique shapes once) on one design and print "
+                                    "per-layer results and network totals.")
+    nw.add_argument("--arch", default="eyeriss_like",
+                    help="template name from arch_base/ (default eyeriss_like) or a Timeloop architecture YAML")
+    nw.add_argument("--set", action="append", metavar="NAME=VALUE", help="template parameter")
+    nw.add_argument("--dataflow", help="template constraint option (default: the template's first)")
+    nw.add_argument("--constraints", help="YAML with Timeloop constraint targets (for architecture files)")
+    nw.add_argument("--network", default="resnet50", help="resnet50 (default), resnet18, mobilenet_v2")
+    nw.add_argument("--batch", type=int, default=1, help="batch size N (default 1)")
+    nw.add_argument("--ert", help="Accelergy ERT.yaml overriding the estimates")
+    nw.add_argument("--art", help="Accelergy ART.yaml overriding the estimates")
+    _search_args(nw)
+    nw.add_argument("--workers", type=int, default=2, help="parallel worker processes (default 2)")
+    nw.add_argument("--json", action="store_true", help="print one JSON object")
+    nw.add_argument("--out", help="write arch.yaml, per-layer mappings and summary.json to this folder")
+    nw.set_defaults(func=_cmd_network)
 
     ar = sub.add_parser("arch", help="instantiate an architecture template as Timeloop YAML",
                         description="Write the Timeloop/Accelergy architecture of a template from arch_base/ "

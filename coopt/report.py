@@ -37,3 +37,29 @@ def evaluation_text(r: MappingEval, problem: Problem, arch: Architecture, energy
     out.append("")
     out.append(_table(rows, header))
     return "\n".join(out)
+
+
+def network_text(result, label: str) -> str:
+    """Per-layer table and network totals."""
+    rows = []
+    for l in result.layers:
+        if l.found:
+            e = l.eval
+            rows.append([l.name, str(l.count), f"{e.energy_pj / 1e6:,.3f}", f"{e.cycles:,}",
+                         f"{100 * e.utilization:.1f}%", f"{e.pj_per_mac:.3f}", f"{l.evaluated:,}", f"{l.seconds:.2f}"])
+        else:
+            rows.append([l.name, str(l.count), "-", "-", "-", "-", f"{l.evaluated:,}", f"{l.seconds:.2f}"])
+    header = ["layer", "count", "energy uJ", "cycles", "util", "pJ/MAC", "evaluated", "seconds"]
+    out = [f"{result.network} on {label}: {len(result.layers)} unique layers, "
+           f"{sum(l.count for l in result.layers)} in all, {result.macs:,} MACs", "", _table(rows, header), ""]
+    if result.feasible:
+        out += [f"energy per inference : {result.energy_uj:,.1f} uJ ({result.energy_pj / result.macs:.3f} pJ/MAC)",
+                f"latency              : {result.latency_cycles:,} cycles = {result.latency_s * 1e3:.3f} ms "
+                f"at {result.arch.clock_hz / 1e6:.0f} MHz",
+                f"throughput           : {result.throughput_ips:,.2f} inferences/s",
+                f"area                 : {result.area_mm2:.3f} mm^2",
+                f"average power        : {result.power_mw:,.1f} mW",
+                f"mapping time         : {result.seconds:.1f} s"]
+    else:
+        out += ["NOT FEASIBLE:"] + [f"  {r}" for r in result.infeasible_reasons()]
+    return "\n".join(out)

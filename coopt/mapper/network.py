@@ -1,0 +1,57 @@
+"""Map every unique layer of a network on one design; totals weighted by layer counts.
+
+Layers are independent, so they are mapped in parallel worker processes
+(``workers``); results come back in network order whatever order they finish.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import time
+from typing import Callable
+
+from coopt.arch.spec import Architecture
+from coopt.backends.base import MapperOptions, get_backend
+from coopt.energy.tables import EnergyTables
+from coopt.mapper.constraints import parse_constraints
+from coopt.results import LayerResult, NetworkResult
+from coopt.workload.networks import Network, NetworkLayer
+
+
+def map_layer(layer: NetworkLayer, arch: Architecture, tables: EnergyTables, targets: list,
+              options: MapperOptions, engine: str = "native") -> LayerResult:
+    """One layer on one design: the unit of work a worker (or a Ray task) runs."""
+    constraints = parse_constraints(targets, arch, layer.problem)
+    return get_backend(engine).map_layer(layer, arch, tables, constraints, options)
+
+
+def map_network(network: Network, arch: Architecture, tables: EnergyTables, targets: list,
+                options: MapperOptions, *, workers: int = 1, engine: str = "native",
+                progress: Callable[[LayerResult], None] | None = None) -> NetworkResult:
+    t0 = time.perf_counter()
+    layers = list(network.layers)
+    results: list[LayerResult | None] = [None] * len(layers)
+    if workers <= 1 or len(layers) == 1:
+        for i, layer in enumerate(layers):
+            results[i] = map_layer(layer, arch, tables, targets, options, engine)
+            if progress:
+                progress(results[i])
+    else:
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            # biggest layers first so the pool finishes together
+            order = sorted(range(len(layers)), key=lambda i: -layers[i].problem.macs)
+            futs = {pool.submit(map_layer, layers[i], arch, tables, targets, options, engine): i for i in order}
+            for fut in cf.as_completed(futs):
+                i = futs[fut]
+                results[i] = fut.result()
+                if progress:
+                    progress(results[i])
+    area = _area(arch, tables)
+    return NetworkResult(network=network.name, arch=arch, layers=results, area_um2=area,
+                         seconds=time.perf_counter() - t0)
+
+
+def _area(arch: Architecture, tables: EnergyTables) -> float:
+    return (sum(tables.area(l.name) * l.instances for l in arch.storage)
+            + tables.area(arch.arithmetic.name) * arch.arithmetic.instances)

@@ -1,0 +1,321 @@
+"""The mapspace of one layer on one architecture under constraints, as batch operations.
+
+Draws random mappings, proposes neighbours of good ones (move a prime factor
+between loops, reorder a level's loops, change a spatial split, toggle a
+bypass), rejects what cannot fit (fan-outs, factor caps, capacities) before
+any model evaluation, and puts mappings in a canonical form (trivial loops
+carry no order) so that duplicates are caught.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from coopt.arch.spec import Architecture
+from coopt.errors import MappingError
+from coopt.mapper.constraints import MapConstraints
+from coopt.mapper.sample import prime_factors
+from coopt.model.batch import MappingBatch
+from coopt.model.nest import ProblemArrays
+from coopt.workload.problem import Problem
+
+
+@dataclass
+class Prefilter:
+    ok: np.ndarray          # [B] passes every cheap check
+    fanout: np.ndarray      # [B] spatial factors fit the fan-outs
+    capacity: np.ndarray    # [B] tiles fit the buffers
+
+
+class MapSpace:
+    def __init__(self, problem: Problem, arch: Architecture, constraints: MapConstraints):
+        self.problem, self.arch, self.cons = problem, arch, constraints
+        self.pa = ProblemArrays(problem)
+        D, L, P = len(problem.dims), len(arch.storage), len(problem.dataspaces)
+        self.D, self.L, self.P = D, L, P
+        self.ds_names = [d.name for d in problem.dataspaces]
+        bounds = np.array([problem.bounds[d] for d in problem.dims], dtype=np.int64)
+        self.bounds = bounds
+        fan = np.array([arch.fanout(li) for li in range(L)], dtype=np.int64)   # [L,2]
+        self.fan_x, self.fan_y = fan[:, 0], fan[:, 1]
+        # fixed factors (0 = free) and caps; a level without fan-out has no spatial freedom
+        self.fix_t = np.zeros((L, D), dtype=np.int64)
+        self.fix_s = np.zeros((L, D), dtype=np.int64)
+        self.cap_t = np.full((L, D), np.iinfo(np.int64).max // 4, dtype=np.int64)
+        self.cap_s = np.full((L, D), np.iinfo(np.int64).max // 4, dtype=np.int64)
+        self.keep_fixed = np.zeros((L, P), dtype=np.int8)      # 1 keep, -1 bypass, 0 free
+        self.min_util = np.array([lvl.min_utilization for lvl in arch.storage])
+        for li, lc in enumerate(constraints.levels):
+            for d, v in lc.t_fixed.items():
+                self.fix_t[li, d] = v
+            for d, v in lc.s_fixed.items():
+                self.fix_s[li, d] = v
+            for d, v in lc.t_max.items():
+                self.cap_t[li, d] = v
+            for d, v in lc.s_max.items():
+                self.cap_s[li, d] = v
+            for p, name in enumerate(self.ds_names):
+                if name in lc.keep:
+                    self.keep_fixed[li, p] = 1
+                elif name in lc.bypass:
+                    self.keep_fixed[li, p] = -1
+            self.min_util[li] = max(self.min_util[li], lc.min_utilization)
+            if self.fan_x[li] * self.fan_y[li] == 1:
+                self.fix_s[li] = np.where(self.fix_s[li] == 0, 1, self.fix_s[li])
+        self.keep_fixed[L - 1] = np.where(self.keep_fixed[L - 1] == 0, 1, self.keep_fixed[L - 1])
+        # what is left of each dimension after fixed factors, as primes
+        fixed_prod = np.prod(np.where(self.fix_t > 0, self.fix_t, 1), axis=0) * \
+            np.prod(np.where(self.fix_s > 0, self.fix_s, 1), axis=0)
+        self.primes: list[list[int]] = []
+        for d, dim in enumerate(problem.dims):
+            if bounds[d] % fixed_prod[d]:
+                raise MappingError(f"fixed factors of {dim} multiply to {fixed_prod[d]}, which does not divide "
+                                   f"the layer's {dim}={bounds[d]}: no valid mapping", key=f"constraints.{dim}")
+            rest = int(bounds[d] // fixed_prod[d])
+            free = (self.fix_t[:, d] == 0).sum() + (self.fix_s[:, d] == 0).sum()
+            if rest > 1 and free == 0:
+                raise MappingError(f"every factor of {dim} is fixed and they multiply to {fixed_prod[d]}, "
+                                   f"not {bounds[d]}: no valid mapping", key=f"constraints.{dim}")
+            self.primes.append(prime_factors(rest))
+        # per level the free slots (level, spatial?) of every dimension
+        self.free_slots = []
+        for d in range(D):
+            slots = [(li, 1) for li in range(L) if self.fix_s[li, d] == 0] + \
+                    [(li, 0) for li in range(L) if self.fix_t[li, d] == 0]
+            self.free_slots.append(slots)
+        self.capacity = np.array([np.inf if lvl.effective_size is None else lvl.effective_size
+                                  for lvl in arch.storage], dtype=np.float64)
+
+    # ------------------------------------------------------------------ permutations
+    def _perms(self, rng, n, prefix_of, suffix_of):
+        """Random permutations per level honouring fixed innermost prefixes and outermost suffixes."""
+        D, L = self.D, self.L
+        keys = rng.random((n, L, D))
+        for li in range(L):
+            pre, suf = prefix_of(li), suffix_of(li)
+            for rank, d in enumerate(pre):
+                keys[:, li, d] = -10.0 + rank * 1e-3
+            for rank, d in enumerate(suf):
+                keys[:, li, d] = 10.0 + rank * 1e-3
+        return np.argsort(keys, axis=2)
+
+    def _spatial_perms(self, rng, n):
+        perm = self._perms(rng, n, lambda li: self.cons.levels[li].s_prefix,
+                           lambda li: self.cons.levels[li].s_suffix)
+        split = rng.integers(0, self.D + 1, size=(n, self.L))
+        for li, lc in enumerate(self.cons.levels):
+            if lc.split is not None:
+                split[:, li] = lc.split
+            elif self.fan_y[li] == 1:
+                split[:, li] = self.D          # only X fans out
+            elif self.fan_x[li] == 1:
+                split[:, li] = 0
+        return perm, split
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, n: int, rng: np.random.Generator, *, fill: float = 0.75) -> MappingBatch:
+        """``n`` random mappings that honour every constraint (fan-outs included).
+
+        Spatial factors are drawn first, per (level, axis): with probability ``fill``
+        among the choices that use the most instances (utilisation drives delay),
+        else among all that fit.  The remaining primes go to random temporal loops.
+        """
+        D, L, P = self.D, self.L, self.P
+        sperm, split = self._spatial_perms(rng, n)
+        tperm = self._perms(rng, n, lambda li: self.cons.levels[li].t_prefix,
+                            lambda li: self.cons.levels[li].t_suffix)
+        tf = np.broadcast_to(np.where(self.fix_t > 0, self.fix_t, 1), (n, L, D)).copy()
+        sf = np.broadcast_to(np.where(self.fix_s > 0, self.fix_s, 1), (n, L, D)).copy()
+        is_x = np.argsort(sperm, axis=2) < split[:, :, None]
+        self._fill_spatial(sf, is_x, rng, range(n), range(L), fill)
+        self._fill_temporal(tf, sf, rng, np.arange(n))
+        keep = self._sample_keep(rng, n)
+        return self.canonical(MappingBatch(tf=tf, tperm=tperm, sf=sf, sperm=sperm, split=split, keep=keep))
+
+    def _rest(self, sf, tf_fixed_only=True):
+        """[n, D] what remains of each dimension after fixed and spatial factors."""
+        fixed_t = np.prod(np.where(self.fix_t > 0, self.fix_t, 1), axis=0)
+        return self.bounds[None, :] // (fixed_t[None, :] * np.prod(sf, axis=1))
+
+    def _fill_spatial(self, sf, is_x, rng, rows, levels, fill):
+        """Choose the free spatial factors of ``levels`` for ``rows`` (in place)."""
+        free_s = self.fix_s == 0
+        for b in rows:
+            rest = self._rest(sf[b:b + 1])[0]
+            groups = [(li, ax) for li in levels for ax in (0, 1)
+                      if (self.fan_x[li] if ax == 0 else self.fan_y[li]) > 1]
+            for gi in rng.permutation(len(groups)):
+                li, ax = groups[gi]
+                dims = [d for d in range(self.D) if free_s[li, d] and bool(is_x[b, li, d]) == (ax == 0)]
+                if not dims:
+                    continue
+                others = [d for d in range(self.D) if bool(is_x[b, li, d]) == (ax == 0) and d not in dims]
+                cap = (self.fan_x[li] if ax == 0 else self.fan_y[li]) // max(1, int(np.prod(sf[b, li, others])))
+                opts, n_best = _spatial_options(int(cap), tuple(int(rest[d] * sf[b, li, d]) for d in dims),
+                                                tuple(int(min(self.cap_s[li, d], 1 << 40)) for d in dims))
+                pool = n_best if rng.random() < fill else len(opts)
+                choice = opts[int(rng.integers(0, pool))]
+                for d, f in zip(dims, choice):
+                    rest[d] = rest[d] * sf[b, li, d] // f
+                    sf[b, li, d] = f
+
+    def _fill_temporal(self, tf, sf, rng, rows):
+        """Spread what remains of each dimension over its free temporal loops (in place)."""
+        n = len(rows)
+        sub_tf = np.broadcast_to(np.where(self.fix_t > 0, self.fix_t, 1), (n, self.L, self.D)).copy()
+        rest = self._rest(sf[rows])
+        idx = np.arange(n)
+        for d in range(self.D):
+            slots = [li for li in range(self.L) if self.fix_t[li, d] == 0]
+            if not slots:
+                continue
+            lv = np.array(slots)
+            for p in rng.permutation(sorted(self.primes[d], reverse=True)):
+                has = rest[:, d] % p == 0
+                room = sub_tf[:, lv, d] * p <= self.cap_t[lv, d]
+                score = np.where(room, rng.random((n, len(slots))), -1.0)
+                pick = np.argmax(score, axis=1)
+                pick = np.where(score[idx, pick] < 0, len(slots) - 1, pick)
+                rr = idx[has]
+                sub_tf[rr, lv[pick[has]], d] *= p
+                rest[has, d] //= p
+        tf[rows] = sub_tf
+
+    def _sample_keep(self, rng, n):
+        keep = rng.random((n, self.L, self.P)) < 0.6
+        keep = np.where(self.keep_fixed == 1, True, np.where(self.keep_fixed == -1, False, keep))
+        return keep
+
+    # ------------------------------------------------------------------ neighbours
+    def neighbours(self, parents: MappingBatch, rng: np.random.Generator, per_parent: int) -> MappingBatch:
+        """Mutations of each parent: factor moves, loop reorders, split changes, bypass toggles."""
+        mb = parents.take(np.repeat(np.arange(len(parents)), per_parent))
+        n = len(mb)
+        tf, sf, tperm, sperm, split, keep = (mb.tf.copy(), mb.sf.copy(), mb.tperm.copy(), mb.sperm.copy(),
+                                             mb.split.copy(), mb.keep.copy())
+        kind = rng.choice(6, size=n, p=[0.40, 0.12, 0.25, 0.05, 0.08, 0.10])
+        rows = np.arange(n)
+        # 0: move one prime of one dimension between two free slots (1: two such moves)
+        self._move_primes(tf, sf, rng, rows[kind == 0], 1)
+        self._move_primes(tf, sf, rng, rows[kind == 1], 2)
+        # 2: swap two loops of one level's temporal order (prefix/suffix stay put)
+        for r in rows[kind == 2]:
+            li = int(rng.integers(0, self.L))
+            lc = self.cons.levels[li]
+            fixed = set(lc.t_prefix) | set(lc.t_suffix)
+            live = [i for i in range(self.D) if tf[r, li, tperm[r, li, i]] > 1 and tperm[r, li, i] not in fixed]
+            if len(live) < 2:
+                continue
+            x, y = rng.choice(live, size=2, replace=False)
+            tperm[r, li, x], tperm[r, li, y] = tperm[r, li, y], tperm[r, li, x]
+        # 3: move a spatial split by one (unless fixed)
+        r3 = rows[kind == 3]
+        if len(r3):
+            li = rng.integers(0, self.L, size=len(r3))
+            step = rng.choice([-1, 1], size=len(r3))
+            free = np.array([self.cons.levels[l].split is None and self.fan_x[l] > 1 and self.fan_y[l] > 1
+                             for l in li], dtype=bool)
+            split[r3[free], li[free]] = np.clip(split[r3[free], li[free]] + step[free], 0, self.D)
+        # 4: toggle one free keep flag
+        r4 = rows[kind == 4]
+        if len(r4):
+            li = rng.integers(0, self.L, size=len(r4))
+            pv = rng.integers(0, self.P, size=len(r4))
+            free = self.keep_fixed[li, pv] == 0
+            keep[r4[free], li[free], pv[free]] ^= True
+        # 5: redraw one level's spatial factors, then the temporal factors of every dimension
+        r5 = rows[kind == 5]
+        spatial_levels = [li for li in range(self.L) if self.fan_x[li] * self.fan_y[li] > 1]
+        if len(r5) and spatial_levels:
+            is_x = np.argsort(sperm, axis=2) < split[:, :, None]
+            for r in r5:
+                li = int(rng.choice(spatial_levels))
+                sf[r, li] = np.where(self.fix_s[li] > 0, self.fix_s[li], 1)
+                self._fill_spatial(sf, is_x, rng, [r], [li], 0.75)
+            self._fill_temporal(tf, sf, rng, r5)
+        return self.canonical(MappingBatch(tf=tf, tperm=tperm, sf=sf, sperm=sperm, split=split, keep=keep))
+
+    def _move_primes(self, tf, sf, rng, rows, times):
+        movable = [d for d in range(self.D) if self.primes[d] and len(self.free_slots[d]) > 1]
+        if not movable or not len(rows):
+            return
+        for _ in range(times):
+            dsel = rng.choice(movable, size=len(rows))
+            for d in np.unique(dsel):
+                rr = rows[dsel == d]
+                slots = self.free_slots[d]
+                lv = np.array([s[0] for s in slots])
+                sp = np.array([s[1] for s in slots], dtype=bool)
+                vals = np.where(sp[None, :], sf[rr][:, lv, d], tf[rr][:, lv, d])    # [m,S]
+                primes = np.array(sorted(set(self.primes[d])))
+                p = primes[rng.integers(0, len(primes), size=len(rr))]
+                has = (vals % p[:, None] == 0) & (vals > 1)
+                src = np.argmax(np.where(has, rng.random(has.shape), -1), axis=1)
+                ok = has[np.arange(len(rr)), src]
+                dst = rng.integers(0, len(slots) - 1, size=len(rr))
+                dst = np.where(dst >= src, dst + 1, dst)
+                rr, src, dst, p = rr[ok], src[ok], dst[ok], p[ok]
+                for which, arr in ((True, sf), (False, tf)):
+                    m = sp[src] == which
+                    arr[rr[m], lv[src[m]], d] //= p[m]
+                    m = sp[dst] == which
+                    arr[rr[m], lv[dst[m]], d] *= p[m]
+
+    # ------------------------------------------------------------------ checks and canonical form
+    def prefilter(self, mb: MappingBatch) -> Prefilter:
+        """Fan-outs, factor caps and buffer capacities: everything checkable without the model."""
+        is_x = np.argsort(mb.sperm, axis=2) < mb.split[:, :, None]
+        x = np.prod(np.where(is_x, mb.sf, 1), axis=2)
+        y = np.prod(np.where(is_x, 1, mb.sf), axis=2)
+        fan_ok = ((x <= self.fan_x) & (y <= self.fan_y)).all(axis=1)
+        caps_ok = ((mb.sf <= self.cap_s) & (mb.tf <= self.cap_t)).all(axis=(1, 2))
+        ext = np.cumprod(mb.sf * mb.tf, axis=1)
+        size = self.pa.sizes(ext).astype(np.float64)                        # [B,L,P]
+        used = np.where(mb.keep, size, 0).sum(axis=2)
+        cap_ok = (used <= self.capacity).all(axis=1)
+        util_ok = (used >= np.where(np.isfinite(self.capacity), self.capacity, 0) * self.min_util).all(axis=1)
+        return Prefilter(ok=fan_ok & caps_ok & cap_ok & util_ok, fanout=fan_ok & caps_ok, capacity=cap_ok)
+
+    def canonical(self, mb: MappingBatch) -> MappingBatch:
+        """Trivial loops last (in dimension order): Timeloop ignores them, so this changes nothing."""
+        D = self.D
+        pos = np.arange(D)[None, None, :]
+        tn = np.take_along_axis(mb.tf, mb.tperm, axis=2)
+        key = np.where(tn > 1, pos, D + mb.tperm)
+        tperm = np.take_along_axis(mb.tperm, np.argsort(key, axis=2, kind="stable"), axis=2)
+        sn = np.take_along_axis(mb.sf, mb.sperm, axis=2)
+        is_y = pos >= mb.split[:, :, None]
+        skey = np.where(sn > 1, pos + D * is_y, 2 * D + mb.sperm)
+        order = np.argsort(skey, axis=2, kind="stable")
+        sperm = np.take_along_axis(mb.sperm, order, axis=2)
+        split = ((sn > 1) & ~is_y).sum(axis=2)
+        # keep the constrained full orders and splits exactly as given
+        for li, lc in enumerate(self.cons.levels):
+            if lc.s_order is not None:
+                sperm[:, li] = lc.s_order
+                split[:, li] = mb.split[:, li]
+        return MappingBatch(tf=mb.tf, tperm=tperm, sf=mb.sf, sperm=sperm, split=split, keep=mb.keep)
+
+    def keys(self, mb: MappingBatch) -> list[bytes]:
+        """Hashable identity of each (canonical) row."""
+        flat = np.concatenate([mb.tf.reshape(len(mb), -1), mb.tperm.reshape(len(mb), -1),
+                               mb.sf.reshape(len(mb), -1), mb.sperm.reshape(len(mb), -1),
+                               mb.split, mb.keep.reshape(len(mb), -1).astype(np.int64)], axis=1)
+        return [row.tobytes() for row in flat]
+
+
+@lru_cache(maxsize=16384)
+def _spatial_options(cap: int, rests: tuple, caps: tuple) -> tuple[list, int]:
+    """Spatial factor tuples (one divisor of each rest, within caps) whose product fits ``cap``,
+    largest product first, and how many share the largest product."""
+    opts = [()]
+    for r, c in zip(rests, caps):
+        divs = [f for f in range(1, min(r, c, cap) + 1) if r % f == 0]
+        opts = [o + (f,) for o in opts for f in divs if int(np.prod(o + (f,))) <= cap]
+    prods = [int(np.prod(o)) for o in opts]
+    order = sorted(range(len(opts)), key=lambda i: -prods[i])
+    opts = [opts[i] for i in order]
+    best = prods[order[0]]
+    return opts, sum(1 for i in order if prods[i] == best)
