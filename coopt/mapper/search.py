@@ -161,8 +161,14 @@ def search(problem: Problem, arch: Architecture, tables: EnergyTables, constrain
     def out_of_time():
         return timeout is not None and time.perf_counter() - t0 > timeout
 
-    if strategy == "exhaustive":
-        for chunk in enumerate_space(space, limit=max(budget, 1)):
+    small = None
+    if strategy == "hybrid" and space_size_hint(space) <= budget:
+        # a space smaller than the budget is searched completely
+        small = list(enumerate_space(space, limit=budget + 1))
+        if sum(len(c) for c in small) > budget:
+            small = None
+    if strategy == "exhaustive" or small is not None:
+        for chunk in small if small is not None else enumerate_space(space, limit=max(budget, 1)):
             run(chunk)
     elif strategy in ("hybrid", "random"):
         init = budget if strategy == "random" else max(256, budget // 3)
