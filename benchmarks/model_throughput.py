@@ -59,7 +59,7 @@ def main():
         targets = [lvl.name for lvl in arch.storage]
         t1 = time.perf_counter()
         for b in range(args.walk):
-            evaluate(prob, arch, tables, mb.mapping(b, targets, prob.dims, names), arch_costs=ac)
+            evaluate(prob, arch, tables, mb.mapping(b, targets, prob.dims, names), arch_costs=ac, engine="walk")
         wt = time.perf_counter() - t1
         fast_n, fast_t, walk_n, walk_t = fast_n + len(mb), fast_t + dt, walk_n + args.walk, walk_t + wt
         f, w = len(mb) / dt, args.walk / wt

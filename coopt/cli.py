@@ -116,6 +116,104 @@ def _cmd_network(args) -> int:
     return 0 if result.feasible else 1
 
 
+def _cmd_search(args) -> int:
+    from coopt.study.runner import StudyConfig, run_study
+    from coopt.study.space import load_space
+    from coopt.progress import StudyBar
+
+    space = load_space(args.space)                       # validate before anything starts
+    name = args.study or space.name
+    cfg = StudyConfig(space_path=args.space, study=name, trials=args.trials, workers=args.workers,
+                      sampler=args.sampler, seed=args.seed, storage=args.storage, tracking_uri=args.tracking_uri,
+                      ray_address=args.ray_address)
+    if not args.resume and cfg.study_dir.joinpath("study.json").exists():
+        print(f"study '{name}' exists: continuing it (use a new --study name for a fresh one)", file=sys.stderr)
+    with StudyBar(args.trials, f"study {name}", enabled=not args.json) as bar:
+        summary = run_study(cfg, on_progress=bar.update)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"study {name}: {summary['trials']} trials, {summary['feasible']} feasible, "
+              f"Pareto front {len(summary['front'])} designs {summary['front']}, "
+              f"hypervolume {summary['hypervolume']:.6g}")
+        if summary["recovered"]:
+            print(f"re-ran the designs of trials {summary['recovered']} left unfinished by an earlier run")
+        print(f"browse: coopt ui   |   front: coopt pareto --study {name}   |   "
+              f"export: coopt export --study {name} --pareto --out DIR")
+    return 0
+
+
+def _load_study_records(name):
+    from coopt.study.records import read_records
+    from coopt.study.runner import study_dir
+
+    sdir = study_dir(name)
+    meta_path = sdir / "study.json"
+    if not meta_path.exists():
+        known = sorted(p.name for p in sdir.parent.glob("*") if (p / "study.json").exists()) \
+            if sdir.parent.is_dir() else []
+        raise CooptError(f"no study '{name}' under {sdir.parent}", key="--study",
+                         expected=f"one of {known}" if known else "run coopt search first")
+    meta = json.loads(meta_path.read_text())
+    objectives = [tuple(o) for o in meta["settings"]["objectives"]]
+    records = read_records(sdir)
+    return sdir, meta, objectives, _told_records(sdir, meta, records)
+
+
+def _told_records(sdir, meta, records):
+    """Only records of trials Optuna has as COMPLETE (a crash can leave an orphan record)."""
+    import optuna
+    from optuna.trial import TrialState
+    from coopt.study.runner import _quiet_optuna, make_storage
+
+    _quiet_optuna()
+    try:
+        study = optuna.load_study(study_name=meta["settings"]["study"], storage=make_storage(None, sdir))
+    except Exception:
+        return records
+    done = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    return [r for r in records if r.number in done]
+
+
+def _cmd_pareto(args) -> int:
+    from coopt.report import pareto_text
+    from coopt.study.front import pareto_front
+
+    sdir, meta, objectives, records = _load_study_records(args.study)
+    front = pareto_front(records, objectives)
+    if args.json:
+        from coopt.study.front import distinct_designs
+        print(json.dumps([{"trial": r.number, "same_design": again, "params": r.params, "metrics": r.metrics}
+                          for r, again in distinct_designs(front)], indent=2))
+    else:
+        print(pareto_text(args.study, front, objectives, len(records), sum(r.feasible for r in records)))
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from pathlib import Path
+    from coopt.export import export_trials
+    from coopt.study.front import pareto_front
+
+    sdir, meta, objectives, records = _load_study_records(args.study)
+    if args.pareto:
+        from coopt.study.front import distinct_designs
+        numbers = [r.number for r, _ in distinct_designs(pareto_front(records, objectives))]
+        if not numbers:
+            raise CooptError(f"study '{args.study}' has no feasible design yet", key="--pareto")
+    else:
+        numbers = args.trial
+    paths = export_trials(sdir, numbers, Path(args.out), force=args.force)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def _cmd_ui(args) -> int:
+    from coopt.tracking import launch_ui
+    return launch_ui(args.tracking_uri, port=args.port)
+
+
 def _parse_sets(items) -> dict:
     out = {}
     for item in items or []:
@@ -196,6 +294,43 @@ def build_parser() -> argparse.ArgumentParser:
     nw.add_argument("--json", action="store_true", help="print one JSON object")
     nw.add_argument("--out", help="write arch.yaml, per-layer mappings and summary.json to this folder")
     nw.set_defaults(func=_cmd_network)
+
+    se = sub.add_parser("search", help="run a co-optimization study (Optuna on Ray, tracked in MLflow)",
+                        description="Search a design space: Optuna proposes designs, Ray actors map the network "
+                                    "on each, MLflow keeps every trial and the Pareto front. All state lives "
+                                    "under ./mlruns unless --tracking-uri/--storage say otherwise.")
+    se.add_argument("--space", required=True, help="search-space YAML (see search_spaces/)")
+    se.add_argument("--trials", type=int, default=50, help="completed trials wanted in the study (default 50)")
+    se.add_argument("--workers", type=int, default=2, help="Ray actors evaluating designs in parallel (default 2)")
+    se.add_argument("--sampler", default="nsga2", help="tpe, nsga2 (default), nsga3, gp, random, grid")
+    se.add_argument("--study", help="study name (default: the space's name); an existing study is continued")
+    se.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    se.add_argument("--resume", action="store_true", help="continue an existing study (the default anyway)")
+    se.add_argument("--storage", help="Optuna storage: an RDB URL or grpc://host:port (default: a journal file "
+                                      "in the study folder)")
+    se.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
+    se.add_argument("--ray-address", help="join an existing Ray cluster (default: start a local one)")
+    se.add_argument("--json", action="store_true", help="print a JSON summary")
+    se.set_defaults(func=_cmd_search)
+
+    pa = sub.add_parser("pareto", help="print a study's Pareto front")
+    pa.add_argument("--study", required=True)
+    pa.add_argument("--json", action="store_true")
+    pa.set_defaults(func=_cmd_pareto)
+
+    ex = sub.add_parser("export", help="write chosen designs as Timeloop/Accelergy inputs")
+    ex.add_argument("--study", required=True)
+    which = ex.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", type=int, nargs="+", help="trial numbers")
+    which.add_argument("--pareto", action="store_true", help="every design on the Pareto front")
+    ex.add_argument("--out", required=True, help="folder to write into")
+    ex.add_argument("--force", action="store_true", help="replace existing exports")
+    ex.set_defaults(func=_cmd_export)
+
+    ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the study store")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
+    ui.set_defaults(func=_cmd_ui)
 
     ar = sub.add_parser("arch", help="instantiate an architecture template as Timeloop YAML",
                         description="Write the Timeloop/Accelergy architecture of a template from arch_base/ "

@@ -63,3 +63,22 @@ def network_text(result, label: str) -> str:
     else:
         out += ["NOT FEASIBLE:"] + [f"  {r}" for r in result.infeasible_reasons()]
     return "\n".join(out)
+
+
+def pareto_text(study: str, front, objectives, n_trials: int, n_feasible: int) -> str:
+    """The front as a table: trial, parameters, energy, throughput, area, power."""
+    if not front:
+        return f"study {study}: {n_trials} trials, {n_feasible} feasible, no Pareto front yet"
+    from coopt.study.front import distinct_designs
+
+    designs = distinct_designs(front)
+    pnames = list(front[0].params)
+    header = ["trial"] + pnames + ["energy uJ", "inf/s", "area mm2", "power mW", "on-chip KiB", "same design"]
+    rows = [[str(r.number)] + [str(r.params[p]) for p in pnames] +
+            [f"{r.metrics['energy_uj']:,.1f}", f"{r.metrics['throughput_ips']:,.2f}",
+             f"{r.metrics['area_mm2']:.3f}", f"{r.metrics['power_mw']:,.1f}", f"{r.metrics['onchip_kib']:,.1f}",
+             ",".join(map(str, again)) or "-"]
+            for r, again in designs]
+    objs = ", ".join(f"{d} {n}" for n, d in objectives)
+    return (f"study {study}: {n_trials} trials, {n_feasible} feasible; Pareto front ({objs}): "
+            f"{len(designs)} designs\n\n" + _table(rows, header))

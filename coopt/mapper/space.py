@@ -140,26 +140,52 @@ class MapSpace:
         return self.bounds[None, :] // (fixed_t[None, :] * np.prod(sf, axis=1))
 
     def _fill_spatial(self, sf, is_x, rng, rows, levels, fill):
-        """Choose the free spatial factors of ``levels`` for ``rows`` (in place)."""
-        free_s = self.fix_s == 0
-        for b in rows:
-            rest = self._rest(sf[b:b + 1])[0]
-            groups = [(li, ax) for li in levels for ax in (0, 1)
-                      if (self.fan_x[li] if ax == 0 else self.fan_y[li]) > 1]
-            for gi in rng.permutation(len(groups)):
-                li, ax = groups[gi]
-                dims = [d for d in range(self.D) if free_s[li, d] and bool(is_x[b, li, d]) == (ax == 0)]
+        """Choose the free spatial factors of ``levels`` for ``rows`` (in place).
+
+        Plain Python per row (the option lists are cached); numpy per element would be slower.
+        """
+        D = self.D
+        free_s = (self.fix_s == 0).tolist()
+        fixed_t = np.prod(np.where(self.fix_t > 0, self.fix_t, 1), axis=0).tolist()
+        bounds = self.bounds.tolist()
+        fan = [(int(self.fan_x[li]), int(self.fan_y[li])) for li in range(self.L)]
+        caps_s = np.minimum(self.cap_s, 1 << 40).tolist()
+        groups = [(li, ax) for li in levels for ax in (0, 1) if fan[li][ax] > 1]
+        if not groups:
+            return
+        rows = list(rows)
+        orders = rng.permuted(np.tile(np.arange(len(groups)), (len(rows), 1)), axis=1).tolist()
+        coins = (rng.random((len(rows), len(groups))) < fill).tolist()
+        picks = rng.random((len(rows), len(groups))).tolist()
+        sf_rows = sf[rows].tolist()
+        x_rows = is_x[rows].tolist()
+        for k, b in enumerate(rows):
+            srow, xrow = sf_rows[k], x_rows[k]
+            rest = []
+            for d in range(D):
+                used = 1
+                for li in range(self.L):
+                    used *= srow[li][d]
+                rest.append(bounds[d] // (fixed_t[d] * used))
+            for g in orders[k]:
+                li, ax = groups[g]
+                want_x = ax == 0
+                dims = [d for d in range(D) if free_s[li][d] and xrow[li][d] == want_x]
                 if not dims:
                     continue
-                others = [d for d in range(self.D) if bool(is_x[b, li, d]) == (ax == 0) and d not in dims]
-                cap = (self.fan_x[li] if ax == 0 else self.fan_y[li]) // max(1, int(np.prod(sf[b, li, others])))
-                opts, n_best = _spatial_options(int(cap), tuple(int(rest[d] * sf[b, li, d]) for d in dims),
-                                                tuple(int(min(self.cap_s[li, d], 1 << 40)) for d in dims))
-                pool = n_best if rng.random() < fill else len(opts)
-                choice = opts[int(rng.integers(0, pool))]
+                other = 1
+                for d in range(D):
+                    if xrow[li][d] == want_x and not free_s[li][d]:
+                        other *= srow[li][d]
+                cap = fan[li][ax] // max(1, other)
+                opts, n_best = _spatial_options(cap, tuple(rest[d] * srow[li][d] for d in dims),
+                                                tuple(caps_s[li][d] for d in dims))
+                pool = n_best if coins[k][g] else len(opts)
+                choice = opts[min(pool - 1, int(picks[k][g] * pool))]
                 for d, f in zip(dims, choice):
-                    rest[d] = rest[d] * sf[b, li, d] // f
-                    sf[b, li, d] = f
+                    rest[d] = rest[d] * srow[li][d] // f
+                    srow[li][d] = f
+            sf[b] = srow
 
     def _fill_temporal(self, tf, sf, rng, rows):
         """Spread what remains of each dimension over its free temporal loops (in place)."""

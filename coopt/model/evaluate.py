@@ -119,11 +119,21 @@ def keep_array(mappings: list[Mapping], problem: Problem) -> np.ndarray:
 
 
 def evaluate(problem: Problem, arch: Architecture, tables: EnergyTables, mapping: Mapping,
-             *, engine: str = "walk", arch_costs: ArchCosts | None = None) -> MappingEval:
-    """Evaluate one mapping exactly as timeloop-model would."""
+             *, engine: str = "closed", arch_costs: ArchCosts | None = None) -> MappingEval:
+    """Evaluate one mapping exactly as timeloop-model would.
+
+    ``engine="closed"`` uses the vectorised closed form (fast), ``"walk"`` the
+    literal walk of Timeloop's nest analysis; the tests hold them equal.
+    """
     ac = arch_costs or ArchCosts(arch, tables)
     reason = fanout_violations(mapping, arch)
-    nest = walk_stats(problem, arch, mapping)
+    if engine == "walk":
+        nest = walk_stats(problem, arch, mapping)
+    else:
+        from coopt.model.batch import MappingBatch
+        from coopt.model.nest import ProblemArrays, nest_stats
+        names = [ds.name for ds in problem.dataspaces]
+        nest = nest_stats(ProblemArrays(problem), arch, MappingBatch.from_mappings([mapping], names))
     rw = np.array([ds.read_write for ds in problem.dataspaces])
     acc = collapse(nest, keep_array([mapping], problem), rw)
     costs = evaluate_costs(nest, acc, ac, fanout_reason=[reason])

@@ -1,0 +1,107 @@
+"""Accelergy-format files (ERT, ART, compound component classes) for an exported design.
+
+Why: an exported design must run in real Timeloop with exactly the energies
+and areas coopt used, so coopt's tables are written as Accelergy 0.4 would
+write them -- one table per component, named by its full Accelergy path
+(``system_top_level.shared_glb[1..1]``), which Timeloop reduces to the leaf
+as ``coopt.energy.accelergy_io`` does -- and, for runs that let Accelergy
+estimate instead, the compound classes it needs next to the architecture.
+"""
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from importlib import resources
+
+import yaml
+
+from coopt.arch.spec import ArithmeticLevel, Architecture, StorageLevel
+from coopt.energy.accelergy_io import leaf_name
+from coopt.energy.tables import EnergyTables
+
+__all__ = ["ert_yaml", "art_yaml", "components_yaml", "component_path", "unknown_classes", "PRIMITIVES"]
+
+VERSION = "0.4"
+# Classes Accelergy knows without a compound definition (its plug-ins' primitives) or that
+# need none (dummy_storage is Timeloop's zero-cost placeholder).
+PRIMITIVES = frozenset({"DRAM", "SRAM", "dummy_storage", "intadder", "aladdin_adder", "aladdin_register",
+                        "aladdin_comparator", "aladdin_multiplier", "aladdin_counter"})
+_ACTION_ORDER = ("compute", "read", "write", "update", "leak")
+
+
+def _components(arch: Architecture) -> list[StorageLevel | ArithmeticLevel]:
+    """Outermost first, as Accelergy lists them (DRAM ... MACs)."""
+    return [*reversed(arch.storage), arch.arithmetic]
+
+
+def component_path(arch: Architecture, comp: StorageLevel | ArithmeticLevel) -> str:
+    """The component's Accelergy name; built as ``<arch>.<name>[1..instances]`` when unknown."""
+    if comp.path and leaf_name(comp.path) == comp.name:
+        return comp.path
+    return f"{arch.name or 'system'}.{comp.name}[1..{comp.instances}]"
+
+
+def _names(arch: Architecture, leaves) -> list[tuple[str, str]]:
+    """(leaf, table name) for every leaf of ``leaves``: the arch's components in order, then extras."""
+    out, seen = [], set()
+    for comp in _components(arch):
+        if comp.name in leaves:
+            out.append((comp.name, component_path(arch, comp)))
+            seen.add(comp.name)
+    out += [(leaf, f"{arch.name or 'system'}.{leaf}") for leaf in leaves if leaf not in seen]
+    return out
+
+
+def _ordered(actions: dict[str, float]) -> list[tuple[str, float]]:
+    rank = {a: i for i, a in enumerate(_ACTION_ORDER)}
+    return sorted(actions.items(), key=lambda kv: rank.get(kv[0], len(rank)))
+
+
+def ert_yaml(arch: Architecture, tables: EnergyTables) -> dict:
+    """``{"ERT": {version, tables}}``: pJ per action, one entry per action (read back exactly)."""
+    out = [{"name": name,
+            "actions": [{"name": a, "arguments": {}, "energy": float(e)} for a, e in _ordered(tables.ert[leaf])]}
+           for leaf, name in _names(arch, tables.ert)]
+    return {"ERT": {"version": VERSION, "tables": out}}
+
+
+def art_yaml(arch: Architecture, tables: EnergyTables) -> dict:
+    """``{"ART": {version, tables}}``: um^2 per instance."""
+    out = [{"name": name, "area": float(tables.art[leaf])} for leaf, name in _names(arch, tables.art)]
+    return {"ART": {"version": VERSION, "tables": out}}
+
+
+@lru_cache(maxsize=1)
+def _library() -> tuple[dict, ...]:
+    text = resources.files("coopt.export").joinpath("data/compound_components.yaml").read_text("utf-8")
+    return tuple(yaml.safe_load(text)["compound_components"]["classes"])
+
+
+def _closure(classes: set[str]) -> set[str]:
+    """The classes plus every library class their subcomponents use, transitively."""
+    lib = {c["name"]: c for c in _library()}
+    todo, found = [c for c in classes if c in lib], set()
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        todo += [s.get("class") for s in lib[name].get("subcomponents", []) if s.get("class") in lib]
+    return found
+
+
+def _used(arch: Architecture) -> set[str]:
+    return {c.cls for c in _components(arch)}
+
+
+def components_yaml(arch: Architecture) -> dict:
+    """``{"compound_components": ...}`` with every compound class ``arch`` needs (library order)."""
+    need = _closure(_used(arch))
+    return {"compound_components": {"version": VERSION,
+                                     "classes": [copy.deepcopy(c) for c in _library() if c["name"] in need]}}
+
+
+def unknown_classes(arch: Architecture) -> list[str]:
+    """Classes of ``arch`` that are neither in the shipped library nor Accelergy primitives."""
+    lib = {c["name"] for c in _library()}
+    return sorted(c for c in _used(arch) if c not in lib and c not in PRIMITIVES)

@@ -1,0 +1,272 @@
+"""Export chosen trials as self-contained Timeloop + Accelergy input folders.
+
+Why: a design the search found is only worth building once the real tools
+agree with coopt.  Each trial folder holds exactly what ``timeloop-model``
+needs (architecture, compound classes, per-layer problem and mapping, and
+coopt's own ERT/ART so that Timeloop uses the very energies coopt used),
+the numbers coopt predicts for them, and the command lines to check them.
+
+Safety: everything is written into a temporary folder inside ``out_dir`` and
+renamed into place, every path is resolved and checked to stay inside
+``out_dir``, layer names become plain file names, and an existing export is
+replaced only when asked (``force``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from coopt.arch.yaml_io import arch_from_yaml
+from coopt.energy.estimate import estimate
+from coopt.errors import CooptError
+from coopt.export.accelergy_files import art_yaml, components_yaml, ert_yaml, unknown_classes
+from coopt.study.front import pareto_front
+from coopt.study.records import LayerRecord, TrialRecord, read_records
+from coopt.yamlio import dumps_yaml
+
+__all__ = ["export_trials", "pareto_numbers", "safe_name", "timeloop_command"]
+
+_TOTALS = (("energy_uj", "energy per inference", "µJ"), ("latency_ms", "latency", "ms"),
+           ("latency_cycles", "latency", "cycles"), ("throughput_ips", "throughput", "inferences/s"),
+           ("area_mm2", "area", "mm²"), ("power_mw", "average power", "mW"),
+           ("onchip_kib", "on-chip storage", "KiB"), ("edp_uj_ms", "energy-delay product", "µJ·ms"),
+           ("macs", "MACs per inference", "MACs"), ("mac_instances", "MAC units", "units"))
+
+
+def pareto_numbers(study_dir: Path, objectives: list[tuple[str, str]]) -> list[int]:
+    """Trial numbers of the study's Pareto front (feasible, non-dominated), first objective order."""
+    return [r.number for r in pareto_front(read_records(Path(study_dir)), objectives)]
+
+
+def safe_name(name: str) -> str:
+    """A plain file name for a layer: only [A-Za-z0-9._-], no '..', no leading dot or dash."""
+    s = re.sub(r"\.{2,}", "_", re.sub(r"[^A-Za-z0-9._-]", "_", str(name)))
+    return re.sub(r"_{2,}", "_", s).lstrip(".-")[:100] or "layer"
+
+
+def timeloop_command(stem: str, *, tables: bool = True, prefix: str = "") -> str:
+    """The ``timeloop-model`` line for one layer (``prefix``: path from the run folder to the trial)."""
+    files = ["arch.yaml", "components.yaml", f"prob/{stem}.yaml", f"map/{stem}.yaml"]
+    files += ["ERT.yaml", "ART.yaml"] if tables else []
+    return "timeloop-model " + " ".join(prefix + f for f in files)
+
+
+def _stems(layers: list[LayerRecord]) -> list[str]:
+    """Unique safe file stems, in layer order (a clash gets -2, -3, ...)."""
+    out, used = [], set()
+    for layer in layers:
+        base = stem = safe_name(layer.name)
+        k = 2
+        while stem.lower() in used:
+            stem, k = f"{base}-{k}", k + 1
+        used.add(stem.lower())
+        out.append(stem)
+    return out
+
+
+def _mapped(layer: LayerRecord) -> bool:
+    return bool(layer.found and layer.mapping_yaml)
+
+
+def _strict(x):
+    """JSON without NaN/Infinity (non-finite numbers become null)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {str(k): _strict(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strict(v) for v in x]
+    return x
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:.6g}" if math.isfinite(v) else "n/a"
+    return " ".join(str(v).split()).replace("|", "\\|")
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+
+
+def _notes(rec: TrialRecord, stems: list[str], arch) -> list[str]:
+    notes = []
+    for layer, stem in zip(rec.layers, stems):
+        if not _mapped(layer):
+            why = f": {layer.reason}" if layer.reason else ""
+            notes.append(f"layer {layer.name!r} was not mapped{why}; map/{stem}.yaml is omitted and it has "
+                         f"no timeloop-model command")
+        if stem != layer.name:
+            notes.append(f"layer {layer.name!r} is written as '{stem}' (file names keep only [A-Za-z0-9._-])")
+    missing = unknown_classes(arch)
+    if missing:
+        notes.append(f"components.yaml has no definition for {', '.join(missing)}: Accelergy must know them "
+                     f"to estimate energies itself (the ERT.yaml/ART.yaml runs do not need them)")
+    return notes
+
+
+def _summary(rec: TrialRecord, stems: list[str], notes: list[str], tables_source: str) -> dict:
+    layers = []
+    for layer, stem in zip(rec.layers, stems):
+        layers.append({"name": layer.name, "file": stem, "count": layer.count, "mapped": _mapped(layer),
+                       "energy_pj": layer.energy_pj, "cycles": layer.cycles, "utilization": layer.utilization,
+                       "pj_per_mac": layer.pj_per_mac, "mappings_evaluated": layer.mappings_evaluated,
+                       "reason": layer.reason, "problem": f"prob/{stem}.yaml",
+                       "mapping": f"map/{stem}.yaml" if _mapped(layer) else None,
+                       "command": timeloop_command(stem) if _mapped(layer) else None})
+    return {"trial": rec.number, "template": rec.template, "template_params": rec.template_params,
+            "dataflow": rec.dataflow, "network": rec.network, "params": rec.params, "metrics": rec.metrics,
+            "objectives": rec.objectives, "feasible": rec.feasible, "violations": rec.violations,
+            "reasons": rec.reasons, "all_layers_mapped": all(_mapped(l) for l in rec.layers),
+            "energy_tables": tables_source, "notes": notes, "layers": layers}
+
+
+def _markdown(rec: TrialRecord, stems: list[str], notes: list[str]) -> str:
+    flow = f" ({rec.dataflow})" if rec.dataflow else ""
+    out = [f"# Trial {rec.number}: {rec.template}{flow} on {rec.network}", ""]
+    out += [f"Feasible: **{_fmt(rec.feasible)}**" + (" — " + "; ".join(rec.reasons) if rec.reasons else ""), ""]
+    out += ["## Design parameters", "", "Searched:", ""]
+    out += _table(["parameter", "value"], [[k, str(v)] for k, v in rec.params.items()])
+    out += ["", "Template (all, resolved):", ""]
+    out += _table(["parameter", "value"], [[k, str(v)] for k, v in rec.template_params.items()])
+    extra = [(k, k, "") for k in rec.metrics if k not in {t[0] for t in _TOTALS}]
+    rows = [[label, rec.metrics[k], unit] for k, label, unit in (*_TOTALS, *extra) if k in rec.metrics]
+    out += ["", f"## Totals (network {rec.network}, one inference)", ""]
+    out += _table(["metric", "value", "unit"], rows)
+    out += ["", "## Layers", "", "Energy and cycles are per execution of the layer; `count` executions per "
+            "inference.  These are the numbers `timeloop-model` should print for each command below.", ""]
+    out += _table(["layer", "file", "count", "mapped", "energy (pJ)", "cycles", "utilization", "pJ/MAC"],
+                  [[l.name, s, l.count, _mapped(l), l.energy_pj, l.cycles, l.utilization, l.pj_per_mac]
+                   for l, s in zip(rec.layers, stems)])
+    mapped = [s for l, s in zip(rec.layers, stems) if _mapped(l)]
+    out += ["", "## Checking with Timeloop", "",
+            "`ERT.yaml`/`ART.yaml` are coopt's own energy (pJ per action) and area (µm² per instance) "
+            "estimates in Accelergy 0.4 format, so with them Timeloop uses exactly coopt's energies.  "
+            "Run from this folder, one layer per run (Timeloop writes `timeloop-model.*` into its working "
+            "folder, so two runs must never share one; `run_timeloop.sh` gives each layer its own):", "",
+            "```sh", *[timeloop_command(s) for s in mapped], "```", "",
+            "Letting Accelergy estimate energies and areas itself (needs Accelergy and its plug-ins; "
+            "the compound classes are in `components.yaml`, energies will differ from coopt's):", "",
+            "```sh", *[timeloop_command(s, tables=False) for s in mapped], "```", "",
+            "Or `./run_timeloop.sh` (outputs in `out/<layer>/`) and `./run_timeloop.sh --accelergy` "
+            "(outputs in `out-accelergy/<layer>/`)."]
+    if notes:
+        out += ["", "## Notes", "", *[f"- {n}" for n in notes]]
+    return "\n".join(out) + "\n"
+
+
+def _script(rec: TrialRecord, stems: list[str]) -> str:
+    mapped = " ".join(s for l, s in zip(rec.layers, stems) if _mapped(l))
+    return f"""#!/bin/sh
+# Runs timeloop-model on every mapped layer of trial {rec.number}, each in its own output folder
+# (Timeloop cannot run two instances in one folder).
+#   ./run_timeloop.sh              coopt's ERT.yaml/ART.yaml -> out/<layer>/
+#   ./run_timeloop.sh --accelergy  Accelergy estimates        -> out-accelergy/<layer>/
+set -eu
+cd "$(dirname "$0")"
+out=out
+tables="../../ERT.yaml ../../ART.yaml"
+if [ "${{1:-}}" = "--accelergy" ]; then out=out-accelergy; tables=""; fi
+for layer in {mapped}; do
+  mkdir -p "$out/$layer"
+  echo "== $layer -> $out/$layer"
+  (cd "$out/$layer" && {timeloop_command('$layer', tables=False, prefix='../../')} $tables)
+done
+"""
+
+
+def _files(rec: TrialRecord) -> dict[str, str]:
+    """Relative path -> text of everything one trial folder holds."""
+    arch = arch_from_yaml(rec.arch_yaml["architecture"])
+    tables = estimate(arch)
+    stems = _stems(rec.layers)
+    notes = _notes(rec, stems, arch)
+    files = {"arch.yaml": dumps_yaml(rec.arch_yaml), "components.yaml": dumps_yaml(components_yaml(arch)),
+             "ERT.yaml": dumps_yaml(ert_yaml(arch, tables)), "ART.yaml": dumps_yaml(art_yaml(arch, tables))}
+    for layer, stem in zip(rec.layers, stems):
+        files[f"prob/{stem}.yaml"] = dumps_yaml(layer.problem_yaml)
+        if _mapped(layer):
+            files[f"map/{stem}.yaml"] = dumps_yaml(layer.mapping_yaml)
+    files["summary.json"] = json.dumps(_strict(_summary(rec, stems, notes, tables.source)), indent=1) + "\n"
+    files["summary.md"] = _markdown(rec, stems, notes)
+    files["run_timeloop.sh"] = _script(rec, stems)
+    return files
+
+
+def _inside(path: Path, root: Path) -> None:
+    real = path.resolve()
+    if not real.is_relative_to(root):
+        raise CooptError(f"refusing to write {path}: it resolves to {real}, outside {root}")
+
+
+def _check_target(target: Path, root: Path, force: bool) -> None:
+    _inside(target, root)
+    if target.is_symlink():
+        raise CooptError(f"refusing to write through the link {target} -> {target.resolve()}: "
+                         f"exports are plain folders inside {root}")
+    if target.exists() and not target.is_dir():
+        raise CooptError(f"{target} exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        raise CooptError(f"{target} already exists and is not empty; use force=True (--force) to replace it")
+
+
+def _write(target: Path, files: dict[str, str], root: Path) -> Path:
+    """Write into a temporary sibling, then swap it in (never half an export)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+    try:
+        for rel, text in files.items():
+            path = tmp / rel
+            _inside(path, tmp.resolve())
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        (tmp / "run_timeloop.sh").chmod(0o755)
+        tmp.chmod(0o755)
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _known(records: dict[int, TrialRecord], study_dir: Path) -> str:
+    if not records:
+        return f"the study at {study_dir} has no trial records"
+    nums = sorted(records)
+    shown = ", ".join(map(str, nums[:30])) + (f", ... ({len(nums)} in all)" if len(nums) > 30 else "")
+    return f"known trials: {shown}"
+
+
+def export_trials(study_dir: Path, numbers: list[int], out_dir: Path, *, force: bool = False) -> list[Path]:
+    """Write ``out_dir/trial-<n>/`` for each trial number; return the folders written.
+
+    Everything is checked (trial numbers, targets) before anything is written.
+    """
+    study_dir = Path(study_dir)
+    records = {r.number: r for r in read_records(study_dir)}
+    wanted = list(dict.fromkeys(int(n) for n in numbers))
+    for n in wanted:
+        if n not in records:
+            raise CooptError(f"trial {n} not found in {study_dir}; {_known(records, study_dir)}")
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CooptError(f"cannot create the export folder {out_dir}: {exc.strerror or exc}") from None
+    root = Path(out_dir).resolve()
+    plans = [(root / f"trial-{n}", _files(records[n])) for n in wanted]
+    for target, _ in plans:
+        _check_target(target, root, force)
+    return [_write(target, files, root) for target, files in plans]

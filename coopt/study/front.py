@@ -1,0 +1,68 @@
+"""Pareto fronts and hypervolumes over trial records (objectives minimised or maximised)."""
+from __future__ import annotations
+
+import numpy as np
+
+from coopt.study.records import TrialRecord
+
+
+def losses(points: np.ndarray, directions: list[str]) -> np.ndarray:
+    """Objective values turned into values to minimise."""
+    sign = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+    return np.asarray(points, dtype=np.float64) * sign
+
+
+def nondominated(points: np.ndarray, directions: list[str]) -> np.ndarray:
+    """Mask of the points no other point dominates (duplicates all kept)."""
+    l = losses(points, directions)
+    n = len(l)
+    keep = np.ones(n, dtype=bool)
+    for i in range(n):
+        dominated = np.all(l <= l[i], axis=1) & np.any(l < l[i], axis=1)
+        keep[i] = not dominated.any()
+    return keep
+
+
+def pareto_front(records: list[TrialRecord], objectives: list[tuple[str, str]]) -> list[TrialRecord]:
+    """Feasible, non-dominated records, sorted by the first objective."""
+    feas = [r for r in records if r.feasible]
+    if not feas:
+        return []
+    pts = np.array([[r.metrics[name] for name, _ in objectives] for r in feas])
+    mask = nondominated(pts, [d for _, d in objectives])
+    front = [r for r, k in zip(feas, mask) if k]
+    first, direction = objectives[0]
+    return sorted(front, key=lambda r: r.metrics[first] * (1 if direction == "minimize" else -1))
+
+
+def distinct_designs(front: list[TrialRecord]) -> list[tuple[TrialRecord, list[int]]]:
+    """Collapse trials that evaluated the same design: (first trial, numbers of the repeats)."""
+    out: dict[str, tuple[TrialRecord, list[int]]] = {}
+    for r in sorted(front, key=lambda r: r.number):
+        key = repr(sorted(r.params.items()))
+        if key in out:
+            out[key][1].append(r.number)
+        else:
+            out[key] = (r, [])
+    order = {id(r): i for i, r in enumerate(front)}
+    return sorted(out.values(), key=lambda x: order[id(x[0])])
+
+
+def hypervolume(points, directions: list[str], reference: list[float]) -> float:
+    """Volume dominated by ``points`` and bounded by ``reference`` (a worse-than-all corner)."""
+    from optuna._hypervolume import compute_hypervolume
+
+    if len(points) == 0:
+        return 0.0
+    l = losses(points, directions)
+    ref = losses(np.array([reference]), directions)[0]
+    inside = np.all(l < ref, axis=1)
+    if not inside.any():
+        return 0.0
+    return float(compute_hypervolume(l[inside], ref))
+
+
+def front_hypervolume(records: list[TrialRecord], objectives: list[tuple[str, str]], reference: list[float]) -> float:
+    front = pareto_front(records, objectives)
+    pts = np.array([[r.metrics[name] for name, _ in objectives] for r in front]) if front else np.zeros((0, 2))
+    return hypervolume(pts, [d for _, d in objectives], reference)

@@ -1,0 +1,90 @@
+"""What one evaluated design (one trial) leaves behind, as plain JSON-able data.
+
+A ``TrialRecord`` is written to ``<study dir>/trials/<number>.json`` by the
+study driver as soon as the trial is told to Optuna; MLflow logging, the
+Pareto front, ``coopt pareto`` and ``coopt export`` all read these records,
+so nothing needs re-evaluating and nothing depends on MLflow being up.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# Metrics every record carries (units in the names).
+METRIC_NAMES = ("energy_uj", "throughput_ips", "latency_ms", "latency_cycles", "area_mm2", "power_mw",
+                "onchip_kib", "edp_uj_ms", "macs", "mac_instances")
+BUDGET_METRICS = {"area_mm2": "area_mm2", "power_mw": "power_mw", "onchip_kib": "onchip_kib",
+                  "latency_ms": "latency_ms", "energy_uj": "energy_uj"}
+
+
+@dataclass
+class LayerRecord:
+    name: str
+    count: int
+    found: bool
+    energy_pj: float | None
+    cycles: int | None
+    utilization: float | None
+    pj_per_mac: float | None
+    mappings_evaluated: int
+    seconds: float
+    reason: str
+    problem_yaml: dict                     # {"problem": ...} Timeloop problem YAML
+    mapping_yaml: dict | None              # {"mapping": [...]} Timeloop mapping YAML
+
+
+@dataclass
+class TrialRecord:
+    number: int                            # Optuna trial number
+    params: dict                           # the search-space parameters of this design
+    template: str
+    template_params: dict                  # every template parameter, resolved
+    dataflow: str | None
+    network: str
+    metrics: dict                          # METRIC_NAMES -> value
+    feasible: bool                         # mapped completely and within every budget
+    violations: dict                       # budget -> amount over it (> 0 violates, <= 0 slack)
+    reasons: list[str]                     # why infeasible, one line each
+    objectives: list[float]                # in the study's objective order (as told to Optuna)
+    arch_yaml: dict                        # {"architecture": ...} as Timeloop/Accelergy read it
+    layers: list[LayerRecord] = field(default_factory=list)
+    seconds: float = 0.0
+    worker: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(d: dict) -> "TrialRecord":
+        d = dict(d)
+        d["layers"] = [LayerRecord(**l) for l in d.get("layers", [])]
+        return TrialRecord(**d)
+
+
+def trials_dir(study_dir: Path) -> Path:
+    return Path(study_dir) / "trials"
+
+
+def write_record(study_dir: Path, rec: TrialRecord) -> Path:
+    """Atomically write a record (a crash never leaves half a file)."""
+    d = trials_dir(study_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{rec.number:06d}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(rec.to_json(), indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def read_records(study_dir: Path) -> list[TrialRecord]:
+    d = trials_dir(study_dir)
+    if not d.is_dir():
+        return []
+    return [TrialRecord.from_json(json.loads(p.read_text())) for p in sorted(d.glob("*.json"))]
+
+
+def read_record(study_dir: Path, number: int) -> TrialRecord | None:
+    p = trials_dir(study_dir) / f"{number:06d}.json"
+    return TrialRecord.from_json(json.loads(p.read_text())) if p.exists() else None

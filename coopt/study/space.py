@@ -1,0 +1,326 @@
+"""Search-space files: what may vary, under which budgets, towards which objectives.
+
+Validated completely before anything starts; every error names the file and
+the key.  A file names an architecture template (``arch_base/``), its
+varying parameters with their domains (int with step or log scale, powers of
+two, floats, categorical lists), parameters held fixed, the workload, the
+mapper settings, the objectives, the device budgets and the reference point
+of the hypervolume.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coopt.arch.template import Template, load_template
+from coopt.backends.base import MapperOptions
+from coopt.errors import SpecError
+from coopt.mapper.search import parse_metric
+from coopt.study.records import BUDGET_METRICS, METRIC_NAMES
+from coopt.workload.networks import NETWORKS, Network, get_network
+from coopt.yamlio import load_yaml
+
+TOP_KEYS = ("name", "description", "template", "dataflow", "workload", "parameters", "fixed", "mapper",
+            "objectives", "budgets", "reference_point", "sampler_options")
+PARAM_TYPES = ("int", "float", "pow2", "categorical")
+DIRECTIONS = ("minimize", "maximize")
+DEFAULT_OBJECTIVES = [("energy_uj", "minimize"), ("throughput_ips", "maximize")]
+
+
+@dataclass
+class Param:
+    name: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    step: int | None = None
+    log: bool = False
+    choices: list | None = None
+
+    def values(self) -> list | None:
+        """Every value of a finite domain (None for continuous floats)."""
+        if self.type == "categorical":
+            return list(self.choices)
+        if self.type == "pow2":
+            e0, e1 = int(math.log2(self.low)), int(math.log2(self.high))
+            return [2 ** e for e in range(e0, e1 + 1)]
+        if self.type == "int":
+            if self.log:
+                return list(range(int(self.low), int(self.high) + 1))
+            return list(range(int(self.low), int(self.high) + 1, self.step or 1))
+        return None
+
+    def suggest(self, trial):
+        if self.type == "categorical":
+            return trial.suggest_categorical(self.name, self.choices)
+        if self.type == "pow2":
+            e = trial.suggest_int(f"log2_{self.name}", int(math.log2(self.low)), int(math.log2(self.high)))
+            return 2 ** e
+        if self.type == "int":
+            if self.log:
+                return trial.suggest_int(self.name, int(self.low), int(self.high), log=True)
+            return trial.suggest_int(self.name, int(self.low), int(self.high), step=self.step or 1)
+        return trial.suggest_float(self.name, float(self.low), float(self.high), log=self.log)
+
+    def optuna_name(self) -> str:
+        return f"log2_{self.name}" if self.type == "pow2" else self.name
+
+    def to_optuna_value(self, value):
+        return int(round(math.log2(value))) if self.type == "pow2" else value
+
+
+@dataclass
+class SearchSpace:
+    name: str
+    description: str
+    template: Template
+    dataflow: str | None
+    network: Network
+    params: list[Param]
+    fixed: dict
+    mapper: MapperOptions
+    objectives: list[tuple[str, str]]
+    budgets: dict[str, float]
+    reference: list[float]
+    sampler_options: dict = field(default_factory=dict)
+    path: str | None = None
+    raw: dict = field(default_factory=dict)
+
+    def suggest(self, trial) -> dict:
+        return {p.name: p.suggest(trial) for p in self.params}
+
+    def template_params(self, params: dict) -> dict:
+        return {**self.fixed, **params}
+
+    def size(self) -> int | None:
+        """Number of design points (None when a float parameter makes it infinite)."""
+        n = 1
+        for p in self.params:
+            vals = p.values()
+            if vals is None:
+                return None
+            n *= len(vals)
+        return n
+
+    def grid(self) -> dict:
+        """Optuna GridSampler search space: parameter name -> list of values."""
+        out = {}
+        for p in self.params:
+            vals = p.values()
+            if vals is None:
+                raise SpecError(f"parameter {p.name} is continuous", file=self.path, key=f"parameters.{p.name}",
+                                expected="finite domains for the grid sampler")
+            out[p.optuna_name()] = [p.to_optuna_value(v) for v in vals]
+        return out
+
+    def from_optuna(self, optuna_params: dict) -> dict:
+        """Design parameters from an Optuna trial's params (undoing the pow2 exponent)."""
+        out = {}
+        for p in self.params:
+            v = optuna_params[p.optuna_name()]
+            out[p.name] = 2 ** v if p.type == "pow2" else v
+        return out
+
+    def to_optuna(self, params: dict) -> dict:
+        return {p.optuna_name(): p.to_optuna_value(params[p.name]) for p in self.params}
+
+
+def _num(v, *, file, key, what="a number"):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise SpecError(f"is {v!r}", file=file, key=key, expected=what)
+    return v
+
+
+def _param(name: str, node, template: Template, *, file) -> Param:
+    key = f"parameters.{name}"
+    if name not in template.parameters:
+        raise SpecError(f"unknown parameter '{name}' for template {template.name}", file=file, key=key,
+                        expected=f"one of {sorted(template.parameters)}")
+    if not isinstance(node, dict):
+        raise SpecError("must be a mapping", file=file, key=key, expected="{type: int|float|pow2|categorical, ...}")
+    unknown = set(node) - {"type", "low", "high", "step", "log", "choices"}
+    if unknown:
+        raise SpecError(f"unknown keys {sorted(unknown)}", file=file, key=key,
+                        expected="type, low, high, step, log, choices")
+    ptype = node.get("type")
+    if ptype not in PARAM_TYPES:
+        raise SpecError(f"type is {ptype!r}", file=file, key=f"{key}.type", expected=f"one of {list(PARAM_TYPES)}")
+    if ptype == "categorical":
+        choices = node.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise SpecError("has no choices", file=file, key=f"{key}.choices", expected="a non-empty list")
+        p = Param(name, ptype, choices=list(choices))
+    else:
+        low = _num(node.get("low"), file=file, key=f"{key}.low")
+        high = _num(node.get("high"), file=file, key=f"{key}.high")
+        if low > high:
+            raise SpecError(f"empty domain: low {low} > high {high}", file=file, key=key, expected="low <= high")
+        step = node.get("step")
+        if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 1):
+            raise SpecError(f"step is {step!r}", file=file, key=f"{key}.step", expected="a positive integer")
+        log = bool(node.get("log", False))
+        if log and low <= 0:
+            raise SpecError("a log scale needs low > 0", file=file, key=f"{key}.low", expected="a positive number")
+        if ptype == "pow2":
+            e0, e1 = math.ceil(math.log2(low)) if low > 0 else 0, math.floor(math.log2(high)) if high > 0 else -1
+            if low <= 0 or e0 > e1:
+                raise SpecError(f"empty domain: no power of two in [{low}, {high}]", file=file, key=key,
+                                expected="low and high bracketing at least one power of two")
+            low, high = 2 ** e0, 2 ** e1
+        if ptype == "int" and (int(low) != low or int(high) != high):
+            raise SpecError("int bounds must be integers", file=file, key=key, expected="integer low/high")
+        p = Param(name, ptype, low=low, high=high, step=step, log=log)
+    # every value must be acceptable to the template
+    spec = template.parameters[name]
+    probe = p.values() or [p.low, p.high]
+    for v in probe:
+        try:
+            spec.check(v)
+        except SpecError as e:
+            raise SpecError(f"value {v!r} is not accepted by template {template.name}: {e.message}", file=file,
+                            key=key, expected=e.expected) from None
+    return p
+
+
+def load_space(path) -> SearchSpace:
+    """Read and validate a search-space YAML file."""
+    path = str(path)
+    raw = load_yaml(path)
+    return space_from_dict(raw, file=path)
+
+
+def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
+    unknown = set(raw) - set(TOP_KEYS)
+    if unknown:
+        raise SpecError(f"unknown keys {sorted(unknown)}", file=file, expected=f"keys among {list(TOP_KEYS)}")
+    if "template" not in raw:
+        raise SpecError("missing", file=file, key="template", expected="an architecture template name, e.g. eyeriss_like")
+    try:
+        template = load_template(raw["template"])
+    except SpecError as e:
+        raise SpecError(e.message, file=file, key="template", expected=e.expected) from None
+    dataflow = raw.get("dataflow")
+    if dataflow is not None and dataflow not in template.constraint_options:
+        raise SpecError(f"template {template.name} has no dataflow '{dataflow}'", file=file, key="dataflow",
+                        expected=f"one of {template.constraint_options}")
+    # workload
+    wl = raw.get("workload", "resnet50")
+    if isinstance(wl, str):
+        wl = {"network": wl}
+    if not isinstance(wl, dict):
+        raise SpecError("must be a network name or a mapping", file=file, key="workload",
+                        expected="resnet50 or {network, batch, layers}")
+    try:
+        network = get_network(wl.get("network", "resnet50"), batch=wl.get("batch", 1))
+    except SpecError as e:
+        raise SpecError(e.message, file=file, key="workload.network", expected=f"one of {list(NETWORKS)}") from None
+    if wl.get("layers") is not None:
+        wanted = wl["layers"]
+        if not isinstance(wanted, list) or not wanted:
+            raise SpecError("must be a non-empty list of layer names", file=file, key="workload.layers")
+        by_member = {m: l for l in network.layers for m in l.members}
+        missing = [w for w in wanted if w not in by_member]
+        if missing:
+            raise SpecError(f"unknown layers {missing}", file=file, key="workload.layers",
+                            expected=f"names like {list(by_member)[:4]}")
+        picked = []
+        for w in wanted:
+            if by_member[w] not in picked:
+                picked.append(by_member[w])
+        network = Network(f"{network.name}[{len(picked)} layers]", tuple(picked))
+    # parameters
+    params_node = raw.get("parameters")
+    if not isinstance(params_node, dict) or not params_node:
+        raise SpecError("no parameters to search", file=file, key="parameters",
+                        expected="a mapping of template parameters to domains")
+    params = [_param(str(k), v, template, file=file) for k, v in params_node.items()]
+    fixed = raw.get("fixed") or {}
+    if not isinstance(fixed, dict):
+        raise SpecError("must be a mapping", file=file, key="fixed")
+    for k, v in fixed.items():
+        if k in params_node:
+            raise SpecError(f"'{k}' is both searched and fixed", file=file, key=f"fixed.{k}")
+    try:
+        template.resolve({**fixed, **{p.name: (p.values() or [p.low])[0] for p in params}})
+    except SpecError as e:
+        raise SpecError(e.message, file=file, key="fixed", expected=e.expected) from None
+    # mapper
+    m = raw.get("mapper") or {}
+    if not isinstance(m, dict):
+        raise SpecError("must be a mapping", file=file, key="mapper", expected="{metric, budget, strategy}")
+    unknown = set(m) - {"metric", "budget", "strategy", "seed"}
+    if unknown:
+        raise SpecError(f"unknown keys {sorted(unknown)}", file=file, key="mapper", expected="metric, budget, strategy")
+    try:
+        metric = parse_metric(m.get("metric", "edp"))
+    except SpecError as e:
+        raise SpecError(e.message, file=file, key="mapper.metric", expected=e.expected) from None
+    except Exception as e:
+        raise SpecError(str(e), file=file, key="mapper.metric") from None
+    budget = m.get("budget", 1500)
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        raise SpecError(f"budget is {budget!r}", file=file, key="mapper.budget",
+                        expected="a positive number of model evaluations per layer")
+    strategy = m.get("strategy", "hybrid")
+    if strategy not in ("hybrid", "random", "exhaustive"):
+        raise SpecError(f"strategy is {strategy!r}", file=file, key="mapper.strategy",
+                        expected="hybrid, random or exhaustive")
+    mapper = MapperOptions(metric=metric, budget=budget, seed=int(m.get("seed", 0)), strategy=strategy)
+    # objectives
+    objs = raw.get("objectives")
+    if objs is None:
+        objectives = list(DEFAULT_OBJECTIVES)
+    else:
+        if not isinstance(objs, list) or not objs:
+            raise SpecError("must be a non-empty list", file=file, key="objectives",
+                            expected="[{metric: energy_uj, direction: minimize}, ...]")
+        objectives = []
+        for i, o in enumerate(objs):
+            k = f"objectives[{i}]"
+            if not isinstance(o, dict):
+                raise SpecError("must be a mapping", file=file, key=k, expected="{metric, direction}")
+            name, direction = o.get("metric"), o.get("direction")
+            if name not in METRIC_NAMES:
+                raise SpecError(f"unknown metric {name!r}", file=file, key=f"{k}.metric",
+                                expected=f"one of {list(METRIC_NAMES)}")
+            if direction not in DIRECTIONS:
+                raise SpecError(f"direction is {direction!r}", file=file, key=f"{k}.direction",
+                                expected="minimize or maximize")
+            objectives.append((name, direction))
+        if len({n for n, _ in objectives}) != len(objectives):
+            raise SpecError("an objective is listed twice", file=file, key="objectives")
+    # budgets
+    b = raw.get("budgets") or {}
+    if not isinstance(b, dict):
+        raise SpecError("must be a mapping", file=file, key="budgets", expected="{area_mm2: 4, power_mw: 500, ...}")
+    budgets = {}
+    for k, v in b.items():
+        if k not in BUDGET_METRICS:
+            raise SpecError(f"unknown budget '{k}'", file=file, key=f"budgets.{k}",
+                            expected=f"one of {list(BUDGET_METRICS)} (the unit is part of the name)")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            unit = k.rsplit("_", 1)[-1]
+            raise SpecError(f"is {v!r}", file=file, key=f"budgets.{k}", expected=f"a positive number in {unit}")
+        budgets[k] = float(v)
+    # reference point for the hypervolume
+    ref_node = raw.get("reference_point") or {}
+    if not isinstance(ref_node, dict):
+        raise SpecError("must be a mapping", file=file, key="reference_point", expected="objective metric: value")
+    reference = []
+    for name, direction in objectives:
+        if name in ref_node:
+            reference.append(float(_num(ref_node[name], file=file, key=f"reference_point.{name}")))
+        elif direction == "maximize":
+            reference.append(0.0)
+        else:
+            raise SpecError(f"no reference value for the minimised objective {name}", file=file,
+                            key=f"reference_point.{name}", expected="a value worse than any design you care about")
+    sampler_options = raw.get("sampler_options") or {}
+    if not isinstance(sampler_options, dict):
+        raise SpecError("must be a mapping", file=file, key="sampler_options")
+    return SearchSpace(name=str(raw.get("name") or (Path(file).stem if file else "space")),
+                       description=str(raw.get("description") or "").strip(), template=template,
+                       dataflow=dataflow, network=network, params=params, fixed=dict(fixed), mapper=mapper,
+                       objectives=objectives, budgets=budgets, reference=reference,
+                       sampler_options=sampler_options, path=file, raw=raw)

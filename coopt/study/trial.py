@@ -1,0 +1,71 @@
+"""Evaluate one design point: instantiate, map the whole network, total it, check budgets.
+
+This is the unit of work of a study trial; it knows nothing of Optuna or MLflow.
+"""
+from __future__ import annotations
+
+import time
+
+from coopt.backends.base import MapperOptions
+from coopt.design import design_from_template
+from coopt.mapper.network import map_network
+from coopt.model.mapping import mapping_to_yaml
+from coopt.study.records import LayerRecord, TrialRecord
+from coopt.workload.networks import Network
+from coopt.workload.yaml_io import problem_to_yaml
+
+INFEASIBLE_ENERGY_UJ = 1e12        # told to samplers for designs a layer cannot be mapped on
+
+
+def onchip_kib(arch) -> float:
+    """On-chip SRAM: every non-DRAM level's capacity x word bits x instances."""
+    bits = sum((lvl.size or 0) * lvl.word_bits * lvl.instances for lvl in arch.storage if not lvl.is_dram)
+    return bits / 8 / 1024
+
+
+def evaluate_design(number: int, params: dict, template: str, template_params: dict, dataflow: str | None,
+                    network: Network, options: MapperOptions, budgets: dict[str, float],
+                    objectives: list[tuple[str, str]], worker: str = "") -> TrialRecord:
+    """Map ``network`` on the template instance and return its record (never raises for bad designs)."""
+    t0 = time.perf_counter()
+    design = design_from_template(template, template_params, dataflow)
+    result = map_network(network, design.arch, design.tables, design.targets, options, workers=1)
+    arch = design.arch
+    metrics = {
+        "energy_uj": result.energy_uj if result.feasible else INFEASIBLE_ENERGY_UJ,
+        "throughput_ips": result.throughput_ips,
+        "latency_ms": result.latency_s * 1e3 if result.feasible else float("inf"),
+        "latency_cycles": result.latency_cycles if result.feasible else 0,
+        "area_mm2": result.area_mm2,
+        "power_mw": result.power_mw,
+        "onchip_kib": onchip_kib(arch),
+        "edp_uj_ms": result.energy_uj * result.latency_s * 1e3 if result.feasible else float("inf"),
+        "macs": result.macs,
+        "mac_instances": arch.arithmetic.instances,
+    }
+    reasons = list(result.infeasible_reasons())
+    violations = {}
+    for key, limit in budgets.items():
+        value = metrics[key]
+        violations[key] = value - limit
+        if result.feasible and value > limit:
+            reasons.append(f"{key} {value:.4g} exceeds the budget {limit:.4g}")
+    unmapped = sum(1 for l in result.layers if not l.found)
+    violations["unmapped_layers"] = float(unmapped)
+    feasible = unmapped == 0 and all(v <= 0 for k, v in violations.items() if k != "unmapped_layers")
+    layers = []
+    for l in result.layers:
+        layers.append(LayerRecord(
+            name=l.name, count=l.count, found=l.found,
+            energy_pj=l.eval.energy_pj if l.found else None, cycles=l.eval.cycles if l.found else None,
+            utilization=l.eval.utilization if l.found else None,
+            pj_per_mac=l.eval.pj_per_mac if l.found else None,
+            mappings_evaluated=l.evaluated, seconds=l.seconds, reason=l.reason,
+            problem_yaml=problem_to_yaml(l.problem),
+            mapping_yaml=mapping_to_yaml(l.mapping, arch, l.problem) if l.found else None))
+    return TrialRecord(
+        number=number, params=dict(params), template=template, template_params=dict(design.params or {}),
+        dataflow=design.dataflow, network=network.name, metrics=metrics, feasible=feasible,
+        violations=violations, reasons=reasons,
+        objectives=[float(metrics[name]) for name, _ in objectives],
+        arch_yaml=design.arch_yaml, layers=layers, seconds=time.perf_counter() - t0, worker=worker)

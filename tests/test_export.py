@@ -1,0 +1,299 @@
+"""coopt.export: exported trial folders re-load with coopt's own loaders and give the records' numbers."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import stat
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from coopt.arch.yaml_io import arch_from_yaml
+from coopt.backends.base import MapperOptions
+from coopt.energy.accelergy_io import read_tables
+from coopt.energy.estimate import estimate
+from coopt.errors import CooptError
+from coopt.export import art_yaml, components_yaml, ert_yaml, export_trials, pareto_numbers
+from coopt.export.design import safe_name
+from coopt.inputs import load_inputs
+from coopt.model.evaluate import evaluate
+from coopt.study.front import pareto_front
+from coopt.study.records import read_records, write_record
+from coopt.study.trial import evaluate_design
+from coopt.workload.networks import Network, resnet18
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_INPUT = ROOT / "tests/reference_data/model/06-eyeriss-like-convlayer-bestmap/input.yaml"
+OBJECTIVES = [("energy_uj", "minimize"), ("throughput_ips", "maximize")]
+DESIGNS = {  # trial number -> (template, parameters)
+    0: ("eyeriss_like", {"pe_rows": 8}),
+    1: ("eyeriss_like", {"pe_rows": 12, "pe_cols": 14, "glb_depth": 8192}),
+    2: ("systolic_ws", {"pe_rows": 4, "pe_cols": 4}),
+}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A study folder with three real trial records (two templates) over ResNet-18's first two layers."""
+    d = tmp_path_factory.mktemp("study")
+    net = Network("head", resnet18().layers[:2])
+    for n, (template, params) in DESIGNS.items():
+        rec = evaluate_design(n, params, template, params, None, net, MapperOptions(budget=200),
+                              {"area_mm2": 3.0}, OBJECTIVES)
+        assert all(l.found for l in rec.layers)
+        write_record(d, rec)
+    return d
+
+
+@pytest.fixture(scope="module")
+def exported(study, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    return out, export_trials(study, list(DESIGNS), out)
+
+
+@pytest.fixture(scope="module")
+def odd_study(study, tmp_path_factory):
+    """Real records altered: hostile layer names (trial 5) and a layer left unmapped (trial 7)."""
+    d = tmp_path_factory.mktemp("odd")
+    base = {r.number: r for r in read_records(study)}
+    evil = base[0].layers
+    names = ["../../../escaped", "a/b\\c d"]
+    write_record(d, dataclasses.replace(base[0], number=5, layers=[dataclasses.replace(l, name=n)
+                                                                   for l, n in zip(evil, names)]))
+    lost = dataclasses.replace(base[1].layers[1], found=False, energy_pj=None, cycles=None, utilization=None,
+                               pj_per_mac=None, mapping_yaml=None, reason="no valid mapping: test case")
+    write_record(d, dataclasses.replace(base[1], number=7, feasible=False, reasons=["1 layer not mapped"],
+                                        layers=[base[1].layers[0], lost]))
+    return d
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def test_exported_files_reevaluate_to_the_records(study, exported):
+    """arch + components + prob + map + ERT/ART, as timeloop-model takes them, give each layer's numbers."""
+    out, folders = exported
+    assert [f.name for f in folders] == [f"trial-{n}" for n in DESIGNS]
+    checked = 0
+    for rec in read_records(study):
+        folder = out / f"trial-{rec.number}"
+        assert {p.name for p in folder.iterdir()} == {"arch.yaml", "components.yaml", "ERT.yaml", "ART.yaml", "prob",
+                                                      "map", "summary.json", "summary.md", "run_timeloop.sh"}
+        for layer in rec.layers:
+            prob, mp = folder / f"prob/{layer.name}.yaml", folder / f"map/{layer.name}.yaml"
+            ert, art = folder / "ERT.yaml", folder / "ART.yaml"
+            for inputs in (load_inputs([folder / "arch.yaml", prob, mp], ert=ert, art=art),
+                           load_inputs([folder / f for f in ("arch.yaml", "components.yaml")] + [prob, mp]
+                                       + [ert, art])):
+                ev = evaluate(inputs.problem, inputs.arch, inputs.tables, inputs.mapping())
+                assert ev.valid
+                assert ev.energy_pj == pytest.approx(layer.energy_pj, rel=1e-9)
+                assert ev.cycles == layer.cycles
+                assert ev.utilization == pytest.approx(layer.utilization, rel=1e-12)
+                checked += 1
+    assert checked == 2 * sum(len(r.layers) for r in read_records(study))
+
+
+def test_ert_art_round_trip_with_accelergy_names(study, exported, tmp_path):
+    out, _ = exported
+    for rec in read_records(study):
+        arch = arch_from_yaml(rec.arch_yaml["architecture"])
+        tables = estimate(arch)
+        folder = out / f"trial-{rec.number}"
+        back = read_tables(folder / "ERT.yaml", folder / "ART.yaml")
+        assert back.ert == tables.ert and back.art == tables.art
+        # in-memory too, and the table names are the components' full Accelergy paths
+        assert read_tables(ert_yaml(arch, tables), art_yaml(arch, tables)).ert == tables.ert
+        names = [t["name"] for t in yaml.safe_load((folder / "ERT.yaml").read_text())["ERT"]["tables"]]
+        assert names == [lvl.path for lvl in reversed(arch.storage)] + [arch.arithmetic.path]
+        ert = ert_yaml(arch, tables)["ERT"]
+        assert ert["version"] == "0.4"
+        for table in ert["tables"]:
+            mac = table["name"] == arch.arithmetic.path
+            wanted = {"compute", "leak"} if mac else {"read", "write", "update", "leak"}
+            assert {a["name"] for a in table["actions"]} == wanted
+    eyeriss = yaml.safe_load((out / "trial-0/ERT.yaml").read_text())["ERT"]["tables"]
+    assert eyeriss[1]["name"] == "system_top_level.shared_glb[1..1]"
+    assert eyeriss[-1]["name"] == "system_top_level.mac[1..112]"
+
+
+def test_names_built_from_arch_and_level_when_paths_are_empty(study):
+    rec = read_records(study)[0]
+    arch = arch_from_yaml(rec.arch_yaml["architecture"])
+    bare = dataclasses.replace(arch, storage=tuple(dataclasses.replace(l, path="") for l in arch.storage),
+                               arithmetic=dataclasses.replace(arch.arithmetic, path=""))
+    tables = estimate(bare)
+    ert, art = ert_yaml(bare, tables), art_yaml(bare, tables)
+    names = [t["name"] for t in ert["ERT"]["tables"]]
+    assert names[0] == "system_top_level.DRAM[1..1]"
+    assert "system_top_level.inter_PE_spatial[1..14]" in names
+    assert names[-1] == "system_top_level.mac[1..112]"
+    assert [t["name"] for t in art["ART"]["tables"]] == names
+    back = read_tables(ert, art)
+    assert back.ert == tables.ert and back.art == tables.art
+
+
+def test_components_yaml_holds_exactly_the_classes_used(exported):
+    out, _ = exported
+    classes = yaml.safe_load(REFERENCE_INPUT.read_text())["compound_components"]["classes"]
+    reference = {c["name"]: c for c in classes}
+    # smartbuffer_RF is built on regfile, so Accelergy needs regfile for the Eyeriss-like design too
+    want = {0: {"smartbuffer_SRAM", "smartbuffer_RF", "regfile", "intmac"},
+            2: {"smartbuffer_SRAM", "regfile", "intmac"}}
+    for n, classes in want.items():
+        cc = yaml.safe_load((out / f"trial-{n}/components.yaml").read_text())["compound_components"]
+        assert cc["version"] == "0.4"
+        names = [c["name"] for c in cc["classes"]]
+        assert sorted(names) == sorted(classes)
+        for c in cc["classes"]:
+            assert c == reference[c["name"]]
+        arch = arch_from_yaml(yaml.safe_load((out / f"trial-{n}/arch.yaml").read_text())["architecture"])
+        assert components_yaml(arch)["compound_components"] == cc
+
+
+def test_yaml_files_are_plain(exported):
+    out, folders = exported
+    for folder in folders:
+        yamls = [p for p in _files(folder) if p.suffix == ".yaml"]
+        assert len(yamls) == 4 + 2 * 2
+        for p in yamls:
+            text = p.read_text()
+            assert "!" not in text.replace("!=", "") and "&id" not in text, p
+            assert isinstance(yaml.safe_load(text), dict), p
+        ert = yaml.safe_load((folder / "ERT.yaml").read_text())
+        energies = [a["energy"] for t in ert["ERT"]["tables"] for a in t["actions"]]
+        assert all(type(e) is float for e in energies)
+        arch = yaml.safe_load((folder / "arch.yaml").read_text())
+        assert isinstance(arch["architecture"]["subtree"][0]["attributes"]["global_cycle_seconds"], float)
+
+
+def test_summary_has_commands_totals_and_layers(study, exported):
+    out, _ = exported
+    for rec in read_records(study):
+        folder = out / f"trial-{rec.number}"
+        md = (folder / "summary.md").read_text()
+        script = (folder / "run_timeloop.sh").read_text()
+        assert os.stat(folder / "run_timeloop.sh").st_mode & stat.S_IXUSR
+        for layer in rec.layers:
+            files = f"arch.yaml components.yaml prob/{layer.name}.yaml map/{layer.name}.yaml"
+            assert f"timeloop-model {files} ERT.yaml ART.yaml\n" in md
+            assert f"timeloop-model {files}\n" in md
+            assert f"{layer.cycles:,}" in md
+        assert "for layer in " + " ".join(l.name for l in rec.layers) + "; do" in script
+        assert 'cd "$out/$layer"' in script and "../../ERT.yaml" in script
+        assert "µJ" in md and "mm²" in md and "inferences/s" in md
+        for k, v in rec.params.items():
+            assert f"| {k} | {v} |" in md
+        s = json.loads((folder / "summary.json").read_text())
+        assert s["trial"] == rec.number and s["template"] == rec.template and s["params"] == rec.params
+        assert s["dataflow"] == rec.dataflow and s["feasible"] is rec.feasible and s["all_layers_mapped"]
+        assert s["metrics"] == rec.metrics and s["network"] == "head" and s["reasons"] == rec.reasons
+        assert [(l["name"], l["energy_pj"], l["cycles"]) for l in s["layers"]] == \
+            [(l.name, l.energy_pj, l.cycles) for l in rec.layers]
+
+
+def test_hostile_layer_names_stay_inside(odd_study, tmp_path):
+    out = tmp_path / "out"
+    (folder,) = export_trials(odd_study, [5], out)
+    assert not (tmp_path / "escaped.yaml").exists() and not (tmp_path / "prob").exists()
+    for p in _files(tmp_path):
+        assert p.resolve().is_relative_to(folder.resolve())
+        assert all(c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-" for c in p.name)
+    assert sorted(p.name for p in (folder / "prob").iterdir()) == ["_escaped.yaml", "a_b_c_d.yaml"]
+    md = (folder / "summary.md").read_text()
+    assert "layer '../../../escaped' is written as '_escaped'" in md
+    assert "timeloop-model arch.yaml components.yaml prob/a_b_c_d.yaml map/a_b_c_d.yaml ERT.yaml ART.yaml" in md
+    for name in ("..", ".", "", "../..", "-rf", ".hidden", "ok.name-1"):
+        s = safe_name(name)
+        assert s and s not in (".", "..") and ".." not in s and not s.startswith((".", "-"))
+    assert safe_name("ok.name-1") == "ok.name-1"
+
+
+def test_refuses_to_write_through_a_link_outside(study, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "trial-0").symlink_to(outside)
+    with pytest.raises(CooptError, match=r"refusing to write .*trial-0: it resolves to .*elsewhere, outside") as e:
+        export_trials(study, [0], out, force=True)
+    assert "\n" not in str(e.value)
+    assert list(outside.iterdir()) == [] and sorted(p.name for p in out.iterdir()) == ["trial-0"]
+
+
+def test_existing_folder_needs_force_and_force_replaces(study, tmp_path):
+    out = tmp_path / "out"
+    export_trials(study, [1], out)
+    (out / "trial-1" / "stale.txt").write_text("old")
+    with pytest.raises(CooptError, match=r"trial-1 already exists and is not empty; use force=True"):
+        export_trials(study, [0, 1], out)
+    assert not (out / "trial-0").exists()                       # nothing written when one target is refused
+    assert (out / "trial-1" / "stale.txt").exists()
+    folders = export_trials(study, [0, 1], out, force=True)
+    assert not (out / "trial-1" / "stale.txt").exists() and (out / "trial-1" / "map").is_dir()
+    assert [f.name for f in folders] == ["trial-0", "trial-1"]
+    assert sorted(p.name for p in out.iterdir()) == ["trial-0", "trial-1"]   # no temporary folders left
+    (out / "trial-2").mkdir()                                    # an empty folder is not an export
+    export_trials(study, [2], out)
+    assert (out / "trial-2" / "arch.yaml").exists()
+
+
+def test_unknown_trial_number(study, tmp_path):
+    with pytest.raises(CooptError) as e:
+        export_trials(study, [0, 99], tmp_path / "out")
+    assert str(e.value) == f"trial 99 not found in {study}; known trials: 0, 1, 2"
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(CooptError, match="trial 3 not found in .*no trial records"):
+        export_trials(tmp_path / "empty", [3], tmp_path / "out")
+
+
+def test_unmapped_layers_are_exported_with_a_note(odd_study, tmp_path):
+    (folder,) = export_trials(odd_study, [7], tmp_path)
+    rec = {r.number: r for r in read_records(odd_study)}[7]
+    mapped, lost = rec.layers
+    assert (folder / f"prob/{lost.name}.yaml").exists() and not (folder / f"map/{lost.name}.yaml").exists()
+    assert (folder / f"map/{mapped.name}.yaml").exists()
+    md = (folder / "summary.md").read_text()
+    assert (f"layer '{lost.name}' was not mapped: no valid mapping: test case; map/{lost.name}.yaml is omitted"
+            in md)
+    assert f"prob/{lost.name}.yaml map/" not in md and f"prob/{mapped.name}.yaml map/{mapped.name}.yaml" in md
+    assert f"for layer in {mapped.name}; do" in (folder / "run_timeloop.sh").read_text()
+    s = json.loads((folder / "summary.json").read_text())
+    assert s["all_layers_mapped"] is False and s["feasible"] is False
+    assert s["layers"][1]["mapping"] is None and s["layers"][1]["command"] is None
+    inputs = load_inputs([folder / "arch.yaml", folder / f"prob/{mapped.name}.yaml",
+                          folder / f"map/{mapped.name}.yaml"],
+                         ert=folder / "ERT.yaml", art=folder / "ART.yaml")
+    assert evaluate(inputs.problem, inputs.arch, inputs.tables, inputs.mapping()).cycles == mapped.cycles
+
+
+def test_pareto_numbers(study):
+    records = read_records(study)
+    front = pareto_numbers(study, OBJECTIVES)
+    assert front == [r.number for r in pareto_front(records, OBJECTIVES)]
+    assert front and set(front) <= {r.number for r in records if r.feasible}
+    best_energy = min(records, key=lambda r: r.metrics["energy_uj"])
+    assert best_energy.number in front if best_energy.feasible else True
+
+
+def test_summary_json_is_strict_with_infinities(study, tmp_path):
+    rec = read_records(study)[0]
+    d = tmp_path / "study"
+    write_record(d, dataclasses.replace(rec, number=9, metrics={**rec.metrics, "latency_ms": math.inf}))
+    (folder,) = export_trials(d, [9], tmp_path / "out")
+    s = json.loads((folder / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert s["metrics"]["latency_ms"] is None
+
+
+def test_compound_classes_ship_as_package_data():
+    from importlib import resources
+
+    data = resources.files("coopt.export").joinpath("data/compound_components.yaml")
+    assert data.is_file()
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "export/data/*.yaml" in config["tool"]["setuptools"]["package-data"]["coopt"]

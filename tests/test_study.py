@@ -1,0 +1,140 @@
+"""Studies end to end with the real parts: a local Ray cluster, a sqlite MLflow store, files.
+
+Covers a small study (runs, metrics, front artifact vs Optuna's best_trials,
+export re-evaluating to the logged numbers), a search process killed with
+SIGKILL and resumed (nothing lost, nothing logged twice, no run left RUNNING),
+and a Ray actor dying mid-trial (the trial is failed, its design re-run, the
+study completes).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from coopt.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "search_spaces" / "tiny.yaml")
+
+
+def _study(name):
+    import optuna
+    from coopt.study.runner import make_storage, study_dir
+    return optuna.load_study(study_name=name, storage=make_storage(None, study_dir(name)))
+
+
+def _runs():
+    import mlflow
+    mlflow.set_tracking_uri(f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}")
+    return mlflow.search_runs(experiment_names=["coopt"], output_format="list")
+
+
+def _children(runs, study):
+    return [r for r in runs if r.data.tags.get("coopt.study") == study and r.data.tags.get("coopt.role") == "trial"]
+
+
+def test_small_study_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--space", TINY, "--trials", "6", "--workers", "2", "--sampler", "random",
+                 "--study", "e2e", "--seed", "3", "--json"]) == 0
+    from optuna.trial import TrialState
+    study = _study("e2e")
+    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert len(complete) == 6
+    runs = _runs()
+    parent = [r for r in runs if r.data.tags.get("coopt.role") == "parent"]
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    assert {"front_size", "hypervolume"} <= set(parent[0].data.metrics)
+    children = _children(runs, "e2e")
+    assert sorted(int(r.data.tags["coopt.trial"]) for r in children) == sorted(t.number for t in complete)
+    for r in children:
+        assert r.info.status == "FINISHED"
+        assert {"energy_uj", "throughput_ips", "area_mm2", "power_mw", "feasible"} <= set(r.data.metrics)
+        assert {"pe_rows", "pe_cols", "glb_depth", "word_bits"} <= set(r.data.params)
+    # the front artifact is Optuna's feasible Pareto front
+    import mlflow
+    local = mlflow.artifacts.download_artifacts(run_id=parent[0].info.run_id, artifact_path="pareto/front.csv",
+                                                dst_path=str(tmp_path / "dl"))
+    with open(local) as f:
+        front_csv = sorted(int(row["trial"]) for row in csv.DictReader(f))
+    assert front_csv == sorted(t.number for t in study.best_trials)
+    tags = {int(r.data.tags["coopt.trial"]): r.data.tags["pareto"] for r in children}
+    assert {n for n, v in tags.items() if v == "true"} == set(front_csv)
+    # pareto and export: the exported files re-evaluate to the logged numbers
+    capsys.readouterr()
+    assert main(["pareto", "--study", "e2e", "--json"]) == 0
+    import json
+    shown = json.loads(capsys.readouterr().out)
+    assert {d["trial"] for d in shown} <= set(front_csv)
+    assert main(["export", "--study", "e2e", "--trial", str(front_csv[0]), "--out", "exp"]) == 0
+    from coopt.inputs import load_inputs
+    from coopt.model.evaluate import evaluate
+    from coopt.study.records import read_record
+    from coopt.study.runner import study_dir
+    rec = read_record(study_dir("e2e"), front_csv[0])
+    folder = tmp_path / "exp" / f"trial-{front_csv[0]}"
+    from coopt.export.design import safe_name
+    for layer in rec.layers:
+        stem = safe_name(layer.name)
+        inp = load_inputs([folder / "arch.yaml", folder / "prob" / f"{stem}.yaml", folder / "map" / f"{stem}.yaml"],
+                          ert=folder / "ERT.yaml", art=folder / "ART.yaml")
+        r = evaluate(inp.problem, inp.arch, inp.tables, inp.mapping())
+        assert r.cycles == layer.cycles
+        assert r.energy_pj == pytest.approx(layer.energy_pj, rel=1e-9)
+    assert main(["export", "--study", "e2e", "--trial", str(front_csv[0]), "--out", "exp"]) == 2   # no --force
+
+
+def test_killed_search_resumes_without_loss_or_duplicates(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cmd = [sys.executable, "-m", "coopt.cli", "search", "--space", TINY, "--trials", "40", "--workers", "2",
+           "--sampler", "random", "--study", "k"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    trials = tmp_path / "mlruns" / "studies" / "k" / "trials"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not trials.is_dir() or len(list(trials.glob("*.json"))) < 3):
+        time.sleep(0.2)
+    assert trials.is_dir(), "the study never started"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(3)                                   # Ray's own processes notice the dead driver and exit
+    before = len(list(trials.glob("*.json")))
+    assert 3 <= before < 40
+    assert main(["search", "--space", TINY, "--trials", "12", "--workers", "2", "--sampler", "random",
+                 "--study", "k", "--resume"]) == 0
+    from optuna.trial import TrialState
+    study = _study("k")
+    states = [t.state for t in study.get_trials()]
+    assert states.count(TrialState.COMPLETE) == max(12, states.count(TrialState.COMPLETE))
+    complete = sorted(t.number for t in study.get_trials() if t.state == TrialState.COMPLETE)
+    assert TrialState.RUNNING not in states
+    runs = _runs()
+    children = _children(runs, "k")
+    numbers = [int(r.data.tags["coopt.trial"]) for r in children if r.info.status == "FINISHED"]
+    assert sorted(numbers) == complete and len(numbers) == len(set(numbers))   # none lost, none twice
+    assert all(r.info.status != "RUNNING" for r in runs)
+    # every re-queued design of a trial killed mid-way was evaluated again
+    reruns = {t.user_attrs["coopt.rerun_of"]: t for t in study.get_trials() if "coopt.rerun_of" in t.user_attrs}
+    for n, t in reruns.items():
+        assert study.trials[n].state == TrialState.FAIL and t.params == study.trials[n].params
+
+
+def test_actor_dying_mid_trial_is_rerun(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COOPT_FAULT_DIE_ON_TRIAL", "1")
+    assert main(["search", "--space", TINY, "--trials", "5", "--workers", "2", "--sampler", "random",
+                 "--study", "d", "--seed", "1"]) == 0
+    from optuna.trial import TrialState
+    study = _study("d")
+    trials = study.get_trials()
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 5
+    assert trials[1].state == TrialState.FAIL
+    rerun = [t for t in trials if t.user_attrs.get("coopt.rerun_of") == 1]
+    assert len(rerun) == 1 and rerun[0].state == TrialState.COMPLETE and rerun[0].params == trials[1].params
+    assert (tmp_path / "mlruns" / "studies" / "d" / ".fault-injected").exists()
