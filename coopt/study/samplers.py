@@ -15,11 +15,14 @@ def make_sampler(name: str, space: SearchSpace, seed: int | None, trials: int):
     opts = dict((space.sampler_options or {}).get(name) or {})
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
-                                          n_startup_trials=opts.get("n_startup_trials", min(10, max(4, trials // 5))))
+                                          n_startup_trials=opts.get("n_startup_trials", min(10, max(4, trials // 4))))
     if name in ("nsga2", "nsga3"):
-        pop = opts.get("population_size", max(8, min(50, trials // 8)))
+        # Small studies (tens to hundreds of trials) want small populations and more mutation
+        # than Optuna's 1/n_params default: benchmarks/search_quality.py measures the effect.
+        pop = opts.get("population_size", max(10, min(50, trials // 4)))
+        mut = opts.get("mutation_prob", 0.5)
         cls = optuna.samplers.NSGAIISampler if name == "nsga2" else optuna.samplers.NSGAIIISampler
-        return cls(population_size=pop, seed=seed)
+        return cls(population_size=pop, mutation_prob=mut, seed=seed)
     if name == "gp":
         if importlib.util.find_spec("torch") is None:
             raise CooptError("the gp sampler needs PyTorch, which is not installed", key="--sampler",
