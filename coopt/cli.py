@@ -14,11 +14,17 @@ def _cmd_evaluate(args) -> int:
     from coopt.report import evaluation_text
 
     inputs = load_inputs(args.files, ert=args.ert, art=args.art)
-    result = evaluate(inputs.problem, inputs.arch, inputs.tables, inputs.mapping())
+    if args.engine == "native":
+        result = evaluate(inputs.problem, inputs.arch, inputs.tables, inputs.mapping())
+    else:
+        from coopt.backends.base import get_backend
+        backend = get_backend(args.engine, timeloop_bin=args.timeloop_bin)
+        result = backend.evaluate(inputs.problem, inputs.arch, inputs.tables, inputs.mapping())
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        print(evaluation_text(result, inputs.problem, inputs.arch, inputs.tables.source))
+        print(evaluation_text(result, inputs.problem, inputs.arch,
+                              inputs.tables.source if args.engine == "native" else args.engine))
     return 0 if result.valid else 1
 
 
@@ -52,8 +58,11 @@ def _cmd_map(args) -> int:
     opts = _options(args, parse_metric(file_metric) if file_metric else ("edp",))
     cons = constraints_from_inputs(inputs.raw, inputs.arch, inputs.problem, inputs.sources)
     from coopt.mapper.search import search
-    r = search(inputs.problem, inputs.arch, inputs.tables, cons, metric=opts.metric, budget=opts.budget,
-               seed=opts.seed, strategy=opts.strategy)
+    if args.engine == "native":
+        r = search(inputs.problem, inputs.arch, inputs.tables, cons, metric=opts.metric, budget=opts.budget,
+                   seed=opts.seed, strategy=opts.strategy)
+    else:
+        r = _reference_map(args, inputs, cons, opts)
     if not r.found:
         if args.json:
             print(json.dumps({"found": False, "reason": r.reason, "mappings_evaluated": r.stats.evaluated,
@@ -83,6 +92,19 @@ def _cmd_map(args) -> int:
     return 0
 
 
+def _reference_map(args, inputs, cons, opts):
+    """timeloop-mapper / AccelForge for `coopt map --engine ...`, shaped like the native result."""
+    from coopt.backends.base import get_backend
+    from coopt.mapper.search import MapperResult, SearchStats
+    from coopt.workload.networks import NetworkLayer
+
+    backend = get_backend(args.engine, timeloop_bin=args.timeloop_bin)
+    layer = NetworkLayer(inputs.problem.name, inputs.problem, 1, (inputs.problem.name,))
+    lr = backend.map_layer(layer, inputs.arch, inputs.tables, cons, opts)
+    stats = SearchStats(evaluated=lr.evaluated, valid=lr.valid, seconds=lr.seconds)
+    return MapperResult(lr.mapping, lr.eval, opts.metric, stats, reason=lr.reason)
+
+
 def _cmd_network(args) -> int:
     from pathlib import Path
     from coopt.design import load_design
@@ -98,7 +120,7 @@ def _cmd_network(args) -> int:
     opts = _options(args)
     with LayerProgress(len(net.layers), f"mapping {net.name} on {design.label}", enabled=not args.json) as bar:
         result = map_network(net, design.arch, design.tables, design.targets, opts, workers=args.workers,
-                             progress=bar.advance)
+                             engine=args.engine, timeloop_bin=args.timeloop_bin, progress=bar.advance)
     if args.out:
         d = Path(args.out)
         d.mkdir(parents=True, exist_ok=True)
@@ -209,6 +231,46 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_verify(args) -> int:
+    from coopt.backends.base import MapperOptions, get_backend
+    from coopt.report import verify_text
+    from coopt.study.front import distinct_designs, pareto_front
+    from coopt.study.verify import verify_trial
+    from coopt.tracking.mlflow_tracker import log_verification
+
+    sdir, meta, objectives, records = _load_study_records(args.study)
+    by_number = {r.number: r for r in records}
+    if args.trials == "pareto":
+        numbers = [r.number for r, _ in distinct_designs(pareto_front(records, objectives))]
+    else:
+        try:
+            numbers = [int(x) for x in args.trials.split(",") if x.strip()]
+        except ValueError:
+            raise CooptError(f"--trials {args.trials!r}", key="--trials", expected="pareto or N,M,...") from None
+    missing = [n for n in numbers if n not in by_number]
+    if missing or not numbers:
+        raise CooptError(f"trials {missing or numbers} not in study '{args.study}'", key="--trials",
+                         expected=f"some of {sorted(by_number)}")
+    backend = get_backend(args.engine, timeloop_bin=args.timeloop_bin)
+    m = meta["settings"]["mapper"]
+    opts = MapperOptions(metric=tuple(m["metric"]), budget=m["budget"], seed=args.seed)
+    flagged = 0
+    out = []
+    for n in numbers:
+        check = verify_trial(by_number[n], backend, mapper=not args.no_mapper, options=opts,
+                             tolerance=args.tolerance)
+        flagged += check.flagged
+        logged = log_verification(args.tracking_uri, args.study, n, args.engine, check.ratios, check.csv(),
+                                  check.flagged)
+        out.append((check, logged))
+    if args.json:
+        print(json.dumps([{"trial": c.number, "flagged": c.flagged, "logged": logged, **c.ratios,
+                           "layers": [vars(l) for l in c.layers]} for c, logged in out], indent=2))
+    else:
+        print(verify_text(out, args.engine, args.tolerance))
+    return 1 if flagged else 0
+
+
 def _cmd_ui(args) -> int:
     from coopt.tracking import launch_ui
     return launch_ui(args.tracking_uri, port=args.port)
@@ -244,6 +306,12 @@ def _cmd_arch(args) -> int:
     return 0
 
 
+def _engine_args(p):
+    p.add_argument("--engine", default="native", choices=["native", "timeloop", "accelforge"],
+                   help="native (default), timeloop (the real binaries) or accelforge (optional extra)")
+    p.add_argument("--timeloop-bin", help="folder with timeloop-model / timeloop-mapper (default: PATH)")
+
+
 def _search_args(p):
     p.add_argument("--metric", help="edp (default), energy, delay, or a lexicographic list like delay,energy")
     p.add_argument("--budget", type=int, default=6000, help="model evaluations per layer (default 6000)")
@@ -263,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ert", help="Accelergy ERT.yaml: use its energies instead of coopt's estimates")
     ev.add_argument("--art", help="Accelergy ART.yaml: use its areas instead of coopt's estimates")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    _engine_args(ev)
     ev.set_defaults(func=_cmd_evaluate)
 
     mp_ = sub.add_parser("map", help="find the best mapping of one layer, like timeloop-mapper",
@@ -275,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     _search_args(mp_)
     mp_.add_argument("--json", action="store_true", help="print one JSON object")
     mp_.add_argument("--out", help="write the best mapping (Timeloop YAML) and its stats to this folder")
+    _engine_args(mp_)
     mp_.set_defaults(func=_cmd_map)
 
     nw = sub.add_parser("network", help="map every layer of a network on one design",
@@ -293,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     nw.add_argument("--workers", type=int, default=2, help="parallel worker processes (default 2)")
     nw.add_argument("--json", action="store_true", help="print one JSON object")
     nw.add_argument("--out", help="write arch.yaml, per-layer mappings and summary.json to this folder")
+    _engine_args(nw)
     nw.set_defaults(func=_cmd_network)
 
     se = sub.add_parser("search", help="run a co-optimization study (Optuna on Ray, tracked in MLflow)",
@@ -326,6 +397,22 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, help="folder to write into")
     ex.add_argument("--force", action="store_true", help="replace existing exports")
     ex.set_defaults(func=_cmd_export)
+
+    ve = sub.add_parser("verify", help="re-evaluate a study's designs with a reference engine",
+                        description="Re-evaluate chosen designs of a study with the real Timeloop (or AccelForge): "
+                                    "the native best mappings through the reference model, and the reference "
+                                    "mapper; print and log to each trial's MLflow run the ratios, flag "
+                                    "differences above --tolerance.")
+    ve.add_argument("--study", required=True)
+    ve.add_argument("--engine", default="timeloop", choices=["timeloop", "accelforge"])
+    ve.add_argument("--trials", default="pareto", help="'pareto' (default) or trial numbers N,M,...")
+    ve.add_argument("--timeloop-bin", help="folder with timeloop-model / timeloop-mapper (default: PATH)")
+    ve.add_argument("--no-mapper", action="store_true", help="only run the native mappings through the model")
+    ve.add_argument("--tolerance", type=float, default=0.05, help="flag relative differences above this")
+    ve.add_argument("--seed", type=int, default=0)
+    ve.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
+    ve.add_argument("--json", action="store_true")
+    ve.set_defaults(func=_cmd_verify)
 
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the study store")
     ui.add_argument("--port", type=int, default=5000)

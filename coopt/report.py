@@ -82,3 +82,24 @@ def pareto_text(study: str, front, objectives, n_trials: int, n_feasible: int) -
     objs = ", ".join(f"{d} {n}" for n, d in objectives)
     return (f"study {study}: {n_trials} trials, {n_feasible} feasible; Pareto front ({objs}): "
             f"{len(designs)} designs\n\n" + _table(rows, header))
+
+
+def verify_text(checks, engine: str, tolerance: float) -> str:
+    """Per trial and layer: native vs reference energy and cycles, ratios, flags."""
+    out = []
+    for check, logged in checks:
+        r = check.ratios
+        head = f"trial {check.number}: " + ("FLAGGED" if check.flagged else "ok") + \
+            f" (tolerance {100 * tolerance:.1f} %)" + ("" if logged else "  [no MLflow run to log to]")
+        rows = []
+        for l in check.layers:
+            fmt = lambda v, f: "-" if v is None else f.format(v)
+            rows.append([l.layer, str(l.count), f"{l.native_energy_pj:,.0f}", f"{l.native_cycles:,}",
+                         fmt(l.model_energy_pj, "{:,.0f}"), fmt(l.model_cycles, "{:,}"),
+                         fmt(l.model_energy_ratio, "{:.4f}"), fmt(l.mapper_energy_pj, "{:,.0f}"),
+                         fmt(l.mapper_cycles, "{:,}"), l.error or ""])
+        header = ["layer", "count", "native pJ", "native cycles", f"{engine} model pJ", f"{engine} cycles",
+                  "ratio", f"{engine} mapper pJ", "mapper cycles", "error"]
+        totals = "  ".join(f"{k} {v:.4f}" for k, v in r.items())
+        out += [head, _table(rows, header), f"totals: {totals}", ""]
+    return "\n".join(out)

@@ -35,10 +35,19 @@ class Backend:
         raise NotImplementedError
 
 
-def get_backend(name: str) -> Backend:
+ENGINES = ("native", "timeloop", "accelforge")
+
+
+def get_backend(name: str, *, timeloop_bin: str | None = None) -> Backend:
     from coopt.errors import CooptError
 
     if name == "native":
         from coopt.backends.native import NativeBackend
         return NativeBackend()
-    raise CooptError(f"unknown engine {name!r}", key="engine", expected="native")
+    if name == "timeloop":
+        from coopt.backends.timeloop import TimeloopBackend
+        return TimeloopBackend(bin_dir=timeloop_bin)
+    if name == "accelforge":
+        from coopt.backends.accelforge_backend import AccelForgeBackend
+        return AccelForgeBackend()
+    raise CooptError(f"unknown engine {name!r}", key="--engine", expected=f"one of {list(ENGINES)}")

@@ -119,3 +119,34 @@ def total_energy_pj(stats: dict) -> float:
 
 def level_energy_pj(stats: dict, name: str) -> float:
     return stats["fj_per_compute"][name] * stats["computes"] / 1000.0
+
+
+def format_stats(result, problem, arch) -> str:
+    """A stats file in Timeloop's layout (the parts ``parse_stats`` and people read) for a MappingEval."""
+    lines = ["Buffer and Arithmetic Levels", "----------------------------", "Level 0", "-------",
+             f"=== {arch.arithmetic.name} ===", "", "    STATS", "    -----",
+             f"    Computes (total)        : {result.macs}", f"    Cycles                  : {result.compute_cycles}",
+             f"    Energy (total)          : {result.mac_energy_pj:.2f} pJ", ""]
+    for i, lvl in enumerate(result.levels):
+        lines += [f"Level {i + 1}", "-------", f"=== {lvl.name} ===", "", "    STATS", "    -----",
+                  f"    Cycles               : {lvl.cycles}"]
+        for ds in problem.dataspaces:
+            d = lvl.dataspaces[ds.name]
+            if not (d["reads"] or d["fills"] or d["updates"]):
+                continue
+            lines += [f"    {ds.name}:",
+                      f"        Utilized capacity                        : {d['tile']}",
+                      f"        Utilized instances (max)                 : {lvl.instances_used}",
+                      f"        Scalar reads (per-instance)              : {d['reads']}",
+                      f"        Scalar fills (per-instance)              : {d['fills']}",
+                      f"        Scalar updates (per-instance)            : {d['updates']}",
+                      f"        Energy (total)                           : {d['energy_pj']:.2f} pJ"]
+        lines.append("")
+    lines += ["Networks", "--------", "", "Summary Stats", "-------------",
+              f"Utilization: {100 * result.utilization:.2f}%", f"Cycles: {result.cycles}",
+              f"Energy: {result.energy_pj / 1e6:.2f} uJ", "", f"Computes = {result.macs}", "fJ/Compute"]
+    lines.append(f"    {arch.arithmetic.name:<45s} = {1000 * result.mac_energy_pj / result.macs:.2f}")
+    for lvl in result.levels:
+        lines.append(f"    {lvl.name:<45s} = {1000 * lvl.energy_pj / result.macs:.2f}")
+    lines.append(f"    {'Total':<45s} = {1000 * result.energy_pj / result.macs:.2f}")
+    return "\n".join(lines) + "\n"

@@ -19,21 +19,22 @@ from coopt.workload.networks import Network, NetworkLayer
 
 
 def map_layer(layer: NetworkLayer, arch: Architecture, tables: EnergyTables, targets: list,
-              options: MapperOptions, engine: str = "native") -> LayerResult:
+              options: MapperOptions, engine: str = "native", timeloop_bin: str | None = None) -> LayerResult:
     """One layer on one design: the unit of work a worker (or a Ray task) runs."""
     constraints = parse_constraints(targets, arch, layer.problem)
-    return get_backend(engine).map_layer(layer, arch, tables, constraints, options)
+    return get_backend(engine, timeloop_bin=timeloop_bin).map_layer(layer, arch, tables, constraints, options)
 
 
 def map_network(network: Network, arch: Architecture, tables: EnergyTables, targets: list,
                 options: MapperOptions, *, workers: int = 1, engine: str = "native",
+                timeloop_bin: str | None = None,
                 progress: Callable[[LayerResult], None] | None = None) -> NetworkResult:
     t0 = time.perf_counter()
     layers = list(network.layers)
     results: list[LayerResult | None] = [None] * len(layers)
     if workers <= 1 or len(layers) == 1:
         for i, layer in enumerate(layers):
-            results[i] = map_layer(layer, arch, tables, targets, options, engine)
+            results[i] = map_layer(layer, arch, tables, targets, options, engine, timeloop_bin)
             if progress:
                 progress(results[i])
     else:
@@ -41,7 +42,8 @@ def map_network(network: Network, arch: Architecture, tables: EnergyTables, targ
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             # biggest layers first so the pool finishes together
             order = sorted(range(len(layers)), key=lambda i: -layers[i].problem.macs)
-            futs = {pool.submit(map_layer, layers[i], arch, tables, targets, options, engine): i for i in order}
+            futs = {pool.submit(map_layer, layers[i], arch, tables, targets, options, engine, timeloop_bin): i
+                    for i in order}
             for fut in cf.as_completed(futs):
                 i = futs[fut]
                 results[i] = fut.result()

@@ -363,3 +363,35 @@ class StudyTracker:
         if self.client is None or self.parent_id is None:
             raise RuntimeError("StudyTracker.start() must be called first")
         return True
+
+
+def log_verification(tracking_uri: str | None, study_name: str, number: int, engine: str, metrics: dict,
+                     csv_text: str, flagged: bool) -> bool:
+    """Attach a verification against a reference engine to a trial's run (metrics, CSV, tag).
+
+    Returns False when the trial has no FINISHED run in the store (nothing is created then).
+    """
+    quiet_mlflow()
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_uri(tracking_uri)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        return False
+    runs = client.search_runs([exp.experiment_id], filter_string(
+        {"coopt.study": study_name, "coopt.role": "trial", "coopt.trial": str(number)}))
+    runs = [r for r in runs if r.info.status == "FINISHED"]
+    if not runs:
+        return False
+    run_id = runs[0].info.run_id
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(f"verify_{engine}_{k}", float(v), now, 0)
+                                      for k, v in metrics.items() if finite(v)])
+    client.set_tag(run_id, f"verified_{engine}", "flagged" if flagged else "ok")
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / f"verify_{engine}.csv"
+        p.write_text(csv_text, encoding="utf-8")
+        client.log_artifact(run_id, str(p))
+    return True
