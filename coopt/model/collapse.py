@@ -97,7 +97,7 @@ def collapse(nest: NestStats, keep: np.ndarray, read_write: np.ndarray) -> Acces
             link[b, o, p] = np.where(nonzero, 0.0, link[b, o, p])
             content[b, o, p] = total[b, o, p]
         for arr in (size, partition, content, share):
-            arr[:, cur] = np.where(masked, 0.0, arr[:, cur])
+            arr[:, cur] *= ~masked
         alive[:, cur] &= ~masked
 
     # ProcessOuterMaskedLevels: outermost bypassing levels lose everything;
@@ -105,12 +105,15 @@ def collapse(nest: NestStats, keep: np.ndarray, read_write: np.ndarray) -> Acces
     top = np.ones((B, P), dtype=bool)           # still scanning down from the top
     for cur in range(L - 1, -1, -1):
         reset = top & ~keep[:, cur]
-        for arr in (size, partition, content, share, total, weighted, link):
-            arr[:, cur] = np.where(reset, 0.0, arr[:, cur])
-        alive[:, cur] &= ~reset
+        if reset.any():
+            for arr in (size, partition, content, share, total, weighted, link):
+                arr[:, cur] *= ~reset
+            alive[:, cur] &= ~reset
         first_kept = top & keep[:, cur]
-        share[:, cur] = np.where(first_kept, 0.0, share[:, cur])
+        share[:, cur] *= ~first_kept
         top &= ~keep[:, cur]
+        if not top.any():
+            break
 
     # ComputePeerAccesses: link transfers at level cur are charged to cur-1.
     peer = np.zeros((B, L, P))

@@ -30,6 +30,7 @@ import numpy as np
 from coopt.arch.spec import Architecture
 from coopt.model.batch import MappingBatch
 from coopt.model.collapse import NestStats
+from coopt.model.kernel import HAVE_NUMBA, walk_totals
 from coopt.workload.problem import Problem
 
 
@@ -51,6 +52,7 @@ class ProblemArrays:
                     coef[p, c, dims.index(d)] += problem.coef(cname)
         self.coef = coef
         self.relevant = (coef != 0).any(axis=1)                             # [P,D]
+        self._coef_flat = coef.reshape(self.P * self.C, self.D).T.astype(np.float64)   # [D, P*C]
         # each dimension feeds at most one coordinate of a data space (true for CONV shapes)
         self.single_coord = bool(((coef != 0).sum(axis=1) <= 1).all())
         self.read_write = np.array([ds.read_write for ds in problem.dataspaces])
@@ -74,11 +76,17 @@ class ProblemArrays:
             x = (x - digit) // self.radix
         return out
 
+    def spans(self, extents: np.ndarray) -> np.ndarray:
+        """Points per data-space coordinate of a dense box, extents [..., D] -> [..., P, C].
+
+        A float matrix product (exact: spans stay far below 2**53) is the fast way.
+        """
+        flat = (extents.reshape(-1, self.D) - 1).astype(np.float64) @ self._coef_flat
+        return flat.reshape(extents.shape[:-1] + (self.P, self.C)).astype(np.int64) + 1
+
     def sizes(self, extents: np.ndarray) -> np.ndarray:
         """Dense-box tile sizes for extents [..., D] -> [..., P]."""
-        span = np.einsum("pcd,...d->...pc", self.coef, extents - 1) + 1
-        span = np.where(self.valid_coord, span, 1)
-        return np.prod(span, axis=-1)
+        return np.prod(self.spans(extents), axis=-1)
 
 
 @lru_cache(maxsize=65536)
@@ -101,9 +109,9 @@ def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestS
     ext = np.cumprod(level_f, axis=1)                                      # [B,L,D]
     prev = ext // level_f
     mid = prev * mb.sf
-    size = pa.sizes(ext)                                                   # [B,L,P]
+    ext_coord = pa.spans(ext)                                              # [B,L,P,C]
+    size = np.prod(ext_coord, axis=-1)                                     # [B,L,P]
     msize = pa.sizes(mid)
-    ext_coord = np.einsum("pcd,bld->blpc", coef, ext - 1) + 1              # [B,L,P,C]
 
     # Loops in nest order: per level its D spatial then its D temporal loops.  Every
     # dimension appears once in each permutation, so a loop's stride (the extent of its
@@ -128,9 +136,9 @@ def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestS
     # Multicast groups per level: distinct offsets, in each data space, among the instances.
     # Without two fanned-out dimensions in one coordinate, that is the product of the
     # fan-outs of the dimensions the data space depends on.
-    groups = np.prod(np.where(pa.relevant[None, None], mb.sf[:, :, None, :], 1), axis=3).astype(np.float64)
-    fanned = (mb.sf > 1).astype(np.int64)
-    multi = (np.einsum("pcd,bld->blpc", (coef != 0).astype(np.int64), fanned) > 1).any(axis=3)
+    groups = np.exp(np.log(mb.sf.astype(np.float64)) @ pa.relevant.T.astype(np.float64)).round()   # [B,L,P]
+    fanned = (mb.sf > 1).astype(np.float64).reshape(-1, D) @ (coef != 0).reshape(P * C, D).T.astype(np.float64)
+    multi = (fanned.reshape(B, L, P, C) > 1).any(axis=3)
     for b, li, p in zip(*np.nonzero(multi)):
         g = 1
         for c in range(C):
@@ -160,12 +168,50 @@ def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestS
     total = np.zeros((B, L, P))
     weighted = np.zeros((B, L, P))
     link = np.zeros((B, L, P))
+    prep = dict(nj=nj, levj=levj, tcode=tcode, dimj=dimj, vj=vj, size=size, ext_coord=ext_coord, groups=groups,
+                fan=fan, master=master, compute=compute, sdim=sdim, sn=sn, svs=svs, split=mb.split)
+    if HAVE_NUMBA:
+        flag = np.zeros(B, dtype=bool)
+        walk_totals(nj, levj, tcode, dimj, vj, size.astype(np.float64), ext_coord, coef, groups, fan, compute,
+                    sdim, sn, svs, pa.half, pa.radix, total, weighted, flag)
+        rows = np.nonzero(flag)[0]
+    else:
+        rows = np.arange(B)
+    if len(rows):
+        t_, w_, l_ = _walk_totals_numpy(pa, arch, {k: v[rows] for k, v in prep.items()})
+        total[rows], weighted[rows], link[rows] = t_, w_, l_
+
+    return NestStats(size=size.astype(np.float64), total=total, weighted=weighted, link=link,
+                     msize=np.where(master[:, :, None], msize, 0).astype(np.float64), master=master,
+                     fanout=fan.astype(np.float64), repl=repl.astype(np.float64),
+                     xexp=xexp.astype(np.float64), yexp=yexp.astype(np.float64), compute=compute,
+                     compute_repl=compute_repl.astype(np.float64))
+
+
+# ----------------------------------------------------------------------------- link transfers
+
+def _walk_totals_numpy(pa: ProblemArrays, arch: Architecture, prep: dict):
+    """The walk totals with numpy over a (sub-)batch, link transfers counted exactly."""
+    nj, levj, tcode, dimj, vj = prep["nj"], prep["levj"], prep["tcode"], prep["dimj"], prep["vj"]
+    size, ext_coord, groups, fan = prep["size"], prep["ext_coord"], prep["groups"], prep["fan"]
+    master, compute, sdim, sn, svs, split = (prep["master"], prep["compute"], prep["sdim"], prep["sn"],
+                                             prep["svs"], prep["split"])
+    coef = pa.coef
+    B, L, P = size.shape
+    total = np.zeros((B, L, P))
+    weighted = np.zeros((B, L, P))
+    link = np.zeros((B, L, P))
     phys = [arch.fanout(li) for li in range(L)]
-    jidx = np.arange(J)[None, :, None]
     for li in range(L):
-        inside = levj >= li                                                # loops above the child
-        n_li = np.where(inside, nj, 1)
-        t_li = np.where(inside[:, :, None], tcode, 0)
+        # Loops of levels below li sit in the leading columns; skip the columns no row needs.
+        c0 = min(int(np.min(np.argmax(np.concatenate([levj >= li, np.ones((B, 1), bool)], axis=1), axis=1))),
+                 levj.shape[1] - 1)
+        lj, nj_, tc, dj, vj_ = levj[:, c0:], nj[:, c0:], tcode[:, c0:], dimj[:, c0:], vj[:, c0:]
+        Jl = lj.shape[1]
+        jidx = np.arange(Jl)[None, :, None]
+        inside = lj >= li                                                  # loops above the child
+        n_li = np.where(inside, nj_, 1)
+        t_li = np.where(inside[:, :, None], tc, 0)
         T = t_li - (np.cumsum(t_li, axis=1) - t_li)                        # a step's move, [B,J,P]
         suffix = np.cumprod(n_li[:, ::-1], axis=1)[:, ::-1]
         w = ((n_li - 1) * (suffix // n_li)).astype(np.float64)             # steps of each loop
@@ -176,8 +222,8 @@ def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestS
             # The child is one MAC operand: nothing is reused across steps.
             total[:, 0] = G * compute[:, None]
             weighted[:, 0] = F * compute[:, None]
-            a = None
-            steps_ok = inside[:, :, None] & np.ones((1, 1, P), bool)
+            a = overlap = tight = None
+            steps_ok = np.broadcast_to((inside & (n_li >= 2))[:, :, None], T.shape)
         else:
             moving = inside[:, :, None] & (t_li != 0)
             has_a = moving.any(axis=1)                                     # [B,P]
@@ -185,13 +231,14 @@ def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestS
             Ta = np.take_along_axis(t_li, a[:, None, :], axis=1)           # [B,1,P]
             after_a = (jidx > a[:, None, :]) & inside[:, :, None]
             zero = T == 0
-            same = (T == Ta) & ~zero
-            same_w = np.where(after_a & same, w[:, :, None], 0.0).sum(axis=1)
-            reset_w = np.where(after_a & ~zero & ~same, w[:, :, None], 0.0).sum(axis=1)
+            same = T == Ta
+            wb = w[:, :, None]
+            same_w = (wb * (after_a & same)).sum(axis=1)
+            reset_w = (wb * (after_a & ~zero & ~same)).sum(axis=1)
             wa = np.take_along_axis(w, a, axis=1)
             # overlap of the child tile with itself moved by T_a (sliding windows)
-            da = np.take_along_axis(dimj, a, axis=1)                       # [B,P]
-            va = np.take_along_axis(vj, a, axis=1)
+            da = np.take_along_axis(dj, a, axis=1)                         # [B,P]
+            va = np.take_along_axis(vj_, a, axis=1)
             ta_vec = coef[np.arange(P)[None, :], :, da] * va[:, :, None]   # [B,P,C]
             overlap = np.prod(np.maximum(0, ext_coord[:, li - 1] - np.abs(ta_vec)), axis=2)
             child = size[:, li - 1].astype(np.float64)
@@ -206,52 +253,56 @@ def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestS
         if not master[:, li].any():
             continue
         # Could some step's move equal the offset between two instances of this fan-out?
-        rows = np.nonzero(master[:, li] & steps_ok.any(axis=(1, 2)))[0]
-        if not len(rows):
+        ok = steps_ok & master[:, li, None, None]
+        rb, rj, rp = np.nonzero(ok)
+        if not len(rb):
             continue
-        Tv = pa.decode(T[rows])                                            # [R,J,P,C]
-        sstep = coef.transpose(2, 0, 1)[sdim[rows, li]] * svs[rows, li][..., None, None]  # [R,D,P,C]
-        flag = _maybe_link(Tv, steps_ok[rows], sstep, sn[rows, li])
-        for r, p in zip(*np.nonzero(flag)):
-            b = rows[r]
-            geom = _geometry(phys[li], mb.split[b, li], sn[b, li], sstep[r, :, p])
+        Tk = pa.decode(T[rb, rj, rp])                                      # [K,C] moves to check
+        rows = np.unique(rb)
+        feeders = _feeders(coef.transpose(2, 0, 1)[sdim[rows, li]] * svs[rows, li][:, :, None, None], sn[rows, li])
+        where = np.searchsorted(rows, rb)
+        hit = _maybe_link(Tk, *(f[where, rp] for f in feeders))            # [K]
+        flagged = np.zeros((B, P), dtype=bool)
+        flagged[rb[hit], rp[hit]] = True
+        for b, p in zip(*np.nonzero(flagged)):
+            sstep = coef.transpose(2, 0, 1)[sdim[b, li]][:, p, :] * svs[b, li][:, None]       # [D,C]
+            geom = _geometry(phys[li], split[b, li], sn[b, li], sstep)
+            Tv = pa.decode(T[b, :, p])
             if li == 0:
-                t_, l_, w_ = _links_compute(geom, Tv[r, :, p], nj[b] >= 2, w[b], G[b, p], F[b, 0])
+                t_, l_, w_ = _links_compute(geom, Tv, (n_li[b] >= 2) & inside[b], w[b], G[b, p], F[b, 0])
             else:
-                t_, l_, w_ = _links_tiles(geom, Tv[r, :, p], n_li[b] >= 2, w[b], int(a[b, p]), G[b, p],
-                                          F[b, 0], float(size[b, li - 1, p]), float(overlap[b, p]),
-                                          bool(tight[b, p]))
+                t_, l_, w_ = _links_tiles(geom, Tv, n_li[b] >= 2, w[b], int(a[b, p]), G[b, p], F[b, 0],
+                                          float(size[b, li - 1, p]), float(overlap[b, p]), bool(tight[b, p]))
             total[b, li, p], link[b, li, p], weighted[b, li, p] = t_, l_, w_
 
-    return NestStats(size=size.astype(np.float64), total=total, weighted=weighted, link=link,
-                     msize=np.where(master[:, :, None], msize, 0).astype(np.float64), master=master,
-                     fanout=fan.astype(np.float64), repl=repl.astype(np.float64),
-                     xexp=xexp.astype(np.float64), yexp=yexp.astype(np.float64), compute=compute,
-                     compute_repl=compute_repl.astype(np.float64))
+    return total, weighted, link
 
 
-# ----------------------------------------------------------------------------- link transfers
+def _feeders(sstep, sn):
+    """Per row, data space and coordinate: how many fanned-out loops feed it, the move of the
+    (single) feeder, its count; and whether some fanned-out loop feeds nothing (shared data).
 
-def _maybe_link(T, ok, sstep, sn) -> np.ndarray:
-    """[B,P]: some allowed step's move is an offset between two instances of the fan-out.
+    sstep [R,D,P,C] (each spatial loop's move), sn [R,D] (its count) -> four [R,P,...] arrays.
+    """
+    live = (sn > 1)[:, :, None, None] & (sstep != 0)
+    nfeed = live.sum(axis=1)                                               # [R,P,C]
+    step = np.where(live, sstep, 0).sum(axis=1)
+    count = np.where(live, sn[:, :, None, None], 1).max(axis=1)
+    idle = ((sn > 1)[:, :, None] & ~(sstep != 0).any(axis=3)).any(axis=1)  # [R,P]
+    return nfeed, step, count, idle
+
+
+def _maybe_link(T, nfeed, step, count, idle) -> np.ndarray:
+    """[K]: could move T[k] be the offset between two instances of the fan-out?
 
     Conservative (never misses): per coordinate the move must be a multiple of the one
-    spatial loop feeding it, within its range; coordinates fed by several loops pass.
+    spatial loop feeding it, within its range; coordinates fed by several loops pass; a zero
+    move matches only instances sharing an offset.
     """
-    # sstep [B,D,P,C], sn [B,D]; T [B,J,P,C]
-    live = (sn > 1)[:, :, None, None] & (sstep != 0)                       # [B,D,P,C]
-    nfeed = live.sum(axis=1)                                               # [B,P,C]
-    s = np.where(live, sstep, 0).sum(axis=1)                               # single feeder's step
-    cnt = np.where(live, sn[:, :, None, None], 1).max(axis=1)
-    s_ = np.where(s == 0, 1, s)[:, None]
-    fits_one = (T % s_ == 0) & (np.abs(T) // np.abs(s_) < cnt[:, None])
-    per_coord = np.where(nfeed[:, None] == 0, T == 0, np.where(nfeed[:, None] == 1, fits_one, True))
-    rep = per_coord.all(axis=3)                                            # [B,J,P]
-    # a zero move matches only instances sharing an offset (a loop that feeds no coordinate)
-    idle = ((sn > 1)[:, :, None] & ~(sstep != 0).any(axis=3)).any(axis=1)  # [B,P]
-    nonzero_move = (T != 0).any(axis=3)
-    rep &= nonzero_move | idle[:, None, :]
-    return (rep & ok).any(axis=1)
+    s_ = np.where(step == 0, 1, step)
+    fits_one = (T % s_ == 0) & (np.abs(T) // np.abs(s_) < count)
+    per_coord = np.where(nfeed == 0, T == 0, np.where(nfeed == 1, fits_one, True))
+    return per_coord.all(axis=1) & ((T != 0).any(axis=1) | idle)
 
 
 def _geometry(phys, split, sn, sstep):
