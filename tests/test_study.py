@@ -138,3 +138,16 @@ def test_actor_dying_mid_trial_is_rerun(tmp_path, monkeypatch):
     rerun = [t for t in trials if t.user_attrs.get("coopt.rerun_of") == 1]
     assert len(rerun) == 1 and rerun[0].state == TrialState.COMPLETE and rerun[0].params == trials[1].params
     assert (tmp_path / "mlruns" / "studies" / "d" / ".fault-injected").exists()
+
+
+def test_rdb_storage_and_grid_sampler(tmp_path, monkeypatch):
+    """--storage takes an RDB URL; the grid sampler walks a finite space without repeats."""
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert main(["search", "--space", TINY, "--trials", "4", "--workers", "1", "--sampler", "grid",
+                 "--study", "g", "--storage", url]) == 0
+    import optuna
+    study = optuna.load_study(study_name="g", storage=url)
+    done = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 4
+    assert len({tuple(sorted(t.params.items())) for t in done}) == 4

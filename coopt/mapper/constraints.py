@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from coopt.arch.spec import Architecture
 from coopt.errors import SpecError
+from coopt.model.mapping import iter_directives, parse_keep_bypass, parse_split
 from coopt.workload.problem import Problem
 
 _FACTOR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*?)\s*(<=|>=|=)?\s*(\d+)")
@@ -110,17 +111,9 @@ def parse_constraints(targets, arch: Architecture, problem: Problem, *, file=Non
     if not isinstance(targets, list):
         raise SpecError("constraints must be a list of targets", file=file, key=key,
                         expected="- target: LEVEL\\n  type: temporal|spatial|bypass|utilization")
-    names = [lvl.name for lvl in arch.storage]
     ds_names = [d.name for d in problem.dataspaces]
-    for i, t in enumerate(targets):
-        k = f"{key}[{i}]"
-        if not isinstance(t, dict):
-            raise SpecError("a constraint must be a mapping", file=file, key=k)
-        target = t.get("target")
-        if target not in names:
-            raise SpecError(f"unknown target level {target!r}", file=file, key=f"{k}.target",
-                            expected=f"one of {names}")
-        lc = levels[names.index(target)]
+    for k, li, kind, t in iter_directives(targets, arch, file=file, key=key):
+        lc = levels[li]
         kind = t.get("type")
         if kind in ("temporal", "spatial"):
             fixed, caps = _parse_factor_list(t.get("factors"), problem, file=file, key=f"{k}.factors")
@@ -137,23 +130,13 @@ def parse_constraints(targets, arch: Architecture, problem: Problem, *, file=Non
                     if len(prefix) == len(problem.dims) and not suffix:
                         lc.s_order = prefix
                     lc.s_prefix, lc.s_suffix = prefix, suffix
-                if "split" in t:
-                    s = t["split"]
-                    if not isinstance(s, int) or isinstance(s, bool) or s < 0:
-                        raise SpecError(f"split is {s!r}", file=file, key=f"{k}.split",
-                                        expected="a non-negative integer")
-                    lc.split = min(s, len(problem.dims))
+                s = parse_split(t, len(problem.dims), file=file, key=k)
+                if s is not None:
+                    lc.split = s
         elif kind in ("bypass", "datatype", "dataspace"):
-            for fld in ("keep", "bypass"):
-                vals = t.get(fld) or []
-                if not isinstance(vals, list):
-                    raise SpecError(f"{fld} must be a list", file=file, key=f"{k}.{fld}", expected=str(ds_names))
-                for ds in vals:
-                    if ds not in ds_names:
-                        raise SpecError(f"unknown data space {ds!r}", file=file, key=f"{k}.{fld}",
-                                        expected=f"one of {ds_names}")
-            lc.keep |= set(t.get("keep") or [])
-            lc.bypass |= set(t.get("bypass") or [])
+            kept, bypassed = parse_keep_bypass(t, ds_names, file=file, key=k)
+            lc.keep |= kept
+            lc.bypass |= bypassed
             both = lc.keep & lc.bypass
             if both:
                 raise SpecError(f"{sorted(both)} both kept and bypassed", file=file, key=k)

@@ -122,7 +122,7 @@ class MapSpace:
         among the choices that use the most instances (utilisation drives delay),
         else among all that fit.  The remaining primes go to random temporal loops.
         """
-        D, L, P = self.D, self.L, self.P
+        D, L = self.D, self.L
         sperm, split = self._spatial_perms(rng, n)
         tperm = self._perms(rng, n, lambda li: self.cons.levels[li].t_prefix,
                             lambda li: self.cons.levels[li].t_suffix)

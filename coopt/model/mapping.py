@@ -110,6 +110,49 @@ def parse_permutation(text, dims: tuple[str, ...], *, file=None, key=None) -> li
     return names + [d for d in dims if d not in names]
 
 
+def iter_directives(items, arch: Architecture, *, file=None, key: str = "mapping"):
+    """Timeloop directive lists (mappings and constraints): yield (key, level index, type, directive).
+
+    Checks what both share: a mapping per entry and a known target level.
+    """
+    names = [lvl.name for lvl in arch.storage]
+    for i, d in enumerate(items):
+        k = f"{key}[{i}]"
+        if not isinstance(d, MappingT):
+            raise SpecError("each entry must be a mapping", file=file, key=k, expected="{target, type, ...}")
+        target = d.get("target")
+        if target not in names:
+            raise SpecError(f"unknown target level {target!r}", file=file, key=f"{k}.target",
+                            expected=f"one of {names}")
+        yield k, names.index(target), d.get("type", "temporal"), d
+
+
+def parse_split(d, ndims: int, *, file=None, key=None) -> int | None:
+    """A spatial directive's ``split`` (first dimensions on X), None when absent."""
+    if "split" not in d:
+        return None
+    s = d["split"]
+    if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+        raise SpecError(f"split is {s!r}", file=file, key=f"{key}.split", expected="a non-negative integer")
+    return min(s, ndims)
+
+
+def parse_keep_bypass(d, dataspaces: list[str], *, file=None, key=None) -> tuple[set[str], set[str]]:
+    """The ``keep`` and ``bypass`` lists of a datatype/bypass directive, checked."""
+    out = []
+    for field_name in ("keep", "bypass"):
+        vals = d.get(field_name) or []
+        if not isinstance(vals, list):
+            raise SpecError(f"{field_name} must be a list", file=file, key=f"{key}.{field_name}",
+                            expected=str(dataspaces))
+        for ds in vals:
+            if ds not in dataspaces:
+                raise SpecError(f"unknown data space {ds!r}", file=file, key=f"{key}.{field_name}",
+                                expected=f"one of {dataspaces}")
+        out.append(set(vals))
+    return out[0], out[1]
+
+
 def mapping_from_yaml(directives, arch: Architecture, problem: Problem, *, file=None) -> Mapping:
     """Build a Mapping from Timeloop's directive list, checking levels, dimensions and products."""
     if isinstance(directives, MappingT) and "mapping" in directives:
@@ -127,16 +170,7 @@ def mapping_from_yaml(directives, arch: Architecture, problem: Problem, *, file=
     sperm: list[list[str] | None] = [None] * n
     split: list[int | None] = [None] * n
     keep: list[set[str]] = [set(ds_names) for _ in range(n)]
-    for i, d in enumerate(directives):
-        key = f"mapping[{i}]"
-        if not isinstance(d, MappingT):
-            raise SpecError("a mapping directive must be a mapping", file=file, key=key)
-        target = d.get("target")
-        if target not in names:
-            raise SpecError(f"unknown target level {target!r}", file=file, key=f"{key}.target",
-                            expected=f"one of {names}")
-        li = names.index(target)
-        kind = d.get("type", "temporal")
+    for key, li, kind, d in iter_directives(directives, arch, file=file):
         if kind in ("temporal", "spatial"):
             facs = parse_factors(d.get("factors", ""), dims, file=file, key=f"{key}.factors")
             p = parse_permutation(d.get("permutation", ""), dims, file=file, key=f"{key}.permutation")
@@ -146,20 +180,12 @@ def mapping_from_yaml(directives, arch: Architecture, problem: Problem, *, file=
             else:
                 spatial[li].update(facs)
                 sperm[li] = p
-                if "split" in d:
-                    s = d["split"]
-                    if not isinstance(s, int) or isinstance(s, bool) or s < 0:
-                        raise SpecError(f"split is {s!r}", file=file, key=f"{key}.split",
-                                        expected="a non-negative integer")
-                    split[li] = min(s, len(dims))
+                s = parse_split(d, len(dims), file=file, key=key)
+                if s is not None:
+                    split[li] = s
         elif kind in ("datatype", "bypass", "dataspace"):
-            for field_name in ("keep", "bypass"):
-                for ds in d.get(field_name) or []:
-                    if ds not in ds_names:
-                        raise SpecError(f"unknown data space {ds!r}", file=file, key=f"{key}.{field_name}",
-                                        expected=f"one of {ds_names}")
-            keep[li] |= set(d.get("keep") or [])
-            keep[li] -= set(d.get("bypass") or [])
+            kept, bypassed = parse_keep_bypass(d, ds_names, file=file, key=key)
+            keep[li] = (keep[li] | kept) - bypassed
         else:
             raise SpecError(f"unknown directive type {kind!r}", file=file, key=f"{key}.type",
                             expected="temporal, spatial or datatype")

@@ -347,7 +347,6 @@ class NestWalk:
         h_size = max(px, self.fanout_x[level])
         v_size = max(py, self.fanout_y[level])
         without = self._multicast(deltas, {pv: set(deltas) for pv in range(nds)})
-        chosen = without
         # link transfers (neighbour's previous delta equals mine)
         prev = st.prev_spatial
         link_counts = [0.0] * nds
