@@ -249,7 +249,10 @@ def get(url: str) -> tuple[int, bytes]:
 
 
 def test_ui_server_serves_the_store(store, records):
-    from coopt.tracking.ui import ui_command, ui_env
+    """`coopt ui` serves the store; a SIGTERM stops the server and every process it started."""
+    import os
+    import signal
+    import sys
 
     t = tracker()
     t.start()
@@ -258,7 +261,8 @@ def test_ui_server_serves_the_store(store, records):
     t.finish()
     port = free_port()
     log = open(store / "ui.log", "wb")
-    proc = subprocess.Popen(ui_command(None, port), env=ui_env(), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "coopt.cli", "ui", "--port", str(port)], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline, status = time.monotonic() + 60, None
         while time.monotonic() < deadline and proc.poll() is None:
@@ -270,7 +274,20 @@ def test_ui_server_serves_the_store(store, records):
         assert status == 200, (store / "ui.log").read_text()
         code, body = get(f"http://127.0.0.1:{port}/get-artifact?path=pareto/front.csv&run_uuid={t.parent_id}")
         assert code == 200 and body.startswith(b"trial,")
+        proc.send_signal(signal.SIGTERM)                      # what `timeout` or a service manager sends
+        proc.wait(30)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                get(f"http://127.0.0.1:{port}/")
+                time.sleep(0.3)
+            except OSError:
+                break
+        else:
+            raise AssertionError("the MLflow server outlived `coopt ui`")
     finally:
-        proc.kill()
-        proc.wait(10)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         log.close()

@@ -6,6 +6,8 @@ it is the pinned MLflow of coopt's environment, whatever ``mlflow`` is on PATH.
 from __future__ import annotations
 
 import os
+import os
+import signal
 import subprocess
 import sys
 
@@ -36,13 +38,31 @@ def launch_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "12
     if db is not None and not db.is_file():
         raise CooptError(f"no studies here yet: run coopt search first (no MLflow store at {db})")
     print(f"MLflow UI: http://{host}:{port}  (Ctrl-C to stop)", flush=True)
-    proc = subprocess.Popen(ui_command(uri, port, host), env=ui_env())
+    # Its own process group: the server forks a uvicorn worker that must stop with it,
+    # whether we get Ctrl-C or a SIGTERM.
+    proc = subprocess.Popen(ui_command(uri, port, host), env=ui_env(), start_new_session=True)
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
+        _stop_group(proc)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
-            return proc.wait(timeout=10)
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+            return
         except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait()
+            continue
