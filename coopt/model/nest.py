@@ -52,7 +52,7 @@ class ProblemArrays:
                     coef[p, c, dims.index(d)] += problem.coef(cname)
         self.coef = coef
         self.relevant = (coef != 0).any(axis=1)                             # [P,D]
-        self._coef_flat = coef.reshape(self.P * self.C, self.D).T.astype(np.float64)   # [D, P*C]
+        self._coef_flat = np.ascontiguousarray(coef.reshape(self.P * self.C, self.D).T)   # [D, P*C]
         # each dimension feeds at most one coordinate of a data space (true for CONV shapes)
         self.single_coord = bool(((coef != 0).sum(axis=1) <= 1).all())
         self.read_write = np.array([ds.read_write for ds in problem.dataspaces])
@@ -79,10 +79,11 @@ class ProblemArrays:
     def spans(self, extents: np.ndarray) -> np.ndarray:
         """Points per data-space coordinate of a dense box, extents [..., D] -> [..., P, C].
 
-        A float matrix product (exact: spans stay far below 2**53) is the fast way.
+        An integer matrix product: exact, and numpy runs it without BLAS threads, which would
+        fight the worker processes for the cores.
         """
-        flat = (extents.reshape(-1, self.D) - 1).astype(np.float64) @ self._coef_flat
-        return flat.reshape(extents.shape[:-1] + (self.P, self.C)).astype(np.int64) + 1
+        flat = (extents.reshape(-1, self.D) - 1) @ self._coef_flat
+        return flat.reshape(extents.shape[:-1] + (self.P, self.C)) + 1
 
     def sizes(self, extents: np.ndarray) -> np.ndarray:
         """Dense-box tile sizes for extents [..., D] -> [..., P]."""
@@ -136,8 +137,9 @@ def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestS
     # Multicast groups per level: distinct offsets, in each data space, among the instances.
     # Without two fanned-out dimensions in one coordinate, that is the product of the
     # fan-outs of the dimensions the data space depends on.
-    groups = np.exp(np.log(mb.sf.astype(np.float64)) @ pa.relevant.T.astype(np.float64)).round()   # [B,L,P]
-    fanned = (mb.sf > 1).astype(np.float64).reshape(-1, D) @ (coef != 0).reshape(P * C, D).T.astype(np.float64)
+    groups = np.prod(np.where(pa.relevant[None, None], mb.sf[:, :, None, :], 1), axis=3).astype(np.float64)
+    fanned = (mb.sf > 1).astype(np.int64).reshape(-1, D) @ np.ascontiguousarray((coef != 0).reshape(P * C, D).T
+                                                                                  .astype(np.int64))
     multi = (fanned.reshape(B, L, P, C) > 1).any(axis=3)
     for b, li, p in zip(*np.nonzero(multi)):
         g = 1
