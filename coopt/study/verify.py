@@ -67,9 +67,10 @@ class TrialCheck:
 
     @property
     def flagged(self) -> bool:
+        """Native and reference differ beyond the tolerance (or a model check failed)."""
         r = self.ratios
         bad = [k for k in ("model_energy_ratio", "model_cycles_ratio") if k in r and abs(r[k] - 1) > self.tolerance]
-        return bool(bad) or any(l.error for l in self.layers)
+        return bool(bad) or any(l.error.startswith("model") for l in self.layers if l.error)
 
     def csv(self) -> str:
         buf = io.StringIO()
@@ -95,20 +96,27 @@ def verify_trial(rec: TrialRecord, backend, *, mapper: bool = True, options: Map
         problem = problem_from_yaml(layer.problem_yaml["problem"], name=layer.name)
         mapping = mapping_from_yaml(layer.mapping_yaml["mapping"], arch, problem)
         lc = LayerCheck(layer.name, layer.count, layer.energy_pj, layer.cycles)
-        try:
+        errors = []
+        try:                                   # the native mapping through the reference model
             ref = backend.evaluate(problem, arch, tables, mapping)
             lc.model_energy_pj, lc.model_cycles = ref.energy_pj, ref.cycles
-            if mapper:
-                cons = parse_constraints(design.targets, arch, problem)
-                r = backend.map_layer(NetworkLayer(layer.name, problem, layer.count, (layer.name,)), arch, tables,
-                                      cons, options or MapperOptions(metric=("edp",)))
-                if r.found:
-                    lc.mapper_energy_pj, lc.mapper_cycles = r.eval.energy_pj, r.eval.cycles
-                else:
-                    lc.error = r.reason
         except BinaryNotFound:
             raise
         except CooptError as e:
-            lc.error = e.message
+            errors.append(f"model: {e.message}")
+        if mapper:                             # the reference engine's own mapper
+            try:
+                cons = parse_constraints(design.targets, arch, problem)
+                r = backend.map_layer(NetworkLayer(layer.name, problem, layer.count, (layer.name,)), arch,
+                                      tables, cons, options or MapperOptions(metric=("edp",)))
+                if r.found:
+                    lc.mapper_energy_pj, lc.mapper_cycles = r.eval.energy_pj, r.eval.cycles
+                else:
+                    errors.append(f"mapper: {r.reason}")
+            except BinaryNotFound:
+                raise
+            except CooptError as e:
+                errors.append(f"mapper: {e.message}")
+        lc.error = "; ".join(errors)
         check.layers.append(lc)
     return check
