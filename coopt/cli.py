@@ -309,6 +309,11 @@ def _cmd_arch(args) -> int:
     return 0
 
 
+def _tables_args(p):
+    p.add_argument("--ert", help="Accelergy ERT.yaml: its energies replace coopt's estimates")
+    p.add_argument("--art", help="Accelergy ART.yaml: its areas replace coopt's estimates")
+
+
 def _engine_args(p):
     p.add_argument("--engine", default="native", choices=["native", "timeloop", "accelforge"],
                    help="native (default), timeloop (the real binaries) or accelforge (optional extra)")
@@ -331,8 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Evaluate a mapping of a layer on an architecture, like timeloop-model. "
                                     "The YAML files' top-level keys (architecture, problem, mapping, ...) are merged.")
     ev.add_argument("files", nargs="+", help="YAML files with architecture, problem and mapping")
-    ev.add_argument("--ert", help="Accelergy ERT.yaml: use its energies instead of coopt's estimates")
-    ev.add_argument("--art", help="Accelergy ART.yaml: use its areas instead of coopt's estimates")
+    _tables_args(ev)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     _engine_args(ev)
     ev.set_defaults(func=_cmd_evaluate)
@@ -342,8 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "Files are merged by top-level key; constraints in them are honoured and "
                                      "the mapper block's optimization_metrics is the default metric.")
     mp_.add_argument("files", nargs="+", help="YAML files with architecture, problem, constraints, mapper")
-    mp_.add_argument("--ert", help="Accelergy ERT.yaml")
-    mp_.add_argument("--art", help="Accelergy ART.yaml")
+    _tables_args(mp_)
     _search_args(mp_)
     mp_.add_argument("--json", action="store_true", help="print one JSON object")
     mp_.add_argument("--out", help="write the best mapping (Timeloop YAML) and its stats to this folder")
@@ -360,8 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     nw.add_argument("--constraints", help="YAML with Timeloop constraint targets (for architecture files)")
     nw.add_argument("--network", default="resnet50", help="resnet50 (default), resnet18, mobilenet_v2")
     nw.add_argument("--batch", type=int, default=1, help="batch size N (default 1)")
-    nw.add_argument("--ert", help="Accelergy ERT.yaml overriding the estimates")
-    nw.add_argument("--art", help="Accelergy ART.yaml overriding the estimates")
+    _tables_args(nw)
     _search_args(nw)
     nw.add_argument("--workers", type=int, default=2, help="parallel worker processes (default 2)")
     nw.add_argument("--json", action="store_true", help="print one JSON object")
