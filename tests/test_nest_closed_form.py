@@ -62,3 +62,28 @@ def test_random_mappings_match_walk(arch_name, problem):
                                        err_msg=f"row {b}: {field}")
     if arch_name == "multi_level_fanout":
         assert links > 0, "the sample should exercise link transfers"
+
+
+@pytest.mark.parametrize("arch_name", sorted(ARCHS))
+def test_compiled_paths_equal_numpy_paths(arch_name):
+    """The numba kernels (walk totals, collapse) give the numpy paths' numbers exactly."""
+    from coopt.model.collapse import collapse, collapse_numpy
+    from coopt.model.nest import _walk_totals_numpy
+    import coopt.model.nest as nest_mod
+
+    arch = ARCHS[arch_name]()
+    for problem in PROBLEMS:
+        mb = random_batch(problem, arch, 300, np.random.default_rng(7))
+        pa = ProblemArrays(problem)
+        fast = nest_stats(pa, arch, mb)
+        kernel = nest_mod.HAVE_NUMBA
+        try:
+            nest_mod.HAVE_NUMBA = False                   # every row through the numpy path
+            slow = nest_stats(pa, arch, mb)
+        finally:
+            nest_mod.HAVE_NUMBA = kernel
+        for field in FIELDS:
+            np.testing.assert_array_equal(getattr(fast, field), getattr(slow, field), err_msg=field)
+        a, b = collapse(fast, mb.keep, pa.read_write), collapse_numpy(fast, mb.keep, pa.read_write)
+        for field in ("reads", "fills", "updates", "utilized", "partition"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)

@@ -49,7 +49,26 @@ def _round(x):
 
 
 def collapse(nest: NestStats, keep: np.ndarray, read_write: np.ndarray) -> Accesses:
-    """Timeloop's CollapseDataMovementNest + ComputeReadUpdateReductionAccesses_Legacy."""
+    """Timeloop's CollapseDataMovementNest + ComputeReadUpdateReductionAccesses_Legacy.
+
+    The compiled loop form (``kernel.collapse_rows``) when numba is there, else numpy;
+    tests hold the two equal.
+    """
+    from coopt.model.kernel import HAVE_NUMBA, collapse_rows
+
+    if not HAVE_NUMBA:
+        return collapse_numpy(nest, keep, read_write)
+    B, L, P = nest.size.shape
+    out = [np.zeros((B, L, P)) for _ in range(5)]
+    collapse_rows(nest.size.astype(np.float64), nest.total.astype(np.float64),
+                  nest.weighted.astype(np.float64), nest.link.astype(np.float64), nest.msize.astype(np.float64),
+                  nest.master.astype(np.bool_), nest.fanout.astype(np.float64), nest.repl.astype(np.float64),
+                  keep.astype(np.bool_), np.asarray(read_write, dtype=np.bool_), *out)
+    return Accesses(reads=out[0], fills=out[1], updates=out[2], utilized=out[3], partition=out[4])
+
+
+def collapse_numpy(nest: NestStats, keep: np.ndarray, read_write: np.ndarray) -> Accesses:
+    """The array form of the collapse (reference for the compiled one)."""
     B, L, P = nest.size.shape
     size = nest.size.astype(np.float64).copy()
     total = nest.total.astype(np.float64).copy()

@@ -9,6 +9,7 @@ Timeloop (its PAT adder and wire models return 0) and so they are here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class Costs:
     utilization: np.ndarray     # [B]
     macs: np.ndarray            # [B]
     valid: np.ndarray           # [B] bool
-    reason: list                # [B] str ('' when valid)
+    reason: Callable[[int], str]  # row -> why it is invalid ('' when valid)
 
 
 class ArchCosts:
@@ -69,45 +70,62 @@ class ArchCosts:
                      + tables.area(arch.arithmetic.name) * arch.arithmetic.instances)
 
 
-def _fail(reason, mask, text_fn):
-    for b in np.nonzero(mask)[0]:
-        if not reason[b]:
-            reason[b] = text_fn(b)
+class _Checks:
+    """Validity of every row as boolean arrays; the words of a reason only when asked for."""
+
+    def __init__(self, nest: NestStats, acc: Accesses, ac: ArchCosts, fanout_reason: list | None):
+        B, L = nest.repl.shape
+        self.nest, self.ac, self.fanout_reason = nest, ac, fanout_reason
+        self.used = acc.utilized.sum(axis=2)                               # [B,L]
+        cap = np.where(np.isfinite(ac.capacity), ac.capacity, 0)
+        # in the order reasons are reported: the first failing check names the problem
+        self.checks = [
+            ("macs", nest.compute_repl > ac.mac_instances),
+            ("over", self.used > ac.capacity[None, :]),
+            ("under", (ac.min_util[None, :] > 0) & (self.used < cap[None, :] * ac.min_util[None, :])),
+            ("instances", nest.repl > ac.instances[None, :]),
+            ("x", nest.xexp > ac.mesh_x[None, :]),
+            ("y", nest.yexp > ac.mesh_y[None, :]),
+        ]
+        bad = np.zeros(B, dtype=bool)
+        for _, m in self.checks:
+            bad |= m if m.ndim == 1 else m.any(axis=1)
+        if fanout_reason is not None:
+            bad |= np.array([bool(r) for r in fanout_reason])
+        self.valid = ~bad
+
+    def reason(self, b: int) -> str:
+        if self.valid[b]:
+            return ""
+        if self.fanout_reason is not None and self.fanout_reason[b]:
+            return self.fanout_reason[b]
+        nest, ac, used = self.nest, self.ac, self.used
+        for kind, m in self.checks:
+            if kind == "macs":
+                if m[b]:
+                    return f"mapping uses {int(nest.compute_repl[b])} MACs, the design has {ac.mac_instances}"
+                continue
+            for li in np.nonzero(m[b])[0]:
+                name = ac.names[li]
+                return {
+                    "over": f"{name}: tile of {int(used[b, li])} words exceeds its capacity of "
+                            f"{int(ac.capacity[li]) if np.isfinite(ac.capacity[li]) else 0} words",
+                    "under": f"{name}: tile of {int(used[b, li])} words is below its minimum utilisation",
+                    "instances": f"{name}: mapping uses {int(nest.repl[b, li])} instances of "
+                                 f"{int(ac.instances[li])}",
+                    "x": f"{name}: mapping spreads {int(nest.xexp[b, li])} wide in X, mesh is {int(ac.mesh_x[li])}",
+                    "y": f"{name}: mapping spreads {int(nest.yexp[b, li])} high in Y, mesh is {int(ac.mesh_y[li])}",
+                }[kind]
+        return "invalid"
 
 
 def evaluate_costs(nest: NestStats, acc: Accesses, ac: ArchCosts, fanout_ok: np.ndarray | None = None,
                    fanout_reason: list | None = None) -> Costs:
     B, L, P = acc.reads.shape
-    reason = [""] * B
-    if fanout_reason is not None:
-        for b in range(B):
-            reason[b] = fanout_reason[b]
-
     compute_cycles = nest.compute.astype(np.float64)
     macs = compute_cycles * nest.compute_repl
-
-    # --- validity: MAC instances, capacity, instances and mesh extents ---------
-    _fail(reason, nest.compute_repl > ac.mac_instances,
-          lambda b: f"mapping uses {int(nest.compute_repl[b])} MACs, the design has {ac.mac_instances}")
-    used = acc.utilized.sum(axis=2)                                         # [B,L]
-    over = used > ac.capacity[None, :]
-    for li in range(L):
-        _fail(reason, over[:, li], lambda b, li=li:
-              f"{ac.names[li]}: tile of {int(used[b, li])} words exceeds its capacity of "
-              f"{int(ac.capacity[li])} words")
-    under = (ac.min_util[None, :] > 0) & (used < np.where(np.isfinite(ac.capacity), ac.capacity, 0)[None, :]
-                                          * ac.min_util[None, :])
-    for li in range(L):
-        _fail(reason, under[:, li], lambda b, li=li:
-              f"{ac.names[li]}: tile of {int(used[b, li])} words is below its minimum utilisation")
-    for li in range(L):
-        _fail(reason, nest.repl[:, li] > ac.instances[li], lambda b, li=li:
-              f"{ac.names[li]}: mapping uses {int(nest.repl[b, li])} instances of {int(ac.instances[li])}")
-        _fail(reason, nest.xexp[:, li] > ac.mesh_x[li], lambda b, li=li:
-              f"{ac.names[li]}: mapping spreads {int(nest.xexp[b, li])} wide in X, mesh is {int(ac.mesh_x[li])}")
-        _fail(reason, nest.yexp[:, li] > ac.mesh_y[li], lambda b, li=li:
-              f"{ac.names[li]}: mapping spreads {int(nest.yexp[b, li])} high in Y, mesh is {int(ac.mesh_y[li])}")
-    valid = np.array([not r for r in reason])
+    checks = _Checks(nest, acc, ac, fanout_reason)
+    valid = checks.valid
 
     # --- energy --------------------------------------------------------------
     counts = np.stack([acc.reads, acc.fills, acc.updates], axis=-1)        # [B,L,P,3]
@@ -138,4 +156,4 @@ def evaluate_costs(nest: NestStats, acc: Accesses, ac: ArchCosts, fanout_ok: np.
     utilization = (macs / ac.mac_instances) / cycles
     return Costs(energy=energy, level_energy=level_energy, leak_energy=leak_energy, mac_energy=mac_energy,
                  cycles=cycles, compute_cycles=compute_cycles, level_cycles=level_cycles,
-                 utilization=utilization, macs=macs, valid=valid, reason=reason)
+                 utilization=utilization, macs=macs, valid=valid, reason=checks.reason)

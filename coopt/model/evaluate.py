@@ -162,7 +162,7 @@ def _to_eval(problem, arch, nest, acc, costs: Costs, ac: ArchCosts, b: int) -> M
             dataspaces=ds,
         ))
     return MappingEval(
-        valid=bool(costs.valid[b]), reason=costs.reason[b], energy_pj=float(costs.energy[b]),
+        valid=bool(costs.valid[b]), reason=costs.reason(b), energy_pj=float(costs.energy[b]),
         cycles=int(costs.cycles[b]), compute_cycles=int(costs.compute_cycles[b]),
         utilization=float(costs.utilization[b]), macs=int(costs.macs[b]),
         mac_energy_pj=float(costs.mac_energy[b]), area_um2=float(ac.area), levels=levels)

@@ -30,7 +30,7 @@ import numpy as np
 from coopt.arch.spec import Architecture
 from coopt.model.batch import MappingBatch
 from coopt.model.collapse import NestStats
-from coopt.model.kernel import HAVE_NUMBA, walk_totals
+from coopt.model.kernel import HAVE_NUMBA, master_sizes, walk_totals
 from coopt.workload.problem import Problem
 
 
@@ -112,7 +112,6 @@ def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestS
     mid = prev * mb.sf
     ext_coord = pa.spans(ext)                                              # [B,L,P,C]
     size = np.prod(ext_coord, axis=-1)                                     # [B,L,P]
-    msize = pa.sizes(mid)
 
     # Loops in nest order: per level its D spatial then its D temporal loops.  Every
     # dimension appears once in each permutation, so a loop's stride (the extent of its
@@ -134,21 +133,6 @@ def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestS
     repl, xexp, yexp = above(fan), above(fx), above(fy)
     compute_repl = repl[:, 0] * fan[:, 0]
 
-    # Multicast groups per level: distinct offsets, in each data space, among the instances.
-    # Without two fanned-out dimensions in one coordinate, that is the product of the
-    # fan-outs of the dimensions the data space depends on.
-    groups = np.prod(np.where(pa.relevant[None, None], mb.sf[:, :, None, :], 1), axis=3).astype(np.float64)
-    fanned = (mb.sf > 1).astype(np.int64).reshape(-1, D) @ np.ascontiguousarray((coef != 0).reshape(P * C, D).T
-                                                                                  .astype(np.int64))
-    multi = (fanned.reshape(B, L, P, C) > 1).any(axis=3)
-    for b, li, p in zip(*np.nonzero(multi)):
-        g = 1
-        for c in range(C):
-            terms = tuple(sorted((int(coef[p, c, d] * prev[b, li, d]), int(mb.sf[b, li, d]))
-                                 for d in range(D) if coef[p, c, d] and mb.sf[b, li, d] > 1))
-            g *= _distinct_sums(terms) if len(terms) > 1 else (terms[0][1] if terms else 1)
-        groups[b, li, p] = g
-
     # Non-trivial temporal loops, innermost first, compacted to J columns.
     tn_all = tn.reshape(B, L * D)
     live = tn_all >= 2
@@ -163,19 +147,21 @@ def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestS
     levj = np.where(livej, np.repeat(np.arange(L), D)[order], -1)
     compute = np.prod(nj, axis=1).astype(np.float64)
 
-    # A move of a data-space tile as one integer per (loop, data space): exact mixed-radix codes.
-    code = pa.codes                                                        # [P,D]
-    tcode = vj[:, :, None] * code.T[dimj]                                  # [B,J,P]
-
+    if HAVE_NUMBA:
+        msize = np.zeros((B, L, P), dtype=np.int64)
+        master_sizes(mid, fan, coef, msize)
+    else:
+        msize = np.where(master[:, :, None], pa.sizes(mid), 0)
     total = np.zeros((B, L, P))
     weighted = np.zeros((B, L, P))
     link = np.zeros((B, L, P))
-    prep = dict(nj=nj, levj=levj, tcode=tcode, dimj=dimj, vj=vj, size=size, ext_coord=ext_coord, groups=groups,
-                fan=fan, master=master, compute=compute, sdim=sdim, sn=sn, svs=svs, split=mb.split)
+    prep = dict(nj=nj, levj=levj, dimj=dimj, vj=vj, size=size, ext_coord=ext_coord, fan=fan, master=master,
+                compute=compute, sdim=sdim, sn=sn, svs=svs, split=mb.split, sf=mb.sf, prev=prev)
     if HAVE_NUMBA:
+        # The kernel does the common rows; it hands back rows with possible link transfers.
         flag = np.zeros(B, dtype=bool)
-        walk_totals(nj, levj, tcode, dimj, vj, size.astype(np.float64), ext_coord, coef, groups, fan, compute,
-                    sdim, sn, svs, pa.half, pa.radix, total, weighted, flag)
+        walk_totals(nj, levj, pa.codes, dimj, vj, size.astype(np.float64), ext_coord, coef, mb.sf, prev, fan,
+                    compute, sdim, sn, svs, pa.half, pa.radix, total, weighted, flag)
         rows = np.nonzero(flag)[0]
     else:
         rows = np.arange(B)
@@ -184,7 +170,7 @@ def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestS
         total[rows], weighted[rows], link[rows] = t_, w_, l_
 
     return NestStats(size=size.astype(np.float64), total=total, weighted=weighted, link=link,
-                     msize=np.where(master[:, :, None], msize, 0).astype(np.float64), master=master,
+                     msize=msize.astype(np.float64), master=master,
                      fanout=fan.astype(np.float64), repl=repl.astype(np.float64),
                      xexp=xexp.astype(np.float64), yexp=yexp.astype(np.float64), compute=compute,
                      compute_repl=compute_repl.astype(np.float64))
@@ -192,14 +178,35 @@ def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestS
 
 # ----------------------------------------------------------------------------- link transfers
 
+def multicast_groups(pa: ProblemArrays, sf: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    """[B,L,P] distinct offsets, in each data space, among a level's spatial instances.
+
+    Without two fanned-out dimensions in one coordinate, the product of the fan-outs of the
+    dimensions the data space depends on; otherwise counted (sliding windows across PEs).
+    """
+    coef, C, D = pa.coef, pa.C, pa.D
+    groups = np.prod(np.where(pa.relevant[None, None], sf[:, :, None, :], 1), axis=3).astype(np.float64)
+    fed = np.einsum("pcd,bld->blpc", (coef != 0).astype(np.int64), (sf > 1).astype(np.int64))
+    for b, li, p in zip(*np.nonzero((fed > 1).any(axis=3))):
+        g = 1
+        for c in range(C):
+            terms = tuple(sorted((int(coef[p, c, d] * prev[b, li, d]), int(sf[b, li, d]))
+                                 for d in range(D) if coef[p, c, d] and sf[b, li, d] > 1))
+            g *= _distinct_sums(terms) if len(terms) > 1 else (terms[0][1] if terms else 1)
+        groups[b, li, p] = g
+    return groups
+
+
 def _walk_totals_numpy(pa: ProblemArrays, arch: Architecture, prep: dict):
     """The walk totals with numpy over a (sub-)batch, link transfers counted exactly."""
-    nj, levj, tcode, dimj, vj = prep["nj"], prep["levj"], prep["tcode"], prep["dimj"], prep["vj"]
-    size, ext_coord, groups, fan = prep["size"], prep["ext_coord"], prep["groups"], prep["fan"]
+    nj, levj, dimj, vj = prep["nj"], prep["levj"], prep["dimj"], prep["vj"]
+    size, ext_coord, fan = prep["size"], prep["ext_coord"], prep["fan"]
     master, compute, sdim, sn, svs, split = (prep["master"], prep["compute"], prep["sdim"], prep["sn"],
                                              prep["svs"], prep["split"])
     coef = pa.coef
     B, L, P = size.shape
+    groups = multicast_groups(pa, prep["sf"], prep["prev"])
+    tcode = vj[:, :, None] * pa.codes.T[dimj]      # a tile's move per loop and data space, as one integer
     total = np.zeros((B, L, P))
     weighted = np.zeros((B, L, P))
     link = np.zeros((B, L, P))
