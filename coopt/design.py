@@ -14,7 +14,7 @@ from coopt.arch.spec import Architecture
 from coopt.arch.template import Template, available_templates, load_template
 from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.accelergy_io import read_art, read_ert
-from coopt.energy.estimate import estimate
+from coopt.energy.select import with_overrides
 from coopt.energy.tables import EnergyTables
 from coopt.errors import SpecError
 from coopt.yamlio import load_merged, load_yaml
@@ -42,13 +42,12 @@ def _is_template(arg: str) -> bool:
 
 
 def user_tables(arch: Architecture, ert=None, art=None) -> EnergyTables:
-    """Built-in estimates, overridden entry by entry by the user's Accelergy files."""
-    tables = estimate(arch)
+    """Estimates (``--energy``: Accelergy's method or built-in), overridden entry by entry by the user's files."""
+    user = None
     if ert or art:
         user = EnergyTables(ert=read_ert(ert, file=str(ert)) if ert else {},
                             art=read_art(art, file=str(art)) if art else {}, source="accelergy")
-        tables = tables.merged(user)
-    return tables
+    return with_overrides(arch, user)
 
 
 def design_from_template(template: Template | str, params: dict | None = None, dataflow: str | None = None,

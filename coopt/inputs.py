@@ -14,7 +14,7 @@ from pathlib import Path
 from coopt.arch.spec import Architecture
 from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.accelergy_io import read_art, read_ert
-from coopt.energy.estimate import estimate
+from coopt.energy.select import with_overrides
 from coopt.energy.tables import EnergyTables
 from coopt.errors import SpecError
 from coopt.model.mapping import Mapping, mapping_from_yaml
@@ -53,13 +53,11 @@ def load_inputs(paths, ert: str | Path | None = None, art: str | Path | None = N
     raw, sources = load_merged(paths)
     arch = arch_from_yaml(_require(raw, sources, "architecture", paths), file=sources.get("architecture"))
     problem = problem_from_yaml(_require(raw, sources, "problem", paths), file=sources.get("problem"))
-    tables = estimate(arch)
     ert_node = ert if ert is not None else raw.get("ERT") and {"ERT": raw["ERT"]}
     art_node = art if art is not None else raw.get("ART") and {"ART": raw["ART"]}
     user = EnergyTables(
         ert=read_ert(ert_node, file=str(ert) if ert else sources.get("ERT")) if ert_node else {},
         art=read_art(art_node, file=str(art) if art else sources.get("ART")) if art_node else {},
         source="accelergy")
-    if user.ert or user.art:
-        tables = tables.merged(user)
+    tables = with_overrides(arch, user)
     return InputSet(arch=arch, problem=problem, tables=tables, raw=raw, sources=sources)

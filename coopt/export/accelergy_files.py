@@ -15,11 +15,11 @@ from importlib import resources
 
 import yaml
 
-from coopt.arch.spec import ArithmeticLevel, Architecture, StorageLevel
+from coopt.arch.spec import Architecture, ArithmeticLevel, StorageLevel
 from coopt.energy.accelergy_io import leaf_name
 from coopt.energy.tables import EnergyTables
 
-__all__ = ["ert_yaml", "art_yaml", "components_yaml", "component_path", "unknown_classes", "PRIMITIVES"]
+__all__ = ["PRIMITIVES", "art_yaml", "component_path", "components_yaml", "ert_yaml", "unknown_classes"]
 
 VERSION = "0.4"
 # Classes Accelergy knows without a compound definition (its plug-ins' primitives) or that
@@ -105,3 +105,22 @@ def unknown_classes(arch: Architecture) -> list[str]:
     """Classes of ``arch`` that are neither in the shipped library nor Accelergy primitives."""
     lib = {c["name"] for c in _library()}
     return sorted(c for c in _used(arch) if c not in lib and c not in PRIMITIVES)
+
+
+def write_energy_files(arch: Architecture, estimation, out) -> list:
+    """``coopt energy --out``: ERT.yaml, ART.yaml and energy_summary.yaml in ``out``, as Accelergy names them."""
+    from pathlib import Path
+
+    from coopt.energy.accelergy import summary_yaml
+    from coopt.errors import SpecError
+    from coopt.yamlio import dumps_yaml
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SpecError(f"cannot create {out}: {e.strerror}", key="--out") from None
+    files = {"ERT.yaml": ert_yaml(arch, estimation.tables), "ART.yaml": art_yaml(arch, estimation.tables),
+             "energy_summary.yaml": summary_yaml(estimation)}
+    for name, node in files.items():
+        (out / name).write_text(dumps_yaml(node))
+    return [out / name for name in files]

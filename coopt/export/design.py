@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from coopt.arch.yaml_io import arch_from_yaml
-from coopt.energy.estimate import estimate
+from coopt.energy.select import arch_tables
 from coopt.errors import CooptError
 from coopt.export.accelergy_files import art_yaml, components_yaml, ert_yaml, unknown_classes
 from coopt.study.front import pareto_front
@@ -190,7 +190,7 @@ done
 def _files(rec: TrialRecord) -> dict[str, str]:
     """Relative path -> text of everything one trial folder holds."""
     arch = arch_from_yaml(rec.arch_yaml["architecture"])
-    tables = estimate(arch)
+    tables = arch_tables(arch)
     stems = _stems(rec.layers)
     notes = _notes(rec, stems, arch)
     files = {"arch.yaml": dumps_yaml(rec.arch_yaml), "components.yaml": dumps_yaml(components_yaml(arch)),

@@ -1,0 +1,102 @@
+"""Accelergy's role for an architecture: ERT and ART from compound classes and primitive estimators.
+
+Why: coopt's energy axis should be the one a user gets from Accelergy 0.4
+with its CACTI, Library and NeuroSim plug-ins.  Every component of the
+architecture is expanded through its class (the shipped tutorial classes in
+``coopt/export/data/compound_components.yaml``, then the user's files, which
+override by class name) down to primitives, each estimated once per distinct
+attribute set (``coopt.energy.primitives``, cached on disk).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import yaml
+
+from coopt.arch.spec import Architecture, ArithmeticLevel, StorageLevel
+from coopt.energy.compound import Library, Result
+from coopt.energy.tables import EnergyTables
+from coopt.yamlio import load_yaml
+
+SOURCE = "accelergy"
+
+
+@dataclass
+class Estimation:
+    """The tables plus, per component, the estimator of each primitive (Accelergy's summaries)."""
+
+    tables: EnergyTables
+    estimators: dict[str, list[tuple[str, str]]]
+    paths: dict[str, str]
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> dict:
+    text = resources.files("coopt.export").joinpath("data/compound_components.yaml").read_text("utf-8")
+    return yaml.safe_load(text)
+
+
+def library(component_files=()) -> Library:
+    """The shipped classes, then the user's files (a class of the same name replaces ours)."""
+    lib = Library()
+    lib.add(_shipped(), "coopt/export/data/compound_components.yaml")
+    for f in component_files:
+        node = load_yaml(f) if not isinstance(f, dict) else f
+        lib.add(node or {}, str(f) if not isinstance(f, dict) else "<components>")
+    return lib
+
+
+def _given(arch: Architecture, comp: StorageLevel | ArithmeticLevel) -> dict:
+    attrs = {k: v for k, v in (comp.attributes or {}).items() if k not in ("meshX", "meshY")}
+    if isinstance(comp, StorageLevel):
+        attrs.setdefault("width", comp.width or comp.word_bits * comp.block_size)
+        if comp.depth is not None:
+            attrs.setdefault("depth", comp.depth)
+        attrs.setdefault("datawidth", comp.word_bits)
+    else:
+        attrs.setdefault("datawidth", comp.word_bits)
+    if attrs.get("technology") == -1:             # Timeloop's placeholder on dummy levels
+        attrs.pop("technology")
+    return attrs
+
+
+def estimate_arch(arch: Architecture, component_files=(), *, lib: Library | None = None) -> Estimation:
+    """ERT/ART of every component of ``arch`` as Accelergy would estimate them."""
+    lib = lib or library(component_files)
+    inherited = {"technology": arch.technology, "global_cycle_seconds": arch.cycle_seconds}
+    ert, art, est, paths = {}, {}, {}, {}
+    for comp in [*reversed(arch.storage), arch.arithmetic]:
+        where = f"architecture.{comp.name}"
+        cls = comp.cls
+        res: Result = lib.expand(cls, _given(arch, comp), inherited, where)
+        actions = dict(res.actions)
+        if isinstance(comp, ArithmeticLevel) and "compute" not in actions:
+            for alias in ("mac_random", "mult_random", "mac", "mult", "multiply", "add", "read"):
+                if alias in actions:
+                    actions["compute"] = actions[alias]
+                    break
+        ert[comp.name], art[comp.name] = actions, res.area
+        est[comp.name] = res.estimators
+        paths[comp.name] = comp.path or comp.name
+    return Estimation(EnergyTables(ert=ert, art=art, source=SOURCE), est, paths)
+
+
+def tables(arch: Architecture, component_files=()) -> EnergyTables:
+    return estimate_arch(arch, component_files).tables
+
+
+def summary_yaml(estimation: Estimation) -> dict:
+    """Accelergy's ERT_summary-like record: per component its actions and each primitive's estimator."""
+    out = []
+    for name, actions in estimation.tables.ert.items():
+        seen, prims = set(), []
+        for sub, e in estimation.estimators[name]:
+            if (sub, e) not in seen:
+                seen.add((sub, e))
+                prims.append({"name": sub or name, "estimator": e})
+        out.append({"name": estimation.paths[name], "actions": [{"name": a, "energy": float(v)}
+                                                                 for a, v in actions.items()],
+                    "area": float(estimation.tables.art[name]), "primitive_estimation(s)": prims})
+    return {"energy_summary": {"version": 0.4, "table_summary": out}}
