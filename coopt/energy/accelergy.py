@@ -55,19 +55,24 @@ def _given(arch: Architecture, comp: StorageLevel | ArithmeticLevel) -> dict:
         if comp.depth is not None:
             attrs.setdefault("depth", comp.depth)
         attrs.setdefault("datawidth", comp.word_bits)
-    else:
+    else:   # widths Accelergy would demand; coopt knows the word size (Timeloop's tutorials leave them out)
         attrs.setdefault("datawidth", comp.word_bits)
+        attrs.setdefault("multiplier_width", comp.word_bits)
+        attrs.setdefault("adder_width", 2 * comp.word_bits)
     if attrs.get("technology") == -1:             # Timeloop's placeholder on dummy levels
         attrs.pop("technology")
     return attrs
 
 
-def estimate_arch(arch: Architecture, component_files=(), *, lib: Library | None = None) -> Estimation:
-    """ERT/ART of every component of ``arch`` as Accelergy would estimate them."""
+def estimate_arch(arch: Architecture, component_files=(), *, lib: Library | None = None,
+                  only=None) -> Estimation:
+    """ERT/ART of every component of ``arch`` (or of those named in ``only``) as Accelergy would estimate them."""
     lib = lib or library(component_files)
     inherited = {"technology": arch.technology, "global_cycle_seconds": arch.cycle_seconds}
     ert, art, est, paths = {}, {}, {}, {}
     for comp in [*reversed(arch.storage), arch.arithmetic]:
+        if only is not None and comp.name not in only:
+            continue
         where = f"architecture.{comp.name}"
         cls = comp.cls
         res: Result = lib.expand(cls, _given(arch, comp), inherited, where)
@@ -83,8 +88,8 @@ def estimate_arch(arch: Architecture, component_files=(), *, lib: Library | None
     return Estimation(EnergyTables(ert=ert, art=art, source=SOURCE), est, paths)
 
 
-def tables(arch: Architecture, component_files=()) -> EnergyTables:
-    return estimate_arch(arch, component_files).tables
+def tables(arch: Architecture, component_files=(), only=None) -> EnergyTables:
+    return estimate_arch(arch, component_files, only=only).tables
 
 
 def summary_yaml(estimation: Estimation) -> dict:

@@ -108,9 +108,10 @@ def _config(size_bytes: int, block_bytes: int, tech_um: float, n_banks: int, por
                    f"-UCA bank {n_banks}\n-cache type \"ram\"\n-tag size (b) 0\n-associativity 1\n")
 
 
-def run(size_bytes: int, block_bytes: int, tech_um: float, n_banks: int = 1, ports: int = 1) -> dict:
-    """One CACTI query: read/write energy (J), leakage (W), area (m^2)."""
-    exe = binary()
+def run(size_bytes: int, block_bytes: int, tech_um: float, n_banks: int = 1, ports: int = 1,
+        exe: Path | None = None) -> dict:
+    """One CACTI query (with ``exe`` or the working binary): read/write energy (J), leakage (W), area (m^2)."""
+    exe = Path(exe) if exe else binary()
     cfg = _config(size_bytes, block_bytes, tech_um, n_banks, ports)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / (hashlib.sha256(cfg.encode()).hexdigest()[:16] + ".cfg")

@@ -42,6 +42,14 @@ class ComponentError(SpecError):
     """A compound component file is malformed (unknown class, unset attribute, bad expression, cycle)."""
 
 
+class UnknownNames(ComponentError):
+    """An expression names attributes not (yet) defined."""
+
+    def __init__(self, *args, names=(), **kw):
+        super().__init__(*args, **kw)
+        self.names = tuple(names)
+
+
 @dataclass
 class ClassDef:
     name: str
@@ -84,8 +92,8 @@ def evaluate(value, ns: dict, *, file: str | None, key: str):
     if unknown:
         if isinstance(tree.body, ast.Name):
             return value                               # a bare word (LPDDR4, must_specify): a string
-        raise ComponentError(f"{value!r} uses {', '.join(unknown)}, which is not an attribute here",
-                             file=file, key=key, expected=f"names among {sorted(ns)}")
+        raise UnknownNames(f"{value!r} uses {', '.join(unknown)}, which is not an attribute here",
+                           file=file, key=key, expected=f"names among {sorted(ns)}", names=unknown)
     try:
         return eval(compile(tree, "<attribute>", "eval"), {"__builtins__": {}}, {**_FUNCS, **ns})
     except Exception as e:  # noqa: BLE001 -- arithmetic errors of the user's expression
@@ -136,13 +144,26 @@ class Library:
         for k, v in defaults.items():
             if k not in given:
                 pending.append((k, v, f"{cdef.key}.attributes.{k}", cdef.file))
-        for k, v, key, file in pending:
-            if isinstance(v, str) and v.strip() == "must_specify":
-                if k in ns and ns[k] != "must_specify":
-                    continue                           # inherited (technology, global_cycle_seconds)
-                raise ComponentError(f"attribute {k!r} of class {cdef.name} must be specified for {where}",
-                                     file=cdef.file, key=key, expected=f"a value for {k} on the component")
-            ns[k] = evaluate(v, ns, file=file, key=key)
+        while pending:                                 # in file order; a forward reference waits its turn
+            waiting, first_error = [], None
+            todo = {k for k, *_ in pending}
+            for k, v, key, file in pending:
+                if isinstance(v, str) and v.strip() == "must_specify":
+                    if k in ns and ns[k] != "must_specify":
+                        continue                       # inherited (technology, global_cycle_seconds)
+                    raise ComponentError(f"attribute {k!r} of class {cdef.name} must be specified for {where}",
+                                         file=cdef.file, key=key, expected=f"a value for {k} on the component")
+                try:
+                    ns[k] = evaluate(v, ns, file=file, key=key)
+                    todo.discard(k)
+                except UnknownNames as e:
+                    if not set(e.names) & (todo - {k}):
+                        raise
+                    waiting.append((k, v, key, file))
+                    first_error = first_error or e
+            if len(waiting) == len(pending):
+                raise first_error                      # a cycle among attributes
+            pending = waiting
         return ns
 
     def expand(self, cls: str, given: dict, inherited: dict, where: str, stack: tuple = ()) -> Result:

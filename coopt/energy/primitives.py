@@ -24,7 +24,7 @@ from coopt.energy import cacti, library
 from coopt.energy.estimate import parse_node
 from coopt.errors import SpecError
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,12 @@ def _versions() -> str:
     return ",".join(out)
 
 
+def estimates_dir():
+    """``$COOPT_ESTIMATES_DIR`` or ``<cache>/estimates``: one JSON file per primitive and attribute set."""
+    from pathlib import Path
+    return Path(os.environ.get("COOPT_ESTIMATES_DIR") or cacti.cache_root() / "estimates")
+
+
 _MEMO: dict[str, Estimate] = {}
 STATS = {"hits": 0, "disk_hits": 0, "misses": 0}
 
@@ -139,7 +145,7 @@ def estimate_primitive(cls: str, attrs: dict, key: str = "") -> Estimate:
     if h in _MEMO:
         STATS["hits"] += 1
         return _MEMO[h]
-    path = cacti.cache_root() / "estimates" / f"{h}.json"
+    path = estimates_dir() / f"{h}.json"
     if path.is_file():
         try:
             d = json.loads(path.read_text())

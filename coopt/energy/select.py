@@ -31,22 +31,20 @@ def set_method(m: str | None) -> None:
         os.environ[ENV] = m
 
 
-def arch_tables(arch: Architecture, component_files=()) -> EnergyTables:
-    """ERT/ART of ``arch`` by the current method."""
+def arch_tables(arch: Architecture, component_files=(), only=None) -> EnergyTables:
+    """ERT/ART of ``arch`` (of the components named in ``only``, if given) by the current method."""
     if method() == "builtin":
         from coopt.energy.estimate import estimate
         return estimate(arch)
     from coopt.energy.accelergy import tables
-    return tables(arch, component_files)
+    return tables(arch, component_files, only=only)
 
 
 def with_overrides(arch: Architecture, user: EnergyTables | None) -> EnergyTables:
     """The user's ERT/ART entries over estimates; nothing is estimated when the user's files cover all."""
     names = [lvl.name for lvl in arch.storage] + [arch.arithmetic.name]
-    if user is not None and all(n in user.ert and n in user.art for n in names):
-        return EnergyTables(ert={k: dict(v) for k, v in user.ert.items()}, art=dict(user.art),
-                            source=user.source)
-    base = arch_tables(arch)
     if user is None or not (user.ert or user.art):
-        return base
+        return arch_tables(arch)
+    missing = {n for n in names if n not in user.ert or n not in user.art}
+    base = arch_tables(arch, only=missing) if missing else EnergyTables(source=method())
     return base.merged(user)
