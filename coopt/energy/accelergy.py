@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 
 import yaml
 
@@ -32,10 +32,14 @@ class Estimation:
     paths: dict[str, str]
 
 
+SHIPPED = Path(__file__).resolve().parents[1] / "export" / "data" / "compound_components.yaml"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @lru_cache(maxsize=1)
 def _shipped() -> dict:
-    text = resources.files("coopt.export").joinpath("data/compound_components.yaml").read_text("utf-8")
-    return yaml.safe_load(text)
+    """The shipped classes (read as a file: importing coopt.export would pull in the study stack)."""
+    return yaml.load(SHIPPED.read_text("utf-8"), Loader=_LOADER)
 
 
 def library(component_files=()) -> Library:
@@ -43,9 +47,22 @@ def library(component_files=()) -> Library:
     lib = Library()
     lib.add(_shipped(), "coopt/export/data/compound_components.yaml")
     for f in component_files:
-        node = load_yaml(f) if not isinstance(f, dict) else f
+        node = _load(str(f), _mtime(f)) if not isinstance(f, dict) else f
         lib.add(node or {}, str(f) if not isinstance(f, dict) else "<components>")
     return lib
+
+
+def _mtime(path) -> int:
+    try:
+        return Path(path).stat().st_mtime_ns
+    except OSError:
+        return -1                                      # load_yaml says what is wrong with it
+
+
+@lru_cache(maxsize=64)
+def _load(path: str, mtime_ns: int) -> dict:
+    """A components file, parsed once per version of it (a study reads the same file per trial)."""
+    return load_yaml(path)
 
 
 def _given(arch: Architecture, comp: StorageLevel | ArithmeticLevel) -> dict:

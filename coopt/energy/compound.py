@@ -24,6 +24,7 @@ import ast
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from coopt.energy.primitives import estimate_primitive, is_primitive
 from coopt.errors import SpecError
@@ -71,31 +72,45 @@ class Result:
     estimators: list[tuple[str, str]] = field(default_factory=list)
 
 
+@lru_cache(maxsize=4096)
+def _compiled(text: str):
+    """(code, names, bare word?) of an expression; (None, problem, None) when it cannot be one.
+
+    Cached: a study evaluates the same few hundred expressions for every design.
+    """
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        return None, "syntax", None
+    for node in ast.walk(tree):
+        if not isinstance(node, _ALLOWED):
+            return None, type(node).__name__, None
+    names = frozenset(n.id for n in ast.walk(tree) if isinstance(n, ast.Name))
+    return compile(tree, "<attribute>", "eval"), names, isinstance(tree.body, ast.Name)
+
+
 def evaluate(value, ns: dict, *, file: str | None, key: str):
     """The value of one attribute: a Python expression over ``ns``, or a plain string."""
     if not isinstance(value, str):
         return value
     text = value.strip()
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError:
+    code, names, bare = _compiled(text)
+    if code is None and names == "syntax":
         if re.search(r"[()*/+]|\*\*", text):
             raise ComponentError(f"cannot parse expression {value!r}", file=file, key=key,
-                                 expected="a Python arithmetic expression over the attributes") from None
+                                 expected="a Python arithmetic expression over the attributes")
         return value                                   # '22nm', 'must specify', ...: a string
-    for node in ast.walk(tree):
-        if not isinstance(node, _ALLOWED):
-            raise ComponentError(f"{type(node).__name__} is not allowed in {value!r}", file=file, key=key,
-                                 expected="arithmetic, comparisons, conditionals and math functions")
-    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    if code is None:
+        raise ComponentError(f"{names} is not allowed in {value!r}", file=file, key=key,
+                             expected="arithmetic, comparisons, conditionals and math functions")
     unknown = sorted(n for n in names if n not in ns and n not in _FUNCS)
     if unknown:
-        if isinstance(tree.body, ast.Name):
+        if bare:
             return value                               # a bare word (LPDDR4, must_specify): a string
         raise UnknownNames(f"{value!r} uses {', '.join(unknown)}, which is not an attribute here",
                            file=file, key=key, expected=f"names among {sorted(ns)}", names=unknown)
     try:
-        return eval(compile(tree, "<attribute>", "eval"), {"__builtins__": {}}, {**_FUNCS, **ns})
+        return eval(code, {"__builtins__": {}}, {**_FUNCS, **ns})
     except Exception as e:  # noqa: BLE001 -- arithmetic errors of the user's expression
         raise ComponentError(f"evaluating {value!r} failed: {e}", file=file, key=key) from None
 

@@ -24,7 +24,7 @@ from coopt.energy import cacti, library
 from coopt.energy.estimate import parse_node
 from coopt.errors import SpecError
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -48,20 +48,17 @@ def _neurosim_adder(attrs: dict, nm: float, cycle_s: float) -> Estimate:
                      "leak": model.leak_power * cycle_s * 1e12}, model.area * 1e12, "NeuroSim")
 
 
-_NEUROSIM_OK: list[bool] = []
+FALLBACK = "(NeuroSim unavailable)"
 
 
 def _intadder(attrs: dict, nm: float, cycle_s: float) -> Estimate:
-    if not _NEUROSIM_OK or _NEUROSIM_OK[0]:
-        try:
-            est = _neurosim_adder(attrs, nm, cycle_s)
-            _NEUROSIM_OK[:] = [True]
-            return est
-        except Exception:                          # noqa: BLE001 -- any failure of the binary
-            _NEUROSIM_OK[:] = [False]
+    try:
+        return _neurosim_adder(attrs, nm, cycle_s)
+    except Exception as e:                         # noqa: BLE001 -- any failure of the binary
+        reason = type(e).__name__
     bits = attrs.get("n_bits", attrs.get("width", attrs.get("precision", 32)))
     actions, area = library.aladdin("aladdin_adder", {"width": bits}, nm, cycle_s)
-    return Estimate(actions, area, "Library (aladdin_adder; NeuroSim unavailable)")
+    return Estimate(actions, area, f"Library aladdin_adder {FALLBACK[:-1]}: {reason})")
 
 
 def _sram(attrs: dict, nm: float, cycle_s: float, key: str) -> Estimate:
@@ -158,6 +155,8 @@ def estimate_primitive(cls: str, attrs: dict, key: str = "") -> Estimate:
     est = _estimate(cls, relevant, key)
     STATS["misses"] += 1
     _MEMO[h] = est
+    if FALLBACK[:-1] in est.estimator:
+        return est                                 # a stand-in is never cached on disk
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
