@@ -213,3 +213,43 @@ def test_builtin_switch(monkeypatch):
     d = design_from_template("eyeriss_like")
     assert d.tables.source == "accelergy" and not math.isclose(
         d.tables.compute_energy("mac"), 0.0)
+
+
+@pytest.mark.slow
+def test_neurosim_rebuild_from_the_shipped_sources(tmp_path, capsys):
+    from coopt.energy import neurosim
+    exe = neurosim.build(tmp_path / "neurosim-build")
+    assert neurosim._runs(exe) and "building NeuroSim" in capsys.readouterr().err
+    assert neurosim.build(tmp_path / "neurosim-build") == exe
+
+
+@needs_ref
+def test_attribute_order_does_not_matter():
+    """Class attributes listed alphabetically (forward references) evaluate as in file order."""
+    comps = yaml.safe_load((TUTORIAL / "components.yaml").read_text())
+    for c in comps["compound_components"]["classes"]:
+        c["attributes"] = dict(sorted(c["attributes"].items()))
+    env = {"technology": "22nm", "global_cycle_seconds": 1e-9}
+    given = {"width": 16, "depth": 12}
+    a = library([TUTORIAL / "components.yaml"]).expand("smartbuffer_RF", given, env, "x")
+    b = library([comps]).expand("smartbuffer_RF", given, env, "x")
+    assert a.actions == b.actions and a.area == b.area
+
+
+@needs_ref
+def test_user_tables_cover_what_they_name(monkeypatch):
+    """A partial ERT/ART replaces its entries; only the components it leaves out are estimated."""
+    from coopt.energy.select import with_overrides
+    from coopt.energy.tables import EnergyTables
+    arch = load_arch(TUTORIAL / "arch.yaml")
+    names = [lvl.name for lvl in arch.storage] + [arch.arithmetic.name]
+    full = EnergyTables({n: {"read": 1.0} for n in names}, {n: 2.0 for n in names}, source="accelergy")
+    calls = []
+    import coopt.energy.select as sel
+    real = sel.arch_tables
+    monkeypatch.setattr(sel, "arch_tables", lambda a, only=None: calls.append(only) or real(a, only=only))
+    assert with_overrides(arch, full).ert == full.ert and calls == []
+    part = EnergyTables({"mac": {"compute": 9.0}}, {"mac": 3.0}, source="accelergy")
+    t = with_overrides(arch, part)
+    assert calls == [set(names) - {"mac"}] and t.compute_energy("mac") == 9.0
+    assert t.ert["shared_glb"]["read"] == pytest.approx(2.65537, rel=1e-5)   # Accelergy's, estimated

@@ -77,7 +77,8 @@ def build(dest: Path | None = None, *, quiet: bool = False) -> Path:
     if not quiet:
         print(f"coopt: building CACTI {_version()} from hwcomponents-cacti's sources into {dest} (once)",
               file=sys.stderr)
-    tmp = Path(tempfile.mkdtemp(prefix="cacti-build-", dir=dest.parent if dest.parent.exists() else None))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="cacti-build-", dir=dest.parent))
     try:
         work = tmp / "cacti"
         shutil.copytree(src, work, ignore=shutil.ignore_patterns("obj_*", "cacti", "*.o"))
@@ -86,9 +87,15 @@ def build(dest: Path | None = None, *, quiet: bool = False) -> Path:
             raise CactiError(f"building CACTI failed: {proc.stderr.strip().splitlines()[-1:]}",
                              key=str(work), expected="g++ and make on PATH")
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if _runs(binary):
+            return binary               # another process (a study's other worker) finished first
         if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(work, dest)          # atomic: concurrent builders leave one complete copy
+            shutil.rmtree(dest, ignore_errors=True)
+        try:
+            os.replace(work, dest)      # atomic: concurrent builders leave one complete copy
+        except OSError:
+            if not _runs(binary):
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return binary

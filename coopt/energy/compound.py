@@ -132,6 +132,14 @@ def _count(name: str, ns: dict, *, file, key) -> tuple[str, int]:
     return name.strip(), 1
 
 
+def _number(value, *, file, key) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ComponentError(f"{value!r} is not a number", file=file, key=key,
+                             expected="a number or an expression over numeric attributes") from None
+
+
 class Library:
     """Compound classes by name, from one or more Accelergy components files."""
 
@@ -168,6 +176,9 @@ class Library:
                         continue                       # inherited (technology, global_cycle_seconds)
                     raise ComponentError(f"attribute {k!r} of class {cdef.name} must be specified for {where}",
                                          file=cdef.file, key=key, expected=f"a value for {k} on the component")
+                if isinstance(v, str) and v.strip() in todo - {k}:
+                    waiting.append((k, v, key, file))  # a bare reference to an attribute still to come
+                    continue
                 try:
                     ns[k] = evaluate(v, ns, file=file, key=key)
                     todo.discard(k)
@@ -177,7 +188,9 @@ class Library:
                     waiting.append((k, v, key, file))
                     first_error = first_error or e
             if len(waiting) == len(pending):
-                raise first_error                      # a cycle among attributes
+                k, v, key, file = waiting[0]
+                raise first_error or ComponentError(f"attributes refer to each other in a cycle through {k!r}",
+                                                    file=file or cdef.file, key=key)
             pending = waiting
         return ns
 
@@ -212,7 +225,8 @@ class Library:
             values = {k: evaluate(v, ns, file=f, key=f"{skey}.attributes.{k}") for k, v in sattrs.items()}
             res = self.expand(str(sub["class"]), values, child_inherited, f"{where}.{base}", stack)
             subs[base] = (n, res)
-            area += n * res.area * float(evaluate(scale_expr, ns, file=f, key=f"{skey}.area_scale"))
+            area += n * res.area * _number(evaluate(scale_expr, ns, file=f, key=f"{skey}.area_scale"),
+                                           file=f, key=f"{skey}.area_scale")
             estimators += [(f"{sub['name']}" + (f".{p}" if p else ""), e) for p, e in res.estimators]
         actions = {}
         for j, act in enumerate(cdef.spec.get("actions") or []):
@@ -233,7 +247,8 @@ class Library:
                     factor = 1.0
                     for k in ("energy_scale", "repeat", "action_share"):
                         if k in sa:
-                            factor *= float(evaluate(sa[k], ns, file=f, key=f"{rkey}.actions[{s}].{k}"))
+                            factor *= _number(evaluate(sa[k], ns, file=f, key=f"{rkey}.actions[{s}].{k}"),
+                                              file=f, key=f"{rkey}.actions[{s}].{k}")
                     total += n * res.actions[name] * factor
             actions[str(act.get("name"))] = total
         return Result(actions, area, estimators)

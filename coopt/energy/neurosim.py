@@ -69,9 +69,15 @@ def build(dest: Path | None = None, *, quiet: bool = False) -> Path:
                                 key=str(work), expected="g++ with OpenMP and make on PATH")
         for o in work.glob("*.o"):
             o.unlink()
+        if _runs(exe):
+            return exe                  # another process finished first
         if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(work, dest)
+            shutil.rmtree(dest, ignore_errors=True)
+        try:
+            os.replace(work, dest)
+        except OSError:
+            if not _runs(exe):
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return exe
