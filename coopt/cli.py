@@ -323,11 +323,11 @@ def _tables_args(p):
 
 def _cmd_energy(args) -> int:
     from coopt.energy.accelergy import estimate_arch
-    from coopt.energy.report import energy_json, energy_text, load_arch
+    from coopt.energy.report import energy_json, energy_text, load_arch_and_components
     from coopt.export.accelergy_files import write_energy_files
 
-    arch = load_arch(args.arch)
-    estimation = estimate_arch(arch, args.components)
+    arch, beside = load_arch_and_components(args.arch)
+    estimation = estimate_arch(arch, [*beside, *args.components])
     if args.out:
         write_energy_files(arch, estimation, args.out)
     print(json.dumps(energy_json(estimation), indent=2) if args.json else energy_text(estimation))

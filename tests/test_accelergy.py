@@ -253,3 +253,19 @@ def test_user_tables_cover_what_they_name(monkeypatch):
     t = with_overrides(arch, part)
     assert calls == [set(names) - {"mac"}] and t.compute_energy("mac") == 9.0
     assert t.ert["shared_glb"]["read"] == pytest.approx(2.65537, rel=1e-5)   # Accelergy's, estimated
+
+
+EYERISS_RUNS = [p for p in (REF / "model/06-eyeriss-like-convlayer-bestmap", REF / "mapper/06-eyeriss-like-convlayer",
+                            REF / "mapper/resnet50-conv2x-3x3-eyeriss-like") if (p / "ERT.yaml").is_file()]
+
+
+@pytest.mark.parametrize("case", EYERISS_RUNS, ids=lambda p: p.name)
+def test_classes_beside_the_architecture_are_read(case, capsys):
+    """The Timeloop reference runs carry their compound classes in input.yaml: coopt energy reads them."""
+    assert main(["energy", str(case / "input.yaml"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ert, art = read_ert(case / "ERT.yaml"), read_art(case / "ART.yaml")
+    for comp, actions in ert.items():
+        for action, ref in actions.items():
+            assert _rel(out["ert"][comp][action], ref) <= 0.01, (comp, action)
+        assert _rel(out["art"][comp], art[comp]) <= 0.01, comp

@@ -10,10 +10,17 @@ from coopt.yamlio import load_merged
 
 def load_arch(path) -> Architecture:
     """The architecture in ``path`` (Timeloop v0.3/v0.4 tree or timeloopfe ``nodes`` form)."""
+    return load_arch_and_components(path)[0]
+
+
+def load_arch_and_components(path) -> tuple[Architecture, list]:
+    """The architecture and, as Accelergy reads every key of every file, compound classes found beside it."""
     raw, sources = load_merged([path])
     if "architecture" not in raw:
         raise SpecError("no 'architecture:' section", file=str(path), key="architecture")
-    return arch_from_yaml(raw["architecture"], file=sources["architecture"])
+    arch = arch_from_yaml(raw["architecture"], file=sources["architecture"])
+    comps = [path] if isinstance(raw.get("compound_components"), dict) else []
+    return arch, comps
 
 
 def energy_json(estimation: Estimation) -> dict:
