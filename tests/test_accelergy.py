@@ -269,3 +269,26 @@ def test_classes_beside_the_architecture_are_read(case, capsys):
         for action, ref in actions.items():
             assert _rel(out["ert"][comp][action], ref) <= 0.01, (comp, action)
         assert _rel(out["art"][comp], art[comp]) <= 0.01, comp
+
+
+def test_energy_option_picks_the_estimator(monkeypatch, capsys):
+    """--energy builtin gives the built-in tables' result; the default gives Accelergy's method's."""
+    from pathlib import Path
+
+    from coopt.energy.estimate import estimate
+    from coopt.energy.select import method
+    from coopt.inputs import load_inputs
+    from coopt.model.evaluate import evaluate as model_evaluate
+    example = str(Path(__file__).resolve().parents[1] / "examples" / "eyeriss_resnet50_conv2x.yaml")
+    monkeypatch.setenv("COOPT_ENERGY", "accelergy")        # restored after the test, whatever --energy sets
+    inputs = load_inputs([example])
+    assert inputs.tables.source == "accelergy"
+    builtin = model_evaluate(inputs.problem, inputs.arch, estimate(inputs.arch), inputs.mapping())
+    accel = model_evaluate(inputs.problem, inputs.arch, inputs.tables, inputs.mapping())
+    assert main(["evaluate", example, "--json", "--energy", "builtin"]) in (0, 1)
+    out = json.loads(capsys.readouterr().out)
+    assert method() == "builtin" and out["energy_pj"] == pytest.approx(builtin.energy_pj, rel=1e-12)
+    assert main(["evaluate", example, "--json", "--energy", "accelergy"]) in (0, 1)
+    out = json.loads(capsys.readouterr().out)
+    assert out["energy_pj"] == pytest.approx(accel.energy_pj, rel=1e-12)
+    assert abs(accel.energy_pj / builtin.energy_pj - 1) > 1e-3       # the two estimators do differ here
