@@ -292,3 +292,18 @@ def test_energy_option_picks_the_estimator(monkeypatch, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["energy_pj"] == pytest.approx(accel.energy_pj, rel=1e-12)
     assert abs(accel.energy_pj / builtin.energy_pj - 1) > 1e-3       # the two estimators do differ here
+
+
+def test_export_refuses_dram_types_accelergy_does_not_know():
+    import dataclasses
+
+    from coopt.arch.template import load_template
+    from coopt.errors import SpecError
+    t = load_template("eyeriss_like")
+    arch = t.instantiate(t.resolve({}))
+    dram = next(lvl for lvl in arch.storage if lvl.cls == "DRAM")
+    ddr4 = dataclasses.replace(dram, attributes={**dram.attributes, "type": "DDR4"})
+    bad = dataclasses.replace(arch, storage=tuple(ddr4 if lvl is dram else lvl for lvl in arch.storage))
+    with pytest.raises(SpecError, match="DDR4.*(expected one of)"):
+        components_yaml(bad)
+    assert components_yaml(arch)["compound_components"]["classes"]

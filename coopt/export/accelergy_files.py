@@ -96,8 +96,22 @@ def _used(arch: Architecture) -> set[str]:
     return {c.cls for c in _components(arch)}
 
 
+def _check_dram_types(arch: Architecture) -> None:
+    """Accelergy's DRAM model knows a fixed set of types; anything else would crash it later."""
+    from coopt.energy.library import DRAM_PJ_PER_BIT
+    from coopt.errors import SpecError
+    for level in arch.storage:
+        if level.cls.upper() == "DRAM":
+            kind = str((level.attributes or {}).get("type", "LPDDR4"))
+            if kind not in DRAM_PJ_PER_BIT:
+                raise SpecError(f"DRAM type {kind!r} is not one Accelergy's DRAM model knows",
+                                key=f"architecture.{level.name}.attributes.type",
+                                expected=f"one of {sorted(DRAM_PJ_PER_BIT)}")
+
+
 def components_yaml(arch: Architecture) -> dict:
     """``{"compound_components": ...}`` with every compound class ``arch`` needs (library order)."""
+    _check_dram_types(arch)
     need = _closure(_used(arch))
     return {"compound_components": {"version": COMPONENTS_VERSION,
                                      "classes": [copy.deepcopy(c) for c in _library() if c["name"] in need]}}
