@@ -44,7 +44,7 @@ def component_breakdown(rec: TrialRecord) -> list[ComponentShare]:
             energy_pj[lv.name] = energy_pj.get(lv.name, 0.0) + layer.count * lv.energy_pj
         mac_pj += layer.count * ev.mac_energy_pj
     out = [ComponentShare(lvl.name, lvl.instances, tables.area(lvl.name) * lvl.instances / 1e6,
-                          energy_pj.get(lvl.name, 0.0) / 1e6) for lvl in arch.storage]
+                          energy_pj.get(lvl.name, 0.0) / 1e6) for lvl in reversed(arch.storage)]
     mac = arch.arithmetic
     out.append(ComponentShare(mac.name, mac.instances, tables.area(mac.name) * mac.instances / 1e6, mac_pj / 1e6))
     return out
