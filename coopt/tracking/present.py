@@ -8,13 +8,12 @@ ships their output.  No MLflow import here.
 from __future__ import annotations
 
 import json
-import math
 
+from coopt.numbers import finite, fmt, round_sig
 from coopt.study.records import TrialRecord
 
 EXPERIMENT_PREFIX = "coopt/"
 VIEW_KEY = "coopt-trials"                     # experiment tag mlflow.sharedViewState.<VIEW_KEY>
-SIGNIFICANT = 4
 UNITS = {"energy_uj": "energy / inference (µJ)", "throughput_ips": "throughput (inferences/s)",
          "latency_ms": "latency (ms)", "latency_cycles": "latency (cycles)", "area_mm2": "area (mm²)",
          "power_mw": "power (mW)", "onchip_kib": "on-chip SRAM (KiB)", "edp_uj_ms": "EDP (µJ·ms)",
@@ -26,39 +25,6 @@ SHORT = {"energy_uj": "energy µJ", "throughput_ips": "inf/s", "latency_ms": "la
 def experiment_name(study: str) -> str:
     """One MLflow experiment per study, named after it."""
     return f"{EXPERIMENT_PREFIX}{study}"
-
-
-def finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def round_sig(value: float, digits: int = SIGNIFICANT) -> float:
-    """``value`` to ``digits`` significant digits (integers above that keep their units digit)."""
-    if value == 0 or not math.isfinite(value):
-        return value
-    if float(value).is_integer() and abs(value) >= 10 ** (digits - 1):
-        return float(value)
-    return float(f"{value:.{digits}g}")
-
-
-def fmt(value, digits: int = SIGNIFICANT) -> str:
-    """A number for people: 12,340 / 0.03412 / 1.234e+07 (no 12341.816315185482)."""
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "n/a"
-        v = round_sig(value, digits)
-        if v.is_integer() and abs(v) < 1e12:
-            return f"{int(v):,}"
-        if 1e-3 <= abs(v) < 1e6:
-            return f"{v:,.{max(0, digits - 1 - int(math.floor(math.log10(abs(v)))))}f}".rstrip("0").rstrip(".")
-        return f"{v:.{digits - 1}e}"
-    return " ".join(str(value).split()).replace("|", "\\|")
 
 
 def run_name(rec: TrialRecord) -> str:
