@@ -391,3 +391,34 @@ def test_ui_server_serves_the_store(store, records, how):
         except ProcessLookupError:
             pass
         log.close()
+
+
+def test_dashboard_mirror_names_objectives_and_user_units(tmp_path):
+    """The dashboard's mirror: objective names with units, pow2 parameters as the values the user chose."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from coopt.study.space import load_space
+    from coopt.tracking.dashboard import StudyMirror
+
+    space = load_space(Path(__file__).resolve().parents[1] / "search_spaces" / "tiny.yaml")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    source = optuna.create_study(study_name="m", directions=[d for _, d in space.objectives],
+                                 sampler=optuna.samplers.RandomSampler(seed=1))
+    chosen = []
+    for _ in range(4):
+        trial = source.ask()
+        chosen.append(space.suggest(trial))
+        source.tell(trial, [1.0, 2.0, 3.0])
+    running = source.ask()                                           # not finished: not mirrored yet
+    space.suggest(running)
+    mirror = StudyMirror(source, space, space.objectives)
+    assert mirror.sync() == 4 and mirror.sync() == 0
+    assert mirror.study.metric_names == ["energy / inference (µJ)", "throughput (inferences/s)", "area (mm²)"]
+    trials = mirror.study.get_trials()
+    assert [t.params for t in trials] == chosen                      # glb_depth 2048, not log2_glb_depth 11
+    assert all("log2_glb_depth" not in t.params and t.params["glb_depth"] in (1024, 2048, 4096, 8192)
+               for t in trials)
+    source.tell(running, state=TrialState.FAIL)
+    assert mirror.sync() == 1 and source.get_trials()[-1].params["log2_glb_depth"] == \
+        mirror.study.get_trials()[-1].params["glb_depth"].bit_length() - 1

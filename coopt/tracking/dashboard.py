@@ -50,8 +50,11 @@ class StudyMirror:
     """An in-memory copy of a study, with names and units for people; ``sync`` adds finished trials."""
 
     def __init__(self, source, space, objectives):
+        import warnings
+
         import optuna
 
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         self.source, self.space, self.objectives = source, space, objectives
         self.storage = optuna.storages.InMemoryStorage()
         self.study = optuna.create_study(study_name=source.study_name, storage=self.storage,
