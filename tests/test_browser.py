@@ -113,6 +113,13 @@ def ui(study, tmp_path_factory):
 
 
 def shot(driver, name: str, tmp_path: Path) -> None:
+    """Save a screenshot (MLflow's assistant side panel closed first: it hides half the page)."""
+    from selenium.webdriver.common.by import By
+
+    for close in driver.find_elements(By.XPATH, "//*[text()='MLflow Assistant']/ancestor::div[.//button][1]"
+                                                "//button[@aria-label='Close']"):
+        close.click()
+        time.sleep(1)
     driver.save_screenshot(str(tmp_path / name))
     target = os.environ.get("COOPT_SCREENSHOTS")
     if target:
@@ -163,13 +170,13 @@ def test_study_run_lists_the_front_with_links(study, ui, browser, tmp_path):
         button.click()
     expected = front_by_hand(study / "mlruns/studies" / STUDY)
     wait_text(browser, f"{len(expected)} designs on the front")
+    shot(browser, "mlflow-study-front.png", tmp_path)
     links = {}
     for a in browser.find_elements(By.CSS_SELECTOR, "table a[href*='/runs/']"):       # the front's table
         text = a.text.strip()
         if text.startswith("t") and text[1:4].isdigit():
             links[int(text[1:4])] = a
     assert set(links) == expected
-    shot(browser, "mlflow-study-front.png", tmp_path)
     for number, a in links.items():
         (run,) = client.search_runs([exp.experiment_id], f"tags.`coopt.trial` = '{number}'")
         assert a.get_attribute("href").endswith(f"#/experiments/{exp.experiment_id}/runs/{run.info.run_id}")
