@@ -153,6 +153,10 @@ def test_experiment_opens_on_the_trials(study, ui, browser, tmp_path):
     for r in records:
         assert f"t{r['number']:03d} " in body                        # every trial is a row, by its name
     shot(browser, "mlflow-runs.png", tmp_path)
+    # the chart view: every trial drawn, the objectives against each other, parallel coordinates set up
+    browser.get(ui + "&compareRunsMode=CHART")
+    wait_text(browser, "Objectives", "energy_uj vs. throughput_ips", "Parallel Coordinates", "Showing all runs")
+    shot(browser, "mlflow-charts.png", tmp_path)
 
 
 def test_study_run_lists_the_front_with_links(study, ui, browser, tmp_path):

@@ -22,7 +22,6 @@ from coopt.export import art_yaml, components_yaml, ert_yaml, export_trials, par
 from coopt.export.design import safe_name
 from coopt.inputs import load_inputs
 from coopt.model.evaluate import evaluate
-from coopt.study.front import pareto_front
 from coopt.study.records import read_records, write_record
 from coopt.study.trial import evaluate_design
 from coopt.workload.networks import Network, resnet18

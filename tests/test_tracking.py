@@ -17,7 +17,6 @@ import yaml
 
 from coopt.backends.base import MapperOptions
 from coopt.errors import CooptError
-from coopt.study.front import front_hypervolume, pareto_front
 from coopt.study.trial import evaluate_design
 from coopt.workload.networks import Network, resnet18
 

@@ -146,11 +146,24 @@ def view_state(objectives, param_names: list[str], budgets: dict) -> str:
     columns = [f"metrics.`{m}`" for m in metrics] + [f"params.`{p}`" for p in param_names] + \
         ["tags.`pareto`", "tags.`feasible`"]
     first, direction = objectives[0]
+    # the chart view: the first two objectives against each other, and parallel coordinates of the parameters
+    # and objectives, in a section of their own above MLflow's one-chart-per-metric section
+    section = {"uuid": "coopt-front", "name": "Objectives", "display": True, "isReordered": True,
+               "deleted": False, "isGenerated": False}
+    charts = [{"uuid": "coopt-parallel", "type": "PARALLEL", "metricSectionId": "coopt-front", "deleted": False,
+               "isGenerated": False, "displayName": "parameters → objectives", "showAllRuns": True,
+               "selectedParams": list(param_names), "selectedMetrics": [n for n, _ in objectives]}]
+    if len(objectives) >= 2:
+        (xn, _), (yn, _) = objectives[:2]
+        charts.insert(0, {"uuid": "coopt-scatter", "type": "SCATTER", "metricSectionId": "coopt-front",
+                          "deleted": False, "isGenerated": False, "runsCountToCompare": 10000,
+                          "xaxis": {"key": xn, "type": "METRIC"}, "yaxis": {"key": yn, "type": "METRIC"}})
     state = {"searchFilter": "tags.`coopt.role` = 'trial'", "orderByKey": f"metrics.`{first}`",
              "orderByAsc": direction == "minimize", "startTime": "ALL", "lifecycleFilter": "Active",
              "modelVersionFilter": "All Runs", "datasetsFilter": [],
              "selectedColumns": columns, "columnOrder": columns, "runsHiddenMode": "SHOW_ALL",
-             "hideEmptyCharts": True}
+             "hideEmptyCharts": True, "compareRunCharts": charts, "compareRunSections": [section],
+             "isAccordionReordered": True}
     return json.dumps(state)
 
 
