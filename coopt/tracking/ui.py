@@ -114,16 +114,16 @@ def launch_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "12
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop)
+    tail = _drain(proc)
     try:
         if not _wait_ready(proc, base, READY_TIMEOUT_S):
             _stop(proc)
-            err = (proc.stderr.read().decode(errors="replace") if proc.stderr else "").strip().splitlines()
-            last = next((l for l in reversed(err) if "Error" in l or "error" in l), err[-1] if err else "")
+            time.sleep(0.2)
+            last = next((l for l in reversed(tail) if "rror" in l), tail[-1] if tail else "")
             raise CooptError(f"the MLflow server did not start on {base}" + (f": {last.strip()}" if last else ""))
         print(f"MLflow UI: {base}  (Ctrl-C to stop)", flush=True)
         for name, url in urls:
             print(f"  study {name}: {url}", flush=True)
-        _drain(proc)
         return proc.wait()
     except KeyboardInterrupt:
         _stop(proc)
@@ -132,14 +132,18 @@ def launch_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "12
         signal.signal(signal.SIGTERM, previous)
 
 
-def _drain(proc: subprocess.Popen) -> None:
-    """Discard the server's log (kept out of the terminal) so its pipe never fills."""
+def _drain(proc: subprocess.Popen):
+    """Read the server's log (kept out of the terminal) so its pipe never fills; keep its last lines."""
+    import collections
     import threading
 
+    tail = collections.deque(maxlen=50)
+
     def run():
-        for _ in iter(lambda: proc.stderr.read(65536), b""):
-            pass
+        for line in iter(proc.stderr.readline, b""):
+            tail.append(line.decode(errors="replace").rstrip())
     threading.Thread(target=run, daemon=True).start()
+    return tail
 
 
 def _stop(proc: subprocess.Popen) -> None:
