@@ -421,3 +421,22 @@ def test_dashboard_mirror_names_objectives_and_user_units(tmp_path):
     source.tell(running, state=TrialState.FAIL)
     assert mirror.sync() == 1 and source.get_trials()[-1].params["log2_glb_depth"] == \
         mirror.study.get_trials()[-1].params["glb_depth"].bit_length() - 1
+
+
+def test_numbers_for_people():
+    from coopt.numbers import energy, fmt, round_sig
+
+    assert fmt(12341.816315185482) == "12,340" and fmt(0.0341234) == "0.03412" and fmt(36277248) == "36,277,248"
+    assert fmt(2.5e-5) == "2.500e-05" and fmt(float("inf")) == "n/a" and fmt(None) == "–" and fmt(True) == "yes"
+    assert energy(2.94896e8) == "294.9 µJ" and energy(1234.0) == "1.234 nJ" and energy(5.0) == "5 pJ"
+    assert round_sig(36277248.0) == 36277248.0 and round_sig(0.123456) == 0.1235
+
+
+def test_dashboard_errors_are_one_line(store, capsys):
+    from coopt.cli import main
+
+    assert main(["dashboard", "--study", "nope", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no study 'nope'" in err and "run coopt search first" in err
+    assert main(["dashboard", "--study", "nope", "--port", "70000"]) == 2
+    assert "invalid port 70000" in capsys.readouterr().err
