@@ -249,8 +249,6 @@ def test_front_updates_tags_and_artifacts(store, records):
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     html = read_artifact(pid, "pareto/front.html").decode()
     assert len(html) < 200_000 and "cdn.plot.ly" in html               # plotly.js from the CDN, not inlined
-    links = html.replace("\\u002f", "/")                                # plotly's JSON escapes slashes
-    assert "plotly_click" in html and f"#/experiments/{exp_id}/runs/{run_ids[front2[0]]}" in links
     assert f"t{front2[0]:03d}" in html and "pe_rows" in html           # hover text
 
 

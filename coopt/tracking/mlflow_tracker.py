@@ -308,7 +308,7 @@ class StudyTracker:
             d.mkdir()
             (d / "front.csv").write_text(front_csv(front), encoding="utf-8")
             front_png(records, front, self.objectives, d / "front.png")
-            front_html(records, front, self.objectives, d / "front.html", links=self._links())
+            front_html(records, front, self.objectives, d / "front.html")
             self.client.log_artifacts(self.parent_id, str(d), "pareto")
         self._front_key = tuple(r.number for r in front)
         self._drawn = len(records)

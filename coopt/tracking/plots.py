@@ -1,8 +1,11 @@
 """Front plots of a study: a static PNG and an interactive plotly page whose points open their runs.
 
-Why plotly's CDN form: the page stays a few kB (the inlined form is 4.6 MB) and
-is rewritten only when the front moves; plotly.js is fetched by the browser
-that opens it.  matplotlib/plotly are imported only when a front is drawn.
+Why plotly's CDN form: the page stays a few kB (the inlined form is 4.6 MB and
+was rewritten every few seconds) and is rewritten only when the front moves;
+the browser that opens it fetches plotly.js (needs internet; ``front.png`` is
+the offline view).  A shared copy of plotly.js logged once does not work:
+MLflow 3.17 serves artifacts as text/plain with nosniff, so no page may load
+it as a script.  matplotlib/plotly are imported only when a front is drawn.
 """
 from __future__ import annotations
 
@@ -67,11 +70,13 @@ def front_png(records, front, objectives, path: Path) -> None:
     fig.savefig(path, format="png")
 
 
-def front_html(records, front, objectives, path: Path, links: dict[int, str] | None = None) -> None:
-    """Interactive plotly scatter; clicking a point opens its trial's run (``links``: number -> UI link)."""
+def front_html(records, front, objectives, path: Path) -> None:
+    """Interactive plotly scatter; hovering a point names its trial's run (as in the runs table).
+
+    Points do not open runs: MLflow 3.17 shows HTML artifacts in a sandboxed frame that may not open
+    pages, and serves them as downloads; the study run's description holds the clickable front."""
     import plotly.graph_objects as go
 
-    links = links or {}
     (xn, xd), (yn, yd) = plot_axes(objectives)
     pts = plotted(records, objectives)
 
@@ -83,23 +88,16 @@ def front_html(records, front, objectives, path: Path, links: dict[int, str] | N
 
     def trace(sel, name, **kw):
         return go.Scatter(x=[axis_value(r, xn) for r in sel], y=[axis_value(r, yn) for r in sel], name=name,
-                          text=[hover(r) for r in sel], customdata=[links.get(r.number, "") for r in sel],
-                          hovertemplate="%{text}<extra></extra>", **kw)
+                          text=[hover(r) for r in sel], hovertemplate="%{text}<extra></extra>", **kw)
 
     fig = go.Figure()
     fig.add_trace(trace([r for r in pts if r.feasible], "feasible", mode="markers",
-                        marker=dict(color="#a0a0a0", size=7)))
+                        marker={"color": "#a0a0a0", "size": 7}))
     fig.add_trace(trace([r for r in pts if not r.feasible], "infeasible", mode="markers",
-                        marker=dict(color="#d62728", size=6, symbol="x", opacity=0.6)))
+                        marker={"color": "#d62728", "size": 6, "symbol": "x", "opacity": 0.6}))
     fig.add_trace(trace(front, f"Pareto front ({len(front)})", mode="lines+markers",
-                        marker=dict(color="#1f77b4", size=10), line=dict(color="#1f77b4")))
-    fig.update_layout(title=f"{len(records)} trials, {sum(r.feasible for r in records)} feasible "
-                            "(click a point to open its run)",
+                        marker={"color": "#1f77b4", "size": 10}, line={"color": "#1f77b4"}))
+    fig.update_layout(title=f"{len(records)} trials, {sum(r.feasible for r in records)} feasible",
                       xaxis_title=axis_label(xn, xd), yaxis_title=axis_label(yn, yd),
                       template="plotly_white", hovermode="closest")
-    # The page is shown in MLflow's artifact viewer (an iframe whose base URL is the UI's): resolve the
-    # run's hash link against it and open it in a new tab.
-    click = ("var gd=document.getElementById('{plot_id}');gd.on('plotly_click',function(e){"
-             "var link=e.points[0].customdata;if(link){window.open(new URL(link,document.baseURI).href,"
-             "'_blank');}});")
-    fig.write_html(str(path), include_plotlyjs="cdn", full_html=True, post_script=click)
+    fig.write_html(str(path), include_plotlyjs="cdn", full_html=True)
