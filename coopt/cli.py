@@ -276,7 +276,12 @@ def _cmd_verify(args) -> int:
 
 def _cmd_ui(args) -> int:
     from coopt.tracking import launch_ui
-    return launch_ui(args.tracking_uri, port=args.port)
+    return launch_ui(args.tracking_uri, port=args.port, study=args.study)
+
+
+def _cmd_dashboard(args) -> int:
+    from coopt.tracking.dashboard import launch_dashboard
+    return launch_dashboard(args.study, storage=args.storage, port=args.port)
 
 
 def _parse_sets(items) -> dict:
@@ -444,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the study store")
     ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--study", help="print only this study's URL (default: every study in the store)")
     ui.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
     ui.set_defaults(func=_cmd_ui)
 
@@ -456,6 +462,15 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--json", action="store_true", help='print {"ert": {component: {action: pJ}}, "art": {component: um2}}')
     en.add_argument("--out", help="write ERT.yaml, ART.yaml and energy_summary.yaml into this folder")
     en.set_defaults(func=_cmd_energy)
+
+    db = sub.add_parser("dashboard", help="Optuna Dashboard over a study (objective names, parameters in user units)",
+                        description="Serve Optuna Dashboard on 127.0.0.1 over a read-only mirror of a study: "
+                                    "named objectives, parameters in user units, refreshed as trials finish. "
+                                    "Needs the optional extra: pip install 'coopt[dashboard]'.")
+    db.add_argument("--study", required=True)
+    db.add_argument("--port", type=int, default=8080)
+    db.add_argument("--storage", help="the study's Optuna storage, as for search (default: its journal file)")
+    db.set_defaults(func=_cmd_dashboard)
 
     ar = sub.add_parser("arch", help="instantiate an architecture template as Timeloop YAML",
                         description="Write the Timeloop/Accelergy architecture of a template from arch_base/ "

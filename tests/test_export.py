@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import stat
 import tomllib
 from pathlib import Path
@@ -22,7 +23,6 @@ from coopt.export import art_yaml, components_yaml, ert_yaml, export_trials, par
 from coopt.export.design import safe_name
 from coopt.inputs import load_inputs
 from coopt.model.evaluate import evaluate
-from coopt.study.front import pareto_front
 from coopt.study.records import read_records, write_record
 from coopt.study.trial import evaluate_design
 from coopt.workload.networks import Network, resnet18
@@ -30,6 +30,7 @@ from coopt.workload.networks import Network, resnet18
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_INPUT = ROOT / "tests/reference_data/model/06-eyeriss-like-convlayer-bestmap/input.yaml"
 OBJECTIVES = [("energy_uj", "minimize"), ("throughput_ips", "maximize")]
+BUDGETS = {"area_mm2": 3.0, "power_mw": 150.0}
 DESIGNS = {  # trial number -> (template, parameters)
     0: ("eyeriss_like", {"pe_rows": 8}),
     1: ("eyeriss_like", {"pe_rows": 12, "pe_cols": 14, "glb_depth": 8192}),
@@ -47,6 +48,8 @@ def study(tmp_path_factory):
                               {"area_mm2": 3.0}, OBJECTIVES)
         assert all(l.found for l in rec.layers)
         write_record(d, rec)
+    # what coopt search leaves next to the records: the study's budgets and objectives
+    (d / "study.json").write_text(json.dumps({"settings": {"budgets": BUDGETS, "objectives": OBJECTIVES}}))
     return d
 
 
@@ -177,6 +180,22 @@ def test_yaml_files_are_plain(exported):
         assert isinstance(arch["architecture"]["subtree"][0]["attributes"]["global_cycle_seconds"], float)
 
 
+def _md_table(md: str, heading: str) -> list[dict]:
+    """The first Markdown table under ``heading`` as rows of column -> cell."""
+    lines = md.split(heading, 1)[1].splitlines()
+    rows = [l for l in lines if l.startswith("|")]
+    table = []
+    for l in lines[lines.index(rows[0]):]:
+        if not l.startswith("|"):
+            break
+        table.append([c.strip() for c in l.strip("|").split("|")])
+    return [dict(zip(table[0], r)) for r in table[2:]]
+
+
+def _num(cell: str) -> float:
+    return float(cell.replace(",", "").split()[0])
+
+
 def test_summary_has_commands_totals_and_layers(study, exported):
     out, _ = exported
     for rec in read_records(study):
@@ -186,20 +205,102 @@ def test_summary_has_commands_totals_and_layers(study, exported):
         assert os.stat(folder / "run_timeloop.sh").st_mode & stat.S_IXUSR
         for layer in rec.layers:
             files = f"arch.yaml components.yaml prob/{layer.name}.yaml map/{layer.name}.yaml"
+            assert md.count(f"timeloop-model {files}") == 1                  # each command once
             assert f"timeloop-model {files} ERT.yaml ART.yaml\n" in md
-            assert f"timeloop-model {files}\n" in md
             assert f"{layer.cycles:,}" in md
-        assert "for layer in " + " ".join(l.name for l in rec.layers) + "; do" in script
+            assert f"\n{layer.name} {layer.cycles} {layer.energy_pj!r}\n" in script   # what it compares with
+            assert "e+" not in _md_table(md, "## Layers")[rec.layers.index(layer)]["energy"]   # readable
         assert 'cd "$out/$layer"' in script and "../../ERT.yaml" in script
         assert "µJ" in md and "mm²" in md and "inferences/s" in md
         for k, v in rec.params.items():
             assert f"| {k} | {v} |" in md
+        # energy and area by component add up to the design's totals (computed by the study, not here)
+        parts = _md_table(md, "## Energy and area by component")
+        arch = arch_from_yaml(rec.arch_yaml["architecture"])
+        assert [p["component"] for p in parts] == [l.name for l in reversed(arch.storage)] + [arch.arithmetic.name]
+        assert sum(_num(p["energy (µJ)"]) for p in parts) == pytest.approx(rec.metrics["energy_uj"], rel=2e-3)
+        assert sum(_num(p["area (mm²)"]) for p in parts) == pytest.approx(rec.metrics["area_mm2"], rel=2e-3)
+        # headroom against each budget, positive when within it
+        budgets = {r["budget"]: r for r in _md_table(md, "## Budgets")}
+        assert set(budgets) == set(BUDGETS)
+        for key, limit in BUDGETS.items():
+            room = limit - rec.metrics[key]
+            assert _num(budgets[key]["headroom"]) == pytest.approx(room, rel=2e-3)
+            assert budgets[key]["within"] == ("yes" if room >= 0 else "no")
         s = json.loads((folder / "summary.json").read_text())
         assert s["trial"] == rec.number and s["template"] == rec.template and s["params"] == rec.params
         assert s["dataflow"] == rec.dataflow and s["feasible"] is rec.feasible and s["all_layers_mapped"]
         assert s["metrics"] == rec.metrics and s["network"] == "head" and s["reasons"] == rec.reasons
+        assert s["headroom"] == pytest.approx({k: v - rec.metrics[k] for k, v in BUDGETS.items()})
         assert [(l["name"], l["energy_pj"], l["cycles"]) for l in s["layers"]] == \
             [(l.name, l.energy_pj, l.cycles) for l in rec.layers]
+
+
+def test_index_compares_the_exported_designs(study, exported):
+    import pandas as pd
+
+    out, _ = exported
+    recs = {r.number: r for r in read_records(study)}
+    df = pd.read_csv(out / "index.csv")
+    assert sorted(df["trial"]) == sorted(DESIGNS)
+    for row in df.itertuples(index=False):
+        rec = recs[row.trial]
+        assert row.folder == f"trial-{rec.number}" and (out / row.folder / "summary.md").is_file()
+        assert row.energy_uj == pytest.approx(rec.metrics["energy_uj"])
+        assert row.throughput_ips == pytest.approx(rec.metrics["throughput_ips"])
+        assert row.pe_rows == rec.params["pe_rows"]
+        assert row.headroom_area_mm2 == pytest.approx(3.0 - rec.metrics["area_mm2"])
+        assert row.headroom_power_mw == pytest.approx(150.0 - rec.metrics["power_mw"])
+    md = (out / "index.md").read_text()
+    rows = _md_table(md, "# Exported designs")
+    assert [r["folder"] for r in rows] == [f"[trial-{n}](trial-{n}/summary.md)" for n in df["trial"]]
+    assert "energy_uj ↓" in rows[0] and "throughput_ips ↑" in rows[0]
+
+
+def _fake_timeloop(tmp_path: Path, answers: dict[str, tuple[int, float]]) -> dict:
+    """A stand-in timeloop-model on PATH writing a stats file's summary with the given cycles and energy."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    lines = "\n".join(f"{k} {c} {e!r} 1000" for k, (c, e) in answers.items())     # fJ/compute = pJ / 1000
+    (tmp_path / "answers").write_text(lines + "\n")
+    fake = bin_dir / "timeloop-model"
+    fake.write_text(f"""#!/bin/sh
+layer=$(basename "$3" .yaml)
+line=$(grep "^$layer " {tmp_path / 'answers'}) || exit 1
+set -- $line
+printf 'Summary Stats\\n-------------\\nCycles: %s\\nEnergy: 0.01 uJ\\n\\nComputes = %s\\nfJ/Compute\\n    MACC = 1.00\\n    Total = %s\\n' "$2" "$4" "$3" > timeloop-model.stats.txt
+""")
+    fake.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+
+def test_run_timeloop_compares_with_coopt(study, tmp_path):
+    """run_timeloop.sh runs every layer (a failing one does not stop it) and prints PASS/FAIL per layer."""
+    import subprocess
+
+    rec = read_records(study)[0]
+    (folder,) = export_trials(study, [rec.number], tmp_path / "out")
+    first, second = rec.layers
+    # Total fJ/Compute x 1000 computes / 1000 = pJ: first layer exact, second 1 % off in energy
+    env = _fake_timeloop(tmp_path, {first.name: (first.cycles, first.energy_pj), second.name:
+                                    (second.cycles, second.energy_pj * 1.01)})
+    run = subprocess.run([str(folder / "run_timeloop.sh")], env=env, capture_output=True, text=True, timeout=60)
+    lines = {l.split()[0]: l for l in run.stdout.splitlines()}
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert lines[first.name].endswith("PASS") and lines[second.name].endswith("FAIL")
+    assert (folder / "out" / second.name / "timeloop-model.stats.txt").is_file()
+    (tmp_path / "b").mkdir()
+    env = _fake_timeloop(tmp_path / "b", {first.name: (first.cycles, first.energy_pj * 1.004),
+                                          second.name: (second.cycles, second.energy_pj)})
+    run = subprocess.run([str(folder / "run_timeloop.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.count("PASS") == 2, run.stdout + run.stderr
+    # without Timeloop: one line saying how to install it, exit 2, nothing run
+    shutil.rmtree(folder / "out")
+    run = subprocess.run([str(folder / "run_timeloop.sh")], env={**os.environ, "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and run.stdout == "" and run.stderr.count("\n") == 1
+    assert "timeloop-model not found" in run.stderr and "timeloopaccelergy/timeloop-accelergy-pytorch" in run.stderr
+    assert not (folder / "out").exists()
 
 
 def test_hostile_layer_names_stay_inside(odd_study, tmp_path):
@@ -207,7 +308,8 @@ def test_hostile_layer_names_stay_inside(odd_study, tmp_path):
     (folder,) = export_trials(odd_study, [5], out)
     assert not (tmp_path / "escaped.yaml").exists() and not (tmp_path / "prob").exists()
     for p in _files(tmp_path):
-        assert p.resolve().is_relative_to(folder.resolve())
+        assert p.resolve().is_relative_to(folder.resolve()) or p.name in ("index.csv", "index.md")
+        assert p.resolve().is_relative_to(out.resolve())
         assert all(c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-" for c in p.name)
     assert sorted(p.name for p in (folder / "prob").iterdir()) == ["_escaped.yaml", "a_b_c_d.yaml"]
     md = (folder / "summary.md").read_text()
@@ -242,7 +344,7 @@ def test_existing_folder_needs_force_and_force_replaces(study, tmp_path):
     folders = export_trials(study, [0, 1], out, force=True)
     assert not (out / "trial-1" / "stale.txt").exists() and (out / "trial-1" / "map").is_dir()
     assert [f.name for f in folders] == ["trial-0", "trial-1"]
-    assert sorted(p.name for p in out.iterdir()) == ["trial-0", "trial-1"]   # no temporary folders left
+    assert sorted(p.name for p in out.iterdir()) == ["index.csv", "index.md", "trial-0", "trial-1"]   # no temporary folders
     (out / "trial-2").mkdir()                                    # an empty folder is not an export
     export_trials(study, [2], out)
     assert (out / "trial-2" / "arch.yaml").exists()
@@ -267,7 +369,8 @@ def test_unmapped_layers_are_exported_with_a_note(odd_study, tmp_path):
     assert (f"layer '{lost.name}' was not mapped: no valid mapping: test case; map/{lost.name}.yaml is omitted"
             in md)
     assert f"prob/{lost.name}.yaml map/" not in md and f"prob/{mapped.name}.yaml map/{mapped.name}.yaml" in md
-    assert f"for layer in {mapped.name}; do" in (folder / "run_timeloop.sh").read_text()
+    script = (folder / "run_timeloop.sh").read_text()
+    assert f"\n{mapped.name} {mapped.cycles} " in script and f"\n{lost.name} " not in script
     s = json.loads((folder / "summary.json").read_text())
     assert s["all_layers_mapped"] is False and s["feasible"] is False
     assert s["layers"][1]["mapping"] is None and s["layers"][1]["command"] is None
@@ -277,13 +380,26 @@ def test_unmapped_layers_are_exported_with_a_note(odd_study, tmp_path):
     assert evaluate(inputs.problem, inputs.arch, inputs.tables, inputs.mapping()).cycles == mapped.cycles
 
 
-def test_pareto_numbers(study):
-    records = read_records(study)
-    front = pareto_numbers(study, OBJECTIVES)
-    assert front == [r.number for r in pareto_front(records, OBJECTIVES)]
-    assert front and set(front) <= {r.number for r in records if r.feasible}
-    best_energy = min(records, key=lambda r: r.metrics["energy_uj"])
-    assert best_energy.number in front if best_energy.feasible else True
+def test_pareto_numbers(study, tmp_path):
+    """Against a front found by hand: feasible designs no other feasible design beats on both objectives."""
+    base = read_records(study)
+    d = tmp_path / "study"
+    # one design made infeasible, and one that an altered copy dominates (less energy, more throughput)
+    recs = [dataclasses.replace(base[0], number=0, feasible=False, reasons=["over budget"]),
+            dataclasses.replace(base[1], number=1, feasible=True),
+            dataclasses.replace(base[2], number=2, feasible=True),
+            dataclasses.replace(base[1], number=3, feasible=True, metrics={**base[1].metrics,
+                                                            "energy_uj": base[1].metrics["energy_uj"] * 0.9,
+                                                            "throughput_ips": base[1].metrics["throughput_ips"] * 1.1})]
+    for r in recs:
+        write_record(d, r)
+    e = {r.number: r.metrics["energy_uj"] for r in recs}
+    t = {r.number: r.metrics["throughput_ips"] for r in recs}
+    expected = {n for n in (1, 2, 3) if not any(e[m] <= e[n] and t[m] >= t[n] and (e[m], t[m]) != (e[n], t[n])
+                                                for m in (1, 2, 3))}
+    front = pareto_numbers(d, OBJECTIVES)
+    assert set(front) == expected and 1 not in front and 3 in front and 0 not in front
+    assert front == sorted(front, key=lambda n: e[n])                       # first objective's order
 
 
 def test_summary_json_is_strict_with_infinities(study, tmp_path):

@@ -33,7 +33,7 @@ def _study(name):
 def _runs():
     import mlflow
     mlflow.set_tracking_uri(f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}")
-    return mlflow.search_runs(experiment_names=["coopt"], output_format="list")
+    return mlflow.search_runs(search_all_experiments=True, output_format="list")    # one experiment per study
 
 
 def _children(runs, study):

@@ -173,7 +173,7 @@ def test_verify_logs_ratios_against_the_reference(fake, monkeypatch, tmp_path, c
     assert out[0]["flagged"] == (abs(ratio - 1) > 0.05 or ref["cycles"] != rec.layers[0].cycles)
     assert rc == (1 if out[0]["flagged"] else 0)
     import mlflow
-    run = [r for r in mlflow.search_runs(experiment_names=["coopt"], output_format="list")
+    run = [r for r in mlflow.search_runs(search_all_experiments=True, output_format="list")
            if r.data.tags.get("coopt.trial") == "0"][0]
     assert run.data.metrics["verify_timeloop_model_energy_ratio"] == pytest.approx(ratio)
     assert run.data.tags["verified_timeloop"] in ("ok", "flagged")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import os
 import socket
@@ -17,7 +18,6 @@ import yaml
 
 from coopt.backends.base import MapperOptions
 from coopt.errors import CooptError
-from coopt.study.front import front_hypervolume, pareto_front
 from coopt.study.trial import evaluate_design
 from coopt.workload.networks import Network, resnet18
 
@@ -26,6 +26,7 @@ REFERENCE = [3000.0, 0.0]
 SETTINGS = {"study": "s1", "n_trials": 8, "objectives": OBJECTIVES, "budgets": {"area_mm2": 3.0},
             "seed": 0, "long": "x" * 7000}
 SHAPES = [(4, 4), (8, 8), (12, 14), (16, 16), (4, 16), (10, 12), (24, 24)]
+T0 = 1_700_000_000.0                  # evaluation wall-clock times given to the first records
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +40,11 @@ def records():
     try:
         for i, (r, c) in enumerate(SHAPES):
             p = {"pe_rows": r, "pe_cols": c}
-            recs.append(evaluate_design(i, p, "eyeriss_like", p, None, net, MapperOptions(budget=200),
-                                        {"area_mm2": 3.0}, OBJECTIVES))
+            rec = evaluate_design(i, p, "eyeriss_like", p, None, net, MapperOptions(budget=200),
+                                  {"area_mm2": 3.0}, OBJECTIVES)
+            if i < 4:                 # records from before started_at/finished_at existed keep None
+                rec = dataclasses.replace(rec, started_at=T0 + 100 * i, finished_at=T0 + 100 * i + 14.25)
+            recs.append(rec)
     finally:
         if saved is None:
             os.environ.pop("COOPT_ENERGY")
@@ -69,15 +73,15 @@ def client():
     return MlflowClient(default_tracking_uri())
 
 
-def runs(filter_string, status=None):
+def runs(filter_string, status=None, study="s1"):
     c = client()
-    exp = c.get_experiment_by_name("coopt")
+    exp = c.get_experiment_by_name(f"coopt/{study}")
     out = c.search_runs([exp.experiment_id], filter_string, max_results=1000)
     return [r for r in out if status is None or r.info.status == status]
 
 
 def children(study="s1"):
-    return runs(f"tags.`coopt.study` = '{study}' and tags.`coopt.role` = 'trial'")
+    return runs(f"tags.`coopt.study` = '{study}' and tags.`coopt.role` = 'trial'", study=study)
 
 
 def read_artifact(run_id, path) -> bytes:
@@ -90,18 +94,23 @@ def test_import_does_not_load_mlflow():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def sig(x: float, digits: int = 4) -> float:
+    return float(f"{x:.{digits}g}")
+
+
 def test_parent_and_trial_runs(store, records):
     from coopt.tracking import default_tracking_uri
     import mlflow
 
     assert default_tracking_uri() == f"sqlite:///{store.resolve()}/mlruns/mlflow.db"
     space = store / "space.yaml"
-    space.write_text("pe_rows: [4, 8, 16]\n")
+    space.write_text("parameters: {pe_rows: {type: int, low: 4, high: 24}, pe_cols: {type: int, low: 4, high: 24}}\n")
     t = tracker(space_file=str(space))
     assert t.start() == set()
     assert (store / "mlruns" / "mlflow.db").is_file() and (store / "mlruns" / "artifacts").is_dir()
-    exp = client().get_experiment_by_name("coopt")
-    assert Path(exp.artifact_location) == store.resolve() / "mlruns" / "artifacts"
+    exp = client().get_experiment_by_name("coopt/s1")                      # one experiment per study
+    assert Path(exp.artifact_location).parent == store.resolve() / "mlruns" / "artifacts"
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"   # MLflow 3: the runs view
     for rec in records:
         t.log_trial(rec)
     t.finish()
@@ -109,35 +118,49 @@ def test_parent_and_trial_runs(store, records):
     (parent,) = runs("tags.`coopt.role` = 'parent'")
     assert parent.info.run_name == "s1" and parent.info.status == "FINISHED"
     assert parent.data.tags["coopt.study"] == "s1"
+    desc = client().get_experiment(exp.experiment_id).tags["mlflow.note.content"]
+    assert f"#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}" in desc and "area (mm²) ≤ 3" in desc
+    view = json.loads(exp.tags["mlflow.sharedViewState.coopt-trials"])
+    assert view["searchFilter"] == "tags.`coopt.role` = 'trial'" and view["runsHiddenMode"] == "SHOW_ALL"
+    assert view["selectedColumns"][:2] == ["metrics.`energy_uj`", "metrics.`throughput_ips`"]
+    assert {"params.`pe_rows`", "params.`pe_cols`", "metrics.`headroom_area_mm2`"} <= set(view["selectedColumns"])
     p = parent.data.params
     assert p["n_trials"] == "8" and p["seed"] == "0"
     assert yaml.safe_load(p["budgets"]) == {"area_mm2": 3.0}        # JSON is YAML
     assert len(p["long"]) == 6000
     assert read_artifact(parent.info.run_id, "search_space.yaml") == space.read_bytes()
 
-    df = mlflow.search_runs(experiment_names=["coopt"], filter_string="tags.`coopt.role` = 'trial'")
+    df = mlflow.search_runs(experiment_names=["coopt/s1"], filter_string="tags.`coopt.role` = 'trial'")
     assert len(df) == len(records) and set(df["status"]) == {"FINISHED"}
     by_trial = {int(r.data.tags["coopt.trial"]): r for r in children()}
     assert sorted(by_trial) == [r.number for r in records]
     for rec in records:
         run = by_trial[rec.number]
         tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
-        assert run.info.run_name == f"trial-{rec.number}"
+        rows, cols = rec.params["pe_rows"], rec.params["pe_cols"]
+        assert run.info.run_name == f"t{rec.number:03d} {rows}x{cols}"
         assert tags["mlflow.parentRunId"] == parent.info.run_id
         assert tags["coopt.role"] == "trial" and tags["coopt.study"] == "s1"
         assert tags["feasible"] == ("true" if rec.feasible else "false") and tags["pareto"] == "false"
-        assert params["pe_rows"] == str(rec.params["pe_rows"]) and params["template"] == "eyeriss_like"
+        assert params["pe_rows"] == str(rows) and params["template"] == "eyeriss_like"
         assert params["network"] == "head" and params["dataflow"] == str(rec.dataflow)
         for k, v in rec.metrics.items():
             if math.isfinite(v):
-                assert metrics[k] == pytest.approx(v)
+                exact = float(v).is_integer() and abs(v) >= 1000           # counts (cycles, MACs) stay exact
+                assert metrics[k] == (v if exact else sig(v)), k            # others: 4 significant digits
             else:
                 assert k not in metrics
         assert metrics["feasible"] == (1.0 if rec.feasible else 0.0)
-        if "edp_uj_ms" in metrics:
-            assert metrics["edp"] == metrics["edp_uj_ms"]
-        assert metrics["violation_area_mm2"] == pytest.approx(rec.violations["area_mm2"])
-        assert metrics["violation_unmapped_layers"] == 0.0
+        assert "edp" not in metrics and not any(k.startswith("violation_") for k in metrics)
+        assert metrics["headroom_area_mm2"] == sig(3.0 - rec.metrics["area_mm2"])   # > 0: room left
+        assert (metrics["headroom_area_mm2"] > 0) == (rec.metrics["area_mm2"] < 3.0)
+        assert metrics["unmapped_layers"] == 0.0
+        if rec.started_at is not None:                                  # the run is timed as the evaluation
+            assert run.info.start_time == int(rec.started_at * 1000)
+            assert run.info.end_time == int(rec.finished_at * 1000)
+            assert metrics["eval_s"] == 14.25
+        else:
+            assert run.info.end_time - run.info.start_time == pytest.approx(rec.seconds * 1000, abs=2)
     rec = records[1]
     run_id = by_trial[rec.number].info.run_id
     assert yaml.safe_load(read_artifact(run_id, "arch.yaml")) == rec.arch_yaml
@@ -145,6 +168,38 @@ def test_parent_and_trial_runs(store, records):
     assert [r["name"] for r in rows] == [l.name for l in rec.layers]
     assert float(rows[0]["energy_pj"]) == pytest.approx(rec.layers[0].energy_pj)
     assert int(rows[0]["mappings_evaluated"]) == rec.layers[0].mappings_evaluated
+    # tables MLflow renders (log_table): per layer, and energy/area per component summing to the totals
+    layers = json.loads(read_artifact(run_id, "tables/layers.json"))
+    assert [r[0] for r in layers["data"]] == [l.name for l in rec.layers]
+    parts = json.loads(read_artifact(run_id, "tables/breakdown.json"))
+    cols = parts["columns"]
+    comp = [dict(zip(cols, r)) for r in parts["data"]]
+    assert comp[0]["component"] == "DRAM" and comp[-1]["component"] == "mac"
+    assert sum(c["energy_uj"] for c in comp) == pytest.approx(rec.metrics["energy_uj"], rel=2e-3)
+    assert sum(c["area_mm2"] for c in comp) == pytest.approx(rec.metrics["area_mm2"], rel=2e-3)
+    assert sum(c["energy_pct"] for c in comp) == pytest.approx(100, abs=0.5)
+
+
+def brute_force_hypervolume(points, reference) -> float:
+    """2-D hypervolume (energy minimised, throughput maximised) as a union of grid cells: no shared code."""
+    rx, ry = reference
+    pts = [(x, y) for x, y in points if x < rx and y > ry]
+    xs = sorted({x for x, _ in pts} | {rx})
+    ys = sorted({y for _, y in pts} | {ry})
+    area = 0.0
+    for x0, x1 in zip(xs, xs[1:]):
+        for y0, y1 in zip(ys, ys[1:]):
+            if any(px <= x0 and py >= y1 for px, py in pts):          # the cell lies in some point's box
+                area += (x1 - x0) * (y1 - y0)
+    return area
+
+
+def brute_force_front(recs) -> set[int]:
+    feas = [r for r in recs if r.feasible]
+    e = lambda r: r.metrics["energy_uj"]                                  # noqa: E731
+    t = lambda r: r.metrics["throughput_ips"]                             # noqa: E731
+    return {r.number for r in feas
+            if not any(e(o) <= e(r) and t(o) >= t(r) and (e(o) < e(r) or t(o) > t(r)) for o in feas)}
 
 
 def test_front_updates_tags_and_artifacts(store, records):
@@ -152,22 +207,27 @@ def test_front_updates_tags_and_artifacts(store, records):
     t.start()
     for rec in records:
         t.log_trial(rec)
-    calls = []
-    set_tag = t.client.set_tag
+    calls, drawn = [], []
+    set_tag, log_artifacts = t.client.set_tag, t.client.log_artifacts
     t.client.set_tag = lambda *a, **k: (calls.append(a), set_tag(*a, **k))[1]
+    t.client.log_artifacts = lambda *a, **k: (drawn.append(a), log_artifacts(*a, **k))[1]
+    retags = lambda: [c for c in calls if c[1] == "pareto"]             # noqa: E731
 
     first, second = records[:3], records
     res1 = t.update_front(first, step=1)
-    front1 = [r.number for r in pareto_front(first, OBJECTIVES)]
-    assert res1["front"] == front1 and res1["front_size"] == len(front1)
-    assert len(calls) == len(front1)                       # only the new members were re-tagged
+    front1 = res1["front"]
+    assert set(front1) == brute_force_front(first) and res1["front_size"] == len(front1)
+    assert len(retags()) == len(front1)                                  # only the new members were re-tagged
     res2 = t.update_front(second, step=2)
-    front2 = [r.number for r in pareto_front(second, OBJECTIVES)]
-    assert front2 != front1 and res2["front"] == front2
-    assert res2["hypervolume"] == pytest.approx(front_hypervolume(second, OBJECTIVES, REFERENCE))
-    assert len(calls) == len(front1) + len(set(front1) ^ set(front2))
+    front2 = res2["front"]
+    assert set(front2) == brute_force_front(second) and front2 != front1
+    pts = [(r.metrics["energy_uj"], r.metrics["throughput_ips"]) for r in second if r.number in front2]
+    assert res2["hypervolume"] == pytest.approx(brute_force_hypervolume(pts, REFERENCE), rel=1e-9)
+    assert len(retags()) == len(front1) + len(set(front1) ^ set(front2))
+    assert len(drawn) == 2                                               # plots drawn once per front
     t.update_front(second, step=3)
-    assert len(calls) == len(front1) + len(set(front1) ^ set(front2))    # nothing changed, nothing touched
+    assert len(retags()) == len(front1) + len(set(front1) ^ set(front2))    # nothing changed, nothing touched
+    assert len(drawn) == 2                                               # not redrawn on a timer
 
     tags = {int(r.data.tags["coopt.trial"]): r.data.tags["pareto"] for r in children()}
     assert {n for n, v in tags.items() if v == "true"} == set(front2)
@@ -176,12 +236,22 @@ def test_front_updates_tags_and_artifacts(store, records):
     (parent,) = runs("tags.`coopt.role` = 'parent'")
     pid = parent.info.run_id
     hv = {m.step: m.value for m in client().get_metric_history(pid, "hypervolume")}
-    assert hv[1] == pytest.approx(front_hypervolume(first, OBJECTIVES, REFERENCE))
-    assert hv[2] == pytest.approx(front_hypervolume(second, OBJECTIVES, REFERENCE)) and hv[2] > 0
+    pts1 = [(r.metrics["energy_uj"], r.metrics["throughput_ips"]) for r in first if r.number in front1]
+    assert hv[1] == pytest.approx(brute_force_hypervolume(pts1, REFERENCE), rel=1e-9)
+    assert hv[2] == pytest.approx(brute_force_hypervolume(pts, REFERENCE), rel=1e-9) and hv[2] >= hv[1] > 0
     sizes = {m.step: m.value for m in client().get_metric_history(pid, "front_size")}
     assert sizes == {1: len(front1), 2: len(front2), 3: len(front2)}
     assert parent.data.metrics["trials"] == len(second)
     assert parent.data.metrics["feasible_trials"] == sum(r.feasible for r in second)
+
+    # the study run's description lists the front, each trial linked to its run
+    note = parent.data.tags["mlflow.note.content"]
+    exp_id = t.experiment_id
+    run_ids = {int(r.data.tags["coopt.trial"]): r.info.run_id for r in children()}
+    for n, rid in run_ids.items():
+        assert (f"(#/experiments/{exp_id}/runs/{rid})" in note) == (n in front2), n
+    assert f"{len(second)} trials, {sum(r.feasible for r in second)} feasible" in note
+    assert f"**{len(front2)} designs on the front**" in note
 
     rows = list(csv.DictReader(read_artifact(pid, "pareto/front.csv").decode().splitlines()))
     assert [int(r["trial"]) for r in rows] == front2
@@ -189,9 +259,8 @@ def test_front_updates_tags_and_artifacts(store, records):
     png = read_artifact(pid, "pareto/front.png")
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     html = read_artifact(pid, "pareto/front.html").decode()
-    assert "plotly" in html and len(html) > 1_000_000              # plotly.js inlined: works offline
-    assert f"trial {front2[0]}" in html and "pe_rows" in html     # hover text
-    assert '<script src="http' not in html                          # nothing fetched from a CDN
+    assert len(html) < 200_000 and "cdn.plot.ly" in html               # plotly.js from the CDN, not inlined
+    assert f"t{front2[0]:03d}" in html and "pe_rows" in html           # hover text
 
 
 def test_resume(store, records):
@@ -215,7 +284,8 @@ def test_resume(store, records):
     assert t2.parent_id == t1.parent_id
     assert client().get_run(left.info.run_id).info.status == RunStatus.to_string(RunStatus.KILLED)
     assert client().get_run(t2.parent_id).info.status == "RUNNING"
-    assert len(runs("tags.`coopt.role` = 'parent'")) == 2
+    assert len(runs("tags.`coopt.role` = 'parent'")) == 1                 # one study run per experiment
+    assert len(runs("tags.`coopt.role` = 'parent'", study="s2")) == 1
 
     t2.log_trial(records[0])                                       # already logged: no duplicate
     t2.log_trial(records[3])                                       # killed before: logged afresh
@@ -259,11 +329,44 @@ def get(url: str) -> tuple[int, bytes]:
         return r.status, r.read()
 
 
-def test_ui_server_serves_the_store(store, records):
-    """`coopt ui` serves the store; a SIGTERM stops the server and every process it started."""
+def test_ui_port_checks(store, records, capsys):
+    """A busy or invalid port fails at once, in one line, exit 2 (no server started)."""
+    from coopt.cli import main
+
+    t = tracker()
+    t.start()
+    t.finish()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["ui", "--port", str(port)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"coopt ui: error: --port: port {port} on 127.0.0.1 is already in use " \
+                      f"(expected a free port, e.g. --port 5001)\n"
+    for bad in ("99999", "0"):
+        assert main(["ui", "--port", bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"invalid port {bad}" in err
+    assert main(["ui", "--port", str(free_port()), "--study", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "no study 'nope' in the MLflow store" in err and "(expected one of: s1)" in err
+
+
+def _health(port: int) -> bool:
+    try:
+        return get(f"http://127.0.0.1:{port}/health")[0] == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_ui_server_serves_the_store(store, records, how):
+    """`coopt ui` prints the study's URL once the server answers; the server never outlives it,
+    whether it gets a SIGTERM or a SIGKILL (then the watchdog's parent-death signal stops it)."""
     import os
     import signal
-    import sys
 
     t = tracker()
     t.start()
@@ -275,30 +378,74 @@ def test_ui_server_serves_the_store(store, records):
     proc = subprocess.Popen([sys.executable, "-m", "coopt.cli", "ui", "--port", str(port)], stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline, status = time.monotonic() + 60, None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                status, _ = get(f"http://127.0.0.1:{port}/")
-                break
-            except OSError:
-                time.sleep(0.3)
-        assert status == 200, (store / "ui.log").read_text()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and "study s1:" not in (store / "ui.log").read_text():
+            time.sleep(0.3)
+        out = (store / "ui.log").read_text()
+        url = f"http://127.0.0.1:{port}/#/experiments/{t.experiment_id}/runs?viewStateShareKey=coopt-trials"
+        assert f"study s1: {url}" in out, out
+        assert _health(port)                                  # printed only once the server answers
         code, body = get(f"http://127.0.0.1:{port}/get-artifact?path=pareto/front.csv&run_uuid={t.parent_id}")
         assert code == 200 and body.startswith(b"trial,")
-        proc.send_signal(signal.SIGTERM)                      # what `timeout` or a service manager sends
+        proc.send_signal(getattr(signal, how))                # what `timeout`, a service manager or kill -9 sends
         proc.wait(30)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                get(f"http://127.0.0.1:{port}/")
-                time.sleep(0.3)
-            except OSError:
-                break
-        else:
-            raise AssertionError("the MLflow server outlived `coopt ui`")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _health(port):
+            time.sleep(0.3)
+        assert not _health(port), f"the MLflow server outlived `coopt ui` ({how})"
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         log.close()
+
+
+def test_dashboard_mirror_names_objectives_and_user_units(tmp_path):
+    """The dashboard's mirror: objective names with units, pow2 parameters as the values the user chose."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from coopt.study.space import load_space
+    from coopt.tracking.dashboard import StudyMirror
+
+    space = load_space(Path(__file__).resolve().parents[1] / "search_spaces" / "tiny.yaml")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    source = optuna.create_study(study_name="m", directions=[d for _, d in space.objectives],
+                                 sampler=optuna.samplers.RandomSampler(seed=1))
+    chosen = []
+    for _ in range(4):
+        trial = source.ask()
+        chosen.append(space.suggest(trial))
+        source.tell(trial, [1.0, 2.0, 3.0])
+    running = source.ask()                                           # not finished: not mirrored yet
+    space.suggest(running)
+    mirror = StudyMirror(source, space, space.objectives)
+    assert mirror.sync() == 4 and mirror.sync() == 0
+    assert mirror.study.metric_names == ["energy / inference (µJ)", "throughput (inferences/s)", "area (mm²)"]
+    trials = mirror.study.get_trials()
+    assert [t.params for t in trials] == chosen                      # glb_depth 2048, not log2_glb_depth 11
+    assert all("log2_glb_depth" not in t.params and t.params["glb_depth"] in (1024, 2048, 4096, 8192)
+               for t in trials)
+    source.tell(running, state=TrialState.FAIL)
+    assert mirror.sync() == 1 and source.get_trials()[-1].params["log2_glb_depth"] == \
+        mirror.study.get_trials()[-1].params["glb_depth"].bit_length() - 1
+
+
+def test_numbers_for_people():
+    from coopt.numbers import energy, fmt, round_sig
+
+    assert fmt(12341.816315185482) == "12,340" and fmt(0.0341234) == "0.03412" and fmt(36277248) == "36,277,248"
+    assert fmt(2.5e-5) == "2.500e-05" and fmt(float("inf")) == "n/a" and fmt(None) == "–" and fmt(True) == "yes"
+    assert energy(2.94896e8) == "294.9 µJ" and energy(1234.0) == "1.234 nJ" and energy(5.0) == "5 pJ"
+    assert round_sig(36277248.0) == 36277248.0 and round_sig(0.123456) == 0.1235
+
+
+def test_dashboard_errors_are_one_line(store, capsys):
+    from coopt.cli import main
+
+    assert main(["dashboard", "--study", "nope", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no study 'nope'" in err and "run coopt search first" in err
+    assert main(["dashboard", "--study", "nope", "--port", "70000"]) == 2
+    assert "invalid port 70000" in capsys.readouterr().err

@@ -31,9 +31,9 @@ def set_method(m: str | None) -> None:
         os.environ[ENV] = m
 
 
-def arch_tables(arch: Architecture, component_files=(), only=None) -> EnergyTables:
-    """ERT/ART of ``arch`` (of the components named in ``only``, if given) by the current method."""
-    if method() == "builtin":
+def arch_tables(arch: Architecture, component_files=(), only=None, using: str | None = None) -> EnergyTables:
+    """ERT/ART of ``arch`` (of the components named in ``only``, if given) by ``using`` or the current method."""
+    if (using or method()) == "builtin":
         from coopt.energy.estimate import estimate
         return estimate(arch)
     from coopt.energy.accelergy import tables

@@ -25,11 +25,15 @@ from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.select import arch_tables
 from coopt.errors import CooptError
 from coopt.export.accelergy_files import art_yaml, components_yaml, dumps_accelergy, ert_yaml, unknown_classes
+from coopt.numbers import energy, fmt
+from coopt.study.breakdown import component_breakdown, headroom
 from coopt.study.front import pareto_front
 from coopt.study.records import LayerRecord, TrialRecord, read_records
 from coopt.yamlio import dumps_yaml
 
-__all__ = ["export_trials", "pareto_numbers", "safe_name", "timeloop_command"]
+__all__ = ["export_trials", "pareto_numbers", "safe_name", "timeloop_command", "write_index"]
+
+TOLERANCE = 0.005                    # run_timeloop.sh: PASS when Timeloop is within 0.5 % of coopt
 
 _TOTALS = (("energy_uj", "energy per inference", "µJ"), ("latency_ms", "latency", "ms"),
            ("latency_cycles", "latency", "cycles"), ("throughput_ips", "throughput", "inferences/s"),
@@ -85,15 +89,7 @@ def _strict(x):
 
 
 def _fmt(v) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:.6g}" if math.isfinite(v) else "n/a"
-    return " ".join(str(v).split()).replace("|", "\\|")
+    return fmt(v)
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -117,7 +113,8 @@ def _notes(rec: TrialRecord, stems: list[str], arch) -> list[str]:
     return notes
 
 
-def _summary(rec: TrialRecord, stems: list[str], notes: list[str], tables_source: str) -> dict:
+def _summary(rec: TrialRecord, stems: list[str], notes: list[str], tables_source: str, budgets: dict,
+             objectives: list) -> dict:
     layers = []
     for layer, stem in zip(rec.layers, stems):
         layers.append({"name": layer.name, "file": stem, "count": layer.count, "mapped": _mapped(layer),
@@ -130,10 +127,12 @@ def _summary(rec: TrialRecord, stems: list[str], notes: list[str], tables_source
             "dataflow": rec.dataflow, "network": rec.network, "params": rec.params, "metrics": rec.metrics,
             "objectives": rec.objectives, "feasible": rec.feasible, "violations": rec.violations,
             "reasons": rec.reasons, "all_layers_mapped": all(_mapped(l) for l in rec.layers),
+            "study_objectives": [list(o) for o in objectives], "budgets": budgets,
+            "headroom": headroom(rec, budgets),
             "energy_tables": tables_source, "notes": notes, "layers": layers}
 
 
-def _markdown(rec: TrialRecord, stems: list[str], notes: list[str]) -> str:
+def _markdown(rec: TrialRecord, stems: list[str], notes: list[str], budgets: dict) -> str:
     flow = f" ({rec.dataflow})" if rec.dataflow else ""
     out = [f"# Trial {rec.number}: {rec.template}{flow} on {rec.network}", ""]
     out += [f"Feasible: **{_fmt(rec.feasible)}**" + (" — " + "; ".join(rec.reasons) if rec.reasons else ""), ""]
@@ -145,52 +144,109 @@ def _markdown(rec: TrialRecord, stems: list[str], notes: list[str]) -> str:
     rows = [[label, rec.metrics[k], unit] for k, label, unit in (*_TOTALS, *extra) if k in rec.metrics]
     out += ["", f"## Totals (network {rec.network}, one inference)", ""]
     out += _table(["metric", "value", "unit"], rows)
+    room = headroom(rec, budgets)
+    if budgets:
+        out += ["", "## Budgets", "", "Headroom is budget minus value: positive means room left.", ""]
+        out += _table(["budget", "limit", "value", "headroom", "within"],
+                      [[k, float(v), rec.metrics.get(k), room.get(k), room.get(k, -1) >= 0]
+                       for k, v in budgets.items()])
+    out += _breakdown_md(rec)
     out += ["", "## Layers", "", "Energy and cycles are per execution of the layer; `count` executions per "
             "inference.  These are the numbers `timeloop-model` should print for each command below.", ""]
-    out += _table(["layer", "file", "count", "mapped", "energy (pJ)", "cycles", "utilization", "pJ/MAC"],
-                  [[l.name, s, l.count, _mapped(l), l.energy_pj, l.cycles, l.utilization, l.pj_per_mac]
-                   for l, s in zip(rec.layers, stems)])
+    lines = _table(["layer", "file", "count", "mapped", "energy", "cycles", "utilization", "pJ/MAC"],
+                   [[l.name, s, l.count, _mapped(l), None, l.cycles, l.utilization, l.pj_per_mac]
+                    for l, s in zip(rec.layers, stems)])
+    for i, l in enumerate(rec.layers):          # energies in a fitting unit, not 2.94896e+08 pJ
+        cells = lines[2 + i].split(" | ")
+        cells[4] = energy(l.energy_pj)
+        lines[2 + i] = " | ".join(cells)
+    out += lines
     mapped = [s for l, s in zip(rec.layers, stems) if _mapped(l)]
     out += ["", "## Checking with Timeloop", "",
-            "`ERT.yaml`/`ART.yaml` are coopt's own energy (pJ per action) and area (µm² per instance) "
-            "estimates in Accelergy 0.4 format, so with them Timeloop uses exactly coopt's energies.  "
-            "Run from this folder, one layer per run (Timeloop writes `timeloop-model.*` into its working "
-            "folder, so two runs must never share one; `run_timeloop.sh` gives each layer its own):", "",
+            "`./run_timeloop.sh` runs every layer below (each in its own folder `out/<layer>/`: Timeloop "
+            "cannot run twice in one folder) and prints Timeloop's cycles and energy next to coopt's, PASS "
+            f"when within {TOLERANCE:.1%}.  `ERT.yaml`/`ART.yaml` are coopt's own energy (pJ per action) and "
+            "area (µm² per instance) estimates in Accelergy 0.4 format, so with them Timeloop uses exactly "
+            "coopt's energies.  One layer by hand, from this folder:", "",
             "```sh", *[timeloop_command(s) for s in mapped], "```", "",
-            "Letting Accelergy estimate energies and areas itself (needs Accelergy and its plug-ins; "
-            "the compound classes are in `components.yaml`, energies will differ from coopt's):", "",
-            "```sh", *[timeloop_command(s, tables=False) for s in mapped], "```", "",
-            "Or `./run_timeloop.sh` (outputs in `out/<layer>/`) and `./run_timeloop.sh --accelergy` "
-            "(outputs in `out-accelergy/<layer>/`)."]
+            "Without the last two files Accelergy estimates energies and areas itself (it needs its plug-ins; "
+            "the compound classes are in `components.yaml`; energies will differ from coopt's): "
+            "`./run_timeloop.sh --accelergy` (outputs in `out-accelergy/<layer>/`, cycles compared only)."]
     if notes:
         out += ["", "## Notes", "", *[f"- {n}" for n in notes]]
     return "\n".join(out) + "\n"
 
 
+def _breakdown_md(rec: TrialRecord) -> list[str]:
+    """Energy per inference and area per component, outer level first."""
+    parts = component_breakdown(rec)
+    e_total = sum(p.energy_uj for p in parts) or 1.0
+    a_total = sum(p.area_mm2 for p in parts) or 1.0
+    out = ["", "## Energy and area by component", "",
+           "Per inference, over the mapped layers (leakage included); area of all instances.", ""]
+    out += _table(["component", "instances", "energy (µJ)", "energy share", "area (mm²)", "area share"],
+                  [[p.component, p.instances, p.energy_uj, f"{100 * p.energy_uj / e_total:.1f} %", p.area_mm2,
+                    f"{100 * p.area_mm2 / a_total:.1f} %"] for p in parts])
+    return out
+
+
 def _script(rec: TrialRecord, stems: list[str]) -> str:
-    mapped = " ".join(s for l, s in zip(rec.layers, stems) if _mapped(l))
+    """run_timeloop.sh: every mapped layer through timeloop-model, then Timeloop vs coopt, PASS/FAIL."""
+    expected = "\n".join(f"{s} {l.cycles} {l.energy_pj!r}" for l, s in zip(rec.layers, stems) if _mapped(l))
     return f"""#!/bin/sh
 # Runs timeloop-model on every mapped layer of trial {rec.number}, each in its own output folder
-# (Timeloop cannot run two instances in one folder).
+# (Timeloop cannot run two instances in one folder), then compares Timeloop's cycles and energy
+# with coopt's: PASS within {TOLERANCE:.1%}.  Exit status 0 when every layer passes, 1 otherwise,
+# 2 when timeloop-model is not installed.
 #   ./run_timeloop.sh              coopt's ERT.yaml/ART.yaml -> out/<layer>/
-#   ./run_timeloop.sh --accelergy  Accelergy estimates        -> out-accelergy/<layer>/
-set -eu
+#   ./run_timeloop.sh --accelergy  Accelergy estimates        -> out-accelergy/<layer>/ (cycles compared)
+set -u
 cd "$(dirname "$0")"
+if ! command -v timeloop-model >/dev/null 2>&1; then
+  echo "run_timeloop.sh: timeloop-model not found on PATH: install Timeloop (Docker image timeloopaccelergy/timeloop-accelergy-pytorch, or build https://github.com/NVlabs/timeloop) and re-run" >&2
+  exit 2
+fi
 out=out
 tables="../../ERT.yaml ../../ART.yaml"
-if [ "${{1:-}}" = "--accelergy" ]; then out=out-accelergy; tables=""; fi
-for layer in {mapped}; do
+energy=1
+if [ "${{1:-}}" = "--accelergy" ]; then out=out-accelergy; tables=""; energy=0; fi
+tol={TOLERANCE}
+status=0
+printf '%-28s %14s %14s %14s %14s  %s\\n' layer "coopt cycles" "Timeloop" "coopt pJ" "Timeloop pJ" result
+while read -r layer cycles pj; do
+  [ -n "$layer" ] || continue
   mkdir -p "$out/$layer"
-  echo "== $layer -> $out/$layer"
-  (cd "$out/$layer" && {timeloop_command('$layer', tables=False, prefix='../../')} $tables)
-done
+  if ! (cd "$out/$layer" && {timeloop_command('$layer', tables=False, prefix='../../')} $tables \
+        >timeloop-model.log 2>&1); then
+    printf '%-28s %14s %14s %14s %14s  %s\\n' "$layer" "$cycles" - "$pj" - "ERROR (see $out/$layer/timeloop-model.log)"
+    status=1
+    continue
+  fi
+  awk -v layer="$layer" -v cycles="$cycles" -v pj="$pj" -v tol="$tol" -v energy="$energy" '
+    /^Summary Stats/ {{ s = 1 }}
+    s && /^Cycles:/ {{ c = $2 }}
+    s && /^Computes =/ {{ n = $3 }}
+    s && /^fJ\\/Compute/ {{ f = 1 }}
+    s && f && $1 == "Total" {{ t = $3 }}
+    function rel(a, b) {{ d = a - b; if (d < 0) d = -d; return b == 0 ? d : d / b }}
+    END {{
+      if (c == "" || t == "") {{ printf "%-28s %14s %14s %14s %14s  %s\\n", layer, cycles, "?", pj, "?", "FAIL (no summary in the stats file)"; exit 1 }}
+      e = t * n / 1000
+      ok = rel(c, cycles) <= tol && (!energy || rel(e, pj) <= tol)
+      printf "%-28s %14.0f %14.0f %14.6g %14.6g  %s\\n", layer, cycles, c, pj, e, (ok ? "PASS" : "FAIL") (energy ? "" : " (cycles only)")
+      exit ok ? 0 : 1
+    }}' "$out/$layer/timeloop-model.stats.txt" || status=1
+done <<'LAYERS'
+{expected}
+LAYERS
+exit $status
 """
 
 
-def _files(rec: TrialRecord) -> dict[str, str]:
+def _files(rec: TrialRecord, budgets: dict, objectives: list) -> dict[str, str]:
     """Relative path -> text of everything one trial folder holds."""
     arch = arch_from_yaml(rec.arch_yaml["architecture"])
-    tables = arch_tables(arch)
+    tables = arch_tables(arch, using=rec.energy_method)   # the tables the study used
     stems = _stems(rec.layers)
     notes = _notes(rec, stems, arch)
     files = {"arch.yaml": dumps_accelergy(rec.arch_yaml), "components.yaml": dumps_accelergy(components_yaml(arch)),
@@ -199,8 +255,9 @@ def _files(rec: TrialRecord) -> dict[str, str]:
         files[f"prob/{stem}.yaml"] = dumps_yaml(layer.problem_yaml)
         if _mapped(layer):
             files[f"map/{stem}.yaml"] = dumps_yaml(layer.mapping_yaml)
-    files["summary.json"] = json.dumps(_strict(_summary(rec, stems, notes, tables.source)), indent=1) + "\n"
-    files["summary.md"] = _markdown(rec, stems, notes)
+    summary = _summary(rec, stems, notes, tables.source, budgets, objectives)
+    files["summary.json"] = json.dumps(_strict(summary), indent=1) + "\n"
+    files["summary.md"] = _markdown(rec, stems, notes, budgets)
     files["run_timeloop.sh"] = _script(rec, stems)
     return files
 
@@ -266,7 +323,59 @@ def export_trials(study_dir: Path, numbers: list[int], out_dir: Path, *, force: 
     except OSError as exc:
         raise CooptError(f"cannot create the export folder {out_dir}: {exc.strerror or exc}") from None
     root = Path(out_dir).resolve()
-    plans = [(root / f"trial-{n}", _files(records[n])) for n in wanted]
+    budgets, objectives = _study_settings(study_dir)
+    plans = [(root / f"trial-{n}", _files(records[n], budgets, objectives)) for n in wanted]
     for target, _ in plans:
         _check_target(target, root, force)
-    return [_write(target, files, root) for target, files in plans]
+    written = [_write(target, files, root) for target, files in plans]
+    write_index(root)
+    return written
+
+def _study_settings(study_dir: Path) -> tuple[dict, list]:
+    """The study's budgets and objectives (from its study.json; none for a bare folder of records)."""
+    meta = Path(study_dir) / "study.json"
+    if not meta.is_file():
+        return {}, []
+    settings = json.loads(meta.read_text()).get("settings", {})
+    return dict(settings.get("budgets") or {}), [tuple(o) for o in settings.get("objectives") or []]
+
+
+def write_index(root: Path) -> tuple[Path, Path] | None:
+    """``index.csv`` and ``index.md`` comparing every exported design in ``root`` (objectives,
+    parameters, headroom against each budget), rebuilt from the folders' summary.json files."""
+    import pandas as pd
+
+    summaries = []
+    for folder in sorted(root.glob("trial-*"), key=lambda p: (len(p.name), p.name)):
+        path = folder / "summary.json"
+        if folder.is_dir() and not folder.is_symlink() and path.is_file():
+            summaries.append((folder.name, json.loads(path.read_text())))
+    if not summaries:
+        return None
+    objectives = next((s["study_objectives"] for _, s in summaries if s.get("study_objectives")), [])
+    named = {o[0] for o in objectives}
+    metrics = [o[0] for o in objectives] + [m for m in ("energy_uj", "throughput_ips", "latency_ms", "area_mm2",
+                                                        "power_mw", "onchip_kib") if m not in named]
+    params = list(dict.fromkeys(k for _, s in summaries for k in s["params"]))
+    rows = []
+    for name, s in summaries:
+        row = {"trial": s["trial"], "folder": name, "feasible": s["feasible"]}
+        row.update({m: s["metrics"].get(m) for m in metrics})
+        row.update({k: s["params"].get(k) for k in params})
+        row.update({f"headroom_{k}": v for k, v in (s.get("headroom") or {}).items()})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    csv_path, md_path = root / "index.csv", root / "index.md"
+    df.to_csv(csv_path, index=False)
+    arrows = {o[0]: (" ↓" if o[1] == "minimize" else " ↑") for o in objectives}
+    lines = ["# Exported designs", "",
+             f"{len(df)} designs.  Objectives are marked ↓ (lower is better) or ↑ (higher is better); "
+             "`headroom_<budget>` is the budget minus the value (positive: room left).  Each folder holds "
+             "`summary.md` and `run_timeloop.sh`.", ""]
+    lines += _table([f"{c}{arrows.get(c, '')}" for c in df.columns], [])
+    for row in rows:
+        cells = [f"[{v}]({v}/summary.md)" if k == "folder" else str(v) if k in params else _fmt(v)
+                 for k, v in row.items()]
+        lines.append("| " + " | ".join(cells) + " |")
+    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return csv_path, md_path

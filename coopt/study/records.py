@@ -52,6 +52,9 @@ class TrialRecord:
     layers: list[LayerRecord] = field(default_factory=list)
     seconds: float = 0.0
     worker: str = ""
+    started_at: float | None = None        # wall clock (epoch seconds) when the evaluation began
+    finished_at: float | None = None       # ... and ended; None in records written before these existed
+    energy_method: str | None = None       # estimator of the energy tables (coopt.energy.select); None: default
 
     def to_json(self) -> dict:
         return asdict(self)

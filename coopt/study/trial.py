@@ -8,6 +8,7 @@ import time
 
 from coopt.backends.base import MapperOptions
 from coopt.design import design_from_template
+from coopt.energy.select import method as energy_method
 from coopt.mapper.network import map_network
 from coopt.model.mapping import mapping_to_yaml
 from coopt.study.records import LayerRecord, TrialRecord
@@ -68,4 +69,5 @@ def evaluate_design(number: int, params: dict, template: str, template_params: d
         dataflow=design.dataflow, network=network.name, metrics=metrics, feasible=feasible,
         violations=violations, reasons=reasons,
         objectives=[float(metrics[name]) for name, _ in objectives],
-        arch_yaml=design.arch_yaml, layers=layers, seconds=time.perf_counter() - t0, worker=worker)
+        arch_yaml=design.arch_yaml, layers=layers, seconds=time.perf_counter() - t0, worker=worker,
+        energy_method=energy_method())

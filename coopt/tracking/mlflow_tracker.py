@@ -1,11 +1,13 @@
-"""Log a study to MLflow: a parent run per study, a child run per trial, the front on the parent.
+"""Log a study to MLflow: one experiment per study, a study run holding the front, a run per trial.
 
 The trial records on disk are the source of truth; this module only mirrors
 them into MLflow, so it is written to be re-run safely: ``start`` finds the
-study's parent run again on a resume, closes child runs a killed process left
+study's run again on a resume, closes trial runs a killed process left
 RUNNING, and reports which trials are already logged; ``log_trial`` never
-logs a trial twice.  MLflow is imported inside the functions, so importing
-this module (``coopt.tracking.ui`` does) stays cheap.
+logs a trial twice.  What people see (names, digits, the front's Markdown,
+the default view) comes from ``coopt.tracking.present``.  MLflow is imported
+inside the functions, so importing this module (``coopt.tracking.ui`` does)
+stays cheap.
 """
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import csv
 import io
 import json
 import logging
-import math
 import os
 import tempfile
 import time
@@ -22,17 +23,17 @@ from pathlib import Path
 
 from coopt.study.front import front_hypervolume, pareto_front
 from coopt.study.records import METRIC_NAMES, TrialRecord
+from coopt.tracking.present import (VIEW_KEY, eval_seconds, experiment_description, experiment_name, finite,
+                                    fmt, front_markdown, run_link, run_name, run_times_ms, trial_metrics,
+                                    view_state)
 from coopt.yamlio import dumps_yaml
 
-EXPERIMENT = "coopt"
+LEGACY_EXPERIMENT = "coopt"          # stores written before one experiment per study
 MAX_PARAM_LEN = 6000                 # MLflow's limit on a param value
 BATCH = 100                          # MLflow's limit on params/tags per log_batch
 LAYER_COLUMNS = ("name", "count", "found", "energy_pj", "cycles", "utilization", "pj_per_mac",
                  "mappings_evaluated", "seconds", "reason")
-UNITS = {"energy_uj": "energy / inference (µJ)", "throughput_ips": "throughput (inferences/s)",
-         "latency_ms": "latency (ms)", "latency_cycles": "latency (cycles)", "area_mm2": "area (mm²)",
-         "power_mw": "power (mW)", "onchip_kib": "on-chip SRAM (KiB)", "edp_uj_ms": "EDP (µJ·ms)",
-         "macs": "MACs / inference", "mac_instances": "MAC units"}
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}   # MLflow 3: open on runs, not GenAI
 
 
 def default_tracking_uri() -> str:
@@ -72,20 +73,6 @@ def param_value(value) -> str:
     return text[:MAX_PARAM_LEN]
 
 
-def finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def trial_metrics(rec: TrialRecord) -> dict[str, float]:
-    """Every finite metric, ``feasible`` as 1/0, ``edp`` alias, one ``violation_<key>`` per budget."""
-    out = {k: float(v) for k, v in rec.metrics.items() if finite(v)}
-    out["feasible"] = 1.0 if rec.feasible else 0.0
-    if "edp_uj_ms" in out:
-        out["edp"] = out["edp_uj_ms"]
-    out.update({f"violation_{k}": float(v) for k, v in rec.violations.items() if finite(v)})
-    return out
-
-
 def layers_csv(rec: TrialRecord) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -116,92 +103,6 @@ def filter_string(tags: dict[str, str]) -> str:
     return " and ".join(parts)
 
 
-# -- plots (matplotlib/plotly are imported only when a front is drawn) ------------------------
-def plotted(records: list[TrialRecord], objectives) -> list[TrialRecord]:
-    """Records with real objective values (an unmappable design only has placeholders)."""
-    return [r for r in records if not r.violations.get("unmapped_layers", 0)
-            and all(finite(r.metrics.get(name)) for name, _ in objectives)]
-
-
-def plot_axes(objectives) -> list[tuple[str, str]]:
-    """The two first objectives; a single objective is drawn against the trial number."""
-    return list(objectives[:2]) if len(objectives) >= 2 else [("trial", "minimize"), *objectives[:1]]
-
-
-def axis_value(rec: TrialRecord, name: str) -> float:
-    return float(rec.number) if name == "trial" else float(rec.metrics[name])
-
-
-def axis_label(name: str, direction: str) -> str:
-    if name == "trial":
-        return "trial"
-    return f"{UNITS.get(name, name)} {'↓ better' if direction == 'minimize' else '↑ better'}"
-
-
-def front_png(records, front, objectives, path: Path) -> None:
-    """All feasible points grey, infeasible as small x, the front highlighted and connected."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    (xn, xd), (yn, yd) = plot_axes(objectives)
-    pts = plotted(records, objectives)
-    fig = Figure(figsize=(7.5, 5.2), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for feasible, style in ((True, dict(marker="o", s=22, c="0.65", label="feasible")),
-                            (False, dict(marker="x", s=14, c="tab:red", alpha=0.6, linewidths=0.8,
-                                         label="infeasible (over budget)"))):
-        sel = [r for r in pts if r.feasible == feasible]
-        if sel:
-            ax.scatter([axis_value(r, xn) for r in sel], [axis_value(r, yn) for r in sel], **style)
-    if front:
-        fx, fy = [axis_value(r, xn) for r in front], [axis_value(r, yn) for r in front]
-        ax.plot(fx, fy, "-o", color="tab:blue", ms=7, lw=1.5, zorder=3, label=f"Pareto front ({len(front)})")
-        labels: dict[tuple[float, float], list[str]] = {}     # coincident designs share one label
-        for r, x, y in zip(front, fx, fy):
-            labels.setdefault((x, y), []).append(str(r.number))
-        for (x, y), numbers in labels.items():
-            ax.annotate(",".join(numbers), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xlabel(axis_label(xn, xd))
-    ax.set_ylabel(axis_label(yn, yd))
-    ax.set_title(f"{len(records)} trials, {sum(r.feasible for r in records)} feasible")
-    ax.grid(True, alpha=0.3)
-    if pts or front:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-
-
-def front_html(records, front, objectives, path: Path) -> None:
-    """Interactive plotly scatter; plotly.js is inlined so it works offline in the MLflow UI."""
-    import plotly.graph_objects as go
-
-    (xn, xd), (yn, yd) = plot_axes(objectives)
-    pts = plotted(records, objectives)
-
-    def hover(r: TrialRecord) -> str:
-        lines = [f"<b>trial {r.number}</b>" + ("" if r.feasible else " (infeasible)")]
-        lines += [f"{k} = {v}" for k, v in r.params.items()]
-        lines += [f"{n} = {r.metrics[n]:.4g}" for n, _ in objectives]
-        return "<br>".join(lines)
-
-    def trace(sel, name, **kw):
-        return go.Scatter(x=[axis_value(r, xn) for r in sel], y=[axis_value(r, yn) for r in sel], name=name,
-                          text=[hover(r) for r in sel], hovertemplate="%{text}<extra></extra>", **kw)
-
-    fig = go.Figure()
-    fig.add_trace(trace([r for r in pts if r.feasible], "feasible", mode="markers",
-                        marker=dict(color="#a0a0a0", size=7)))
-    fig.add_trace(trace([r for r in pts if not r.feasible], "infeasible", mode="markers",
-                        marker=dict(color="#d62728", size=6, symbol="x", opacity=0.6)))
-    fig.add_trace(trace(front, f"Pareto front ({len(front)})", mode="lines+markers",
-                        marker=dict(color="#1f77b4", size=10), line=dict(color="#1f77b4")))
-    fig.update_layout(title=f"{len(records)} trials, {sum(r.feasible for r in records)} feasible",
-                      xaxis_title=axis_label(xn, xd), yaxis_title=axis_label(yn, yd),
-                      template="plotly_white", hovermode="closest")
-    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
-
-
 class StudyTracker:
     """Mirror one study into MLflow (see the module docstring)."""
 
@@ -210,18 +111,24 @@ class StudyTracker:
         self.tracking_uri = resolve_uri(tracking_uri)
         self.study_name = study_name
         self.settings = dict(settings)
+        self.budgets = dict(self.settings.get("budgets") or {})
         self.objectives = [tuple(o) for o in objectives]
         self.reference = list(reference)
         self.space_file = space_file
         self.client = None
         self.experiment_id: str | None = None
         self.parent_id: str | None = None
-        self.trial_runs: dict[int, str] = {}     # trial number -> its FINISHED child run
+        self.trial_runs: dict[int, str] = {}     # trial number -> its FINISHED trial run
         self.pareto: dict[int, bool] = {}        # trial number -> the run's current ``pareto`` tag
+        self._view_params: list[str] | None = None
+        self._front_key: tuple | None = None     # the front last drawn
+        self._note: str | None = None
+        self._records: list[TrialRecord] = []    # the records last given to update_front
+        self._drawn = 0                          # how many records the plots show
 
     # -- start / finish ---------------------------------------------------------------------
     def start(self) -> set[int]:
-        """Open (or re-open) the parent run; return the trial numbers already logged."""
+        """Open (or re-open) the study's experiment and run; return the trial numbers already logged."""
         quiet_mlflow()
         import mlflow
         from mlflow.tracking import MlflowClient
@@ -233,14 +140,22 @@ class StudyTracker:
             root.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(self.tracking_uri)
         self.client = client = MlflowClient(self.tracking_uri)
-        exp = client.get_experiment_by_name(EXPERIMENT)
+        name = experiment_name(self.study_name)
+        tags = {**EXPERIMENT_TAGS, "coopt.study": self.study_name}
+        exp = client.get_experiment_by_name(name)
         if exp is None:
             self.experiment_id = client.create_experiment(
-                EXPERIMENT, artifact_location=str(root) if db is not None else None)
+                name, artifact_location=str(root / name.replace("/", "-")) if db is not None else None, tags=tags)
         else:
             self.experiment_id = exp.experiment_id
             if exp.lifecycle_stage == "deleted":
                 client.restore_experiment(exp.experiment_id)
+            for k, v in tags.items():
+                client.set_experiment_tag(self.experiment_id, k, v)
+        if self.space_file:
+            import yaml
+            params = (yaml.safe_load(Path(self.space_file).read_text()) or {}).get("parameters") or {}
+            self._set_view(list(params))
 
         parents = self._search(self._filter("parent"))
         if parents:
@@ -249,6 +164,8 @@ class StudyTracker:
                 client.update_run(self.parent_id, status="RUNNING")
         else:
             self._create_parent()
+        client.set_experiment_tag(self.experiment_id, "mlflow.note.content", experiment_description(
+            self.study_name, self.settings, self.objectives, run_link(self.experiment_id, self.parent_id)))
 
         done: set[int] = set()
         for run in self._search(self._filter("trial")):
@@ -262,16 +179,27 @@ class StudyTracker:
         return done
 
     def finish(self, status: str = "FINISHED") -> None:
-        """End the parent run (FINISHED, FAILED or KILLED)."""
+        """Draw the front once more if trials came in since, then end the study run."""
         if self.client is not None and self.parent_id is not None:
+            if self._records and len(self._records) != self._drawn:
+                front = pareto_front(self._records, self.objectives)
+                self._draw(self._records, front)
             self.client.set_terminated(self.parent_id, status)
+
+    def _set_view(self, params: list[str]) -> None:
+        """The runs view ``coopt ui`` links to (MLflow's shared-view tag; see present.view_state)."""
+        if params != self._view_params:
+            self.client.set_experiment_tag(self.experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}",
+                                           view_state(self.objectives, params, self.budgets))
+            self._view_params = params
 
     def _create_parent(self) -> None:
         from mlflow.entities import Param
 
         run = self.client.create_run(self.experiment_id, run_name=self.study_name, tags={
             "coopt.study": self.study_name, "coopt.role": "parent",
-            "coopt.objectives": json.dumps(self.objectives), "coopt.reference": json.dumps(self.reference)})
+            "coopt.objectives": json.dumps(self.objectives), "coopt.reference": json.dumps(self.reference),
+            "mlflow.note.content": front_markdown(self.study_name, [], [], self.objectives, self.budgets, 0.0, {})})
         self.parent_id = run.info.run_id
         params = [Param(str(k)[:250], param_value(v)) for k, v in self.settings.items()]
         for i in range(0, len(params), BATCH):
@@ -301,7 +229,7 @@ class StudyTracker:
 
     # -- trials -----------------------------------------------------------------------------
     def log_trial(self, rec: TrialRecord) -> None:
-        """One FINISHED child run per trial; a trial already logged is left alone."""
+        """One FINISHED run per trial, timed as its evaluation; a trial already logged is left alone."""
         if self._require() and rec.number in self.trial_runs:
             return
         existing = [r for r in self._search(self._filter("trial", rec.number))
@@ -312,15 +240,18 @@ class StudyTracker:
             return
         from mlflow.entities import Metric, Param
 
+        if self._view_params is None:
+            self._set_view(list(rec.params))
         client = self.client
-        run = client.create_run(self.experiment_id, run_name=f"trial-{rec.number}", tags={
+        start_ms, end_ms = run_times_ms(rec, time.time())
+        run = client.create_run(self.experiment_id, start_time=start_ms, run_name=run_name(rec), tags={
             "mlflow.parentRunId": self.parent_id, "coopt.study": self.study_name, "coopt.role": "trial",
-            "coopt.trial": str(rec.number), "feasible": "true" if rec.feasible else "false", "pareto": "false"})
+            "coopt.trial": str(rec.number), "feasible": "true" if rec.feasible else "false", "pareto": "false",
+            "mlflow.note.content": trial_note(rec, self.budgets)})
         run_id = run.info.run_id
         params = {**rec.params, "template": rec.template, "dataflow": rec.dataflow, "network": rec.network}
         plist = [Param(str(k)[:250], param_value(v)) for k, v in params.items()]
-        now = int(time.time() * 1000)
-        mlist = [Metric(k, v, now, 0) for k, v in trial_metrics(rec).items()]
+        mlist = [Metric(k, v, end_ms, 0) for k, v in trial_metrics(rec, self.budgets).items()]
         client.log_batch(run_id, metrics=mlist, params=plist[:BATCH])
         for i in range(BATCH, len(plist), BATCH):
             client.log_batch(run_id, params=plist[i:i + BATCH])
@@ -328,22 +259,50 @@ class StudyTracker:
             (Path(tmp) / "arch.yaml").write_text(dumps_yaml(rec.arch_yaml), encoding="utf-8")
             (Path(tmp) / "layers.csv").write_text(layers_csv(rec), encoding="utf-8")
             client.log_artifacts(run_id, tmp)
-        client.set_terminated(run_id, "FINISHED")
+        client.log_table(run_id, layers_table(rec), "tables/layers.json")
+        table = breakdown_table(rec)
+        if table is not None:
+            client.log_table(run_id, table, "tables/breakdown.json")
+        client.set_terminated(run_id, "FINISHED", end_time=end_ms)
         self.trial_runs[rec.number] = run_id
         self.pareto[rec.number] = False
 
     # -- the front --------------------------------------------------------------------------
     def update_front(self, records: list[TrialRecord], step: int) -> dict:
-        """Log front size, hypervolume and plots on the parent; re-tag runs whose membership changed."""
+        """Log front size and hypervolume; when the front moves, rewrite the study run's description,
+        redraw the plots and re-tag the runs whose membership changed."""
         self._require()
         from mlflow.entities import Metric
 
+        records = list(records)
         front = pareto_front(records, self.objectives)
         hv = front_hypervolume(records, self.objectives, self.reference)
         now = int(time.time() * 1000)
         values = {"front_size": len(front), "hypervolume": hv, "trials": len(records),
                   "feasible_trials": sum(1 for r in records if r.feasible)}
         self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
+        self._records = records
+        note = front_markdown(self.study_name, records, front, self.objectives, self.budgets, hv, self._links())
+        if note != self._note:                    # counts or front changed: one tag write
+            self.client.set_tag(self.parent_id, "mlflow.note.content", note)
+            self._note = note
+        key = tuple(r.number for r in front)
+        if key != self._front_key:
+            self._draw(records, front)
+            members = set(key)
+            for number, run_id in self.trial_runs.items():
+                on = number in members
+                if self.pareto.get(number) != on:
+                    self.client.set_tag(run_id, "pareto", "true" if on else "false")
+                    self.pareto[number] = on
+        return {"front": list(key), "hypervolume": hv, "front_size": len(front)}
+
+    def _links(self) -> dict[int, str]:
+        return {n: run_link(self.experiment_id, rid) for n, rid in self.trial_runs.items()}
+
+    def _draw(self, records: list[TrialRecord], front: list[TrialRecord]) -> None:
+        from coopt.tracking.plots import front_html, front_png
+
         with tempfile.TemporaryDirectory() as tmp:
             d = Path(tmp) / "pareto"
             d.mkdir()
@@ -351,19 +310,58 @@ class StudyTracker:
             front_png(records, front, self.objectives, d / "front.png")
             front_html(records, front, self.objectives, d / "front.html")
             self.client.log_artifacts(self.parent_id, str(d), "pareto")
-        members = {r.number for r in front}
-        for number, run_id in self.trial_runs.items():
-            on = number in members
-            if self.pareto.get(number) != on:
-                self.client.set_tag(run_id, "pareto", "true" if on else "false")
-                self.pareto[number] = on
-        return {"front": [r.number for r in front], "hypervolume": hv, "front_size": len(front)}
+        self._front_key = tuple(r.number for r in front)
+        self._drawn = len(records)
 
     def _require(self) -> bool:
         if self.client is None or self.parent_id is None:
             raise RuntimeError("StudyTracker.start() must be called first")
         return True
 
+
+def trial_note(rec: TrialRecord, budgets: dict) -> str:
+    """A trial run's description: the design, whether it fits, and why not."""
+    lines = [f"**{run_name(rec)}** — {rec.template}" + (f" ({rec.dataflow})" if rec.dataflow else "")
+             + f" on {rec.network}: " + ("feasible" if rec.feasible else "**infeasible**")]
+    lines += [f"- {r}" for r in rec.reasons]
+    secs = eval_seconds(rec)
+    if secs is not None:
+        lines.append(f"Evaluated in {fmt(secs, 3)} s" + (f" by {rec.worker}" if rec.worker else "") + ".")
+    lines.append("Tables: `tables/layers.json` (per layer), `tables/breakdown.json` (energy and area per "
+                 "component); `arch.yaml` is the architecture.")
+    return "\n\n".join(lines)
+
+
+def layers_table(rec: TrialRecord):
+    """Per-layer table for ``log_table`` (energies in µJ per execution, readable digits)."""
+    import pandas as pd
+    from coopt.tracking.present import round_sig
+
+    rows = [{"layer": l.name, "count": l.count, "mapped": bool(l.found),
+             "energy_uj": round_sig(l.energy_pj / 1e6) if finite(l.energy_pj) else None,
+             "cycles": l.cycles, "utilization": round(l.utilization, 4) if finite(l.utilization) else None,
+             "pj_per_mac": round_sig(l.pj_per_mac) if finite(l.pj_per_mac) else None,
+             "mappings_evaluated": l.mappings_evaluated, "reason": l.reason} for l in rec.layers]
+    return pd.DataFrame(rows)
+
+
+def breakdown_table(rec: TrialRecord):
+    """Energy (per inference) and area per component, with shares; None when it cannot be computed."""
+    import pandas as pd
+    from coopt.study.breakdown import component_breakdown
+    from coopt.tracking.present import round_sig
+
+    try:
+        parts = component_breakdown(rec)
+    except Exception as e:          # a record this code cannot re-read must not stop the study
+        logging.getLogger(__name__).warning("trial %s: no energy/area breakdown (%s)", rec.number, e)
+        return None
+    energy = sum(p.energy_uj for p in parts) or 1.0
+    area = sum(p.area_mm2 for p in parts) or 1.0
+    return pd.DataFrame([{"component": p.component, "instances": p.instances,
+                          "energy_uj": round_sig(p.energy_uj), "energy_pct": round(100 * p.energy_uj / energy, 1),
+                          "area_mm2": round_sig(p.area_mm2), "area_pct": round(100 * p.area_mm2 / area, 1)}
+                         for p in parts])
 
 def log_verification(tracking_uri: str | None, study_name: str, number: int, engine: str, metrics: dict,
                      csv_text: str, flagged: bool) -> bool:
@@ -377,10 +375,11 @@ def log_verification(tracking_uri: str | None, study_name: str, number: int, eng
 
     uri = resolve_uri(tracking_uri)
     client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(EXPERIMENT)
-    if exp is None:
+    exps = [e for e in (client.get_experiment_by_name(n) for n in (experiment_name(study_name), LEGACY_EXPERIMENT))
+            if e is not None]
+    if not exps:
         return False
-    runs = client.search_runs([exp.experiment_id], filter_string(
+    runs = client.search_runs([e.experiment_id for e in exps], filter_string(
         {"coopt.study": study_name, "coopt.role": "trial", "coopt.trial": str(number)}))
     runs = [r for r in runs if r.info.status == "FINISHED"]
     if not runs:

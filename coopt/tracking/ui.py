@@ -1,18 +1,27 @@
-"""``coopt ui``: serve the MLflow UI over the study store, on localhost only.
+"""``coopt ui``: serve the MLflow UI over the study store, on localhost only, for as long as coopt ui runs.
 
 The server is run with this interpreter (``sys.executable -m mlflow``) so that
 it is the pinned MLflow of coopt's environment, whatever ``mlflow`` is on PATH.
+It runs under a small watchdog (``python -m coopt.tracking.watchdog``) in a
+process group of its own: the watchdog stops the whole group (uvicorn and
+huey workers included) when ``coopt ui`` ends, however it ends — Ctrl-C,
+SIGTERM, or SIGKILL (the watchdog gets a parent-death signal on Linux and
+also polls its parent).
 """
 from __future__ import annotations
 
 import os
-import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 from coopt.errors import CooptError
 from coopt.tracking.mlflow_tracker import artifact_root, resolve_uri, sqlite_path
+
+READY_TIMEOUT_S = 120
 
 
 def ui_command(tracking_uri: str | None, port: int = 5000, host: str = "127.0.0.1") -> list[str]:
@@ -31,38 +40,120 @@ def ui_env() -> dict[str, str]:
     return env
 
 
-def launch_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "127.0.0.1") -> int:
-    """Run the UI in the foreground until Ctrl-C; return its exit code."""
+def check_port(port: int, host: str = "127.0.0.1") -> None:
+    """Fail fast, in one line, on a port that is out of range or already taken."""
+    if not isinstance(port, int) or not 1 <= port <= 65535:
+        raise CooptError(f"invalid port {port}", key="--port", expected="an integer from 1 to 65535")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except PermissionError:
+            raise CooptError(f"port {port} needs privileges on {host}", key="--port",
+                             expected="a port above 1023") from None
+        except OSError:
+            raise CooptError(f"port {port} on {host} is already in use", key="--port",
+                             expected="a free port, e.g. --port 5001") from None
+
+
+def study_experiments(tracking_uri: str | None) -> list[tuple[str, str]]:
+    """(study name, experiment id) of every coopt study in the store, oldest first."""
+    from coopt.tracking.mlflow_tracker import quiet_mlflow
+    from coopt.tracking.present import EXPERIMENT_PREFIX
+
+    quiet_mlflow()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(resolve_uri(tracking_uri))
+    exps = client.search_experiments(filter_string="tags.`coopt.study` != ''", max_results=1000)
+    out = [(e.tags.get("coopt.study") or e.name.removeprefix(EXPERIMENT_PREFIX), e.experiment_id) for e in exps]
+    return sorted(out, key=lambda x: int(x[1]) if x[1].isdigit() else x[1])
+
+
+def study_urls(tracking_uri: str | None, base: str, study: str | None = None) -> list[tuple[str, str]]:
+    """(study, URL of its runs view) for one study or all of them."""
+    from coopt.tracking.present import experiment_url
+
+    found = study_experiments(tracking_uri)
+    if study is not None:
+        hit = [x for x in found if x[0] == study]
+        if not hit:
+            known = ", ".join(s for s, _ in found) or "none yet"
+            raise CooptError(f"no study '{study}' in the MLflow store", key="--study",
+                             expected=f"one of: {known}")
+        found = hit
+    return [(s, experiment_url(base, eid)) for s, eid in found]
+
+
+def _wait_ready(proc: subprocess.Popen, url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
+def launch_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "127.0.0.1",
+              study: str | None = None) -> int:
+    """Run the UI in the foreground until Ctrl-C or SIGTERM; print the studies' URLs once it answers."""
     uri = resolve_uri(tracking_uri)
     db = sqlite_path(uri)
     if db is not None and not db.is_file():
         raise CooptError(f"no studies here yet: run coopt search first (no MLflow store at {db})")
-    print(f"MLflow UI: http://{host}:{port}  (Ctrl-C to stop)", flush=True)
-    # Its own process group: the server forks a uvicorn worker that must stop with it,
-    # whether we get Ctrl-C or a SIGTERM.
-    proc = subprocess.Popen(ui_command(uri, port, host), env=ui_env(), start_new_session=True)
+    check_port(port, host)
+    base = f"http://{host}:{port}"
+    urls = study_urls(uri, base, study)
+    cmd = [sys.executable, "-m", "coopt.tracking.watchdog", str(os.getpid()), "--", *ui_command(uri, port, host)]
+    proc = subprocess.Popen(cmd, env=ui_env(), start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
 
     def stop(*_):
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop)
+    tail = _drain(proc)
     try:
+        if not _wait_ready(proc, base, READY_TIMEOUT_S):
+            _stop(proc)
+            time.sleep(0.2)
+            last = next((l for l in reversed(tail) if "rror" in l), tail[-1] if tail else "")
+            raise CooptError(f"the MLflow server did not start on {base}" + (f": {last.strip()}" if last else ""))
+        print(f"MLflow UI: {base}  (Ctrl-C to stop)", flush=True)
+        for name, url in urls:
+            print(f"  study {name}: {url}", flush=True)
         return proc.wait()
     except KeyboardInterrupt:
-        _stop_group(proc)
+        _stop(proc)
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
+def _drain(proc: subprocess.Popen):
+    """Read the server's log (kept out of the terminal) so its pipe never fills; keep its last lines."""
+    import collections
+    import threading
+
+    tail = collections.deque(maxlen=50)
+
+    def run():
+        for line in iter(proc.stderr.readline, b""):
+            tail.append(line.decode(errors="replace").rstrip())
+    threading.Thread(target=run, daemon=True).start()
+    return tail
+
+
+def _stop(proc: subprocess.Popen) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             return
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=20)
             return
         except subprocess.TimeoutExpired:
             continue

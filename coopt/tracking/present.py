@@ -1,0 +1,172 @@
+"""What a person sees of a study in MLflow: run names, rounded metrics, the front as Markdown, the default view.
+
+Why a module of its own: MLflow shows whatever it is given (raw floats, 50
+columns, GenAI screens); these pure functions decide the names, digits,
+columns and links, so they are tested without a server and the tracker only
+ships their output.  No MLflow import here.
+"""
+from __future__ import annotations
+
+import json
+
+from coopt.numbers import finite, fmt, round_sig
+from coopt.study.records import TrialRecord
+
+EXPERIMENT_PREFIX = "coopt/"
+VIEW_KEY = "coopt-trials"                     # experiment tag mlflow.sharedViewState.<VIEW_KEY>
+UNITS = {"energy_uj": "energy / inference (µJ)", "throughput_ips": "throughput (inferences/s)",
+         "latency_ms": "latency (ms)", "latency_cycles": "latency (cycles)", "area_mm2": "area (mm²)",
+         "power_mw": "power (mW)", "onchip_kib": "on-chip SRAM (KiB)", "edp_uj_ms": "EDP (µJ·ms)",
+         "macs": "MACs / inference", "mac_instances": "MAC units"}
+SHORT = {"energy_uj": "energy µJ", "throughput_ips": "inf/s", "latency_ms": "latency ms", "area_mm2": "area mm²",
+         "power_mw": "power mW", "onchip_kib": "SRAM KiB", "edp_uj_ms": "EDP µJ·ms"}
+
+
+def experiment_name(study: str) -> str:
+    """One MLflow experiment per study, named after it."""
+    return f"{EXPERIMENT_PREFIX}{study}"
+
+
+def run_name(rec: TrialRecord) -> str:
+    """``t017 12x16 glb4096 8b 400MHz``: the trial and the design it evaluated, at a glance."""
+    p, tp = rec.params, rec.template_params
+    parts = [f"t{rec.number:03d}"]
+    rows, cols = tp.get("pe_rows", p.get("pe_rows")), tp.get("pe_cols", p.get("pe_cols"))
+    if rows is not None and cols is not None:
+        parts.append(f"{rows}x{cols}")
+    shown = {"pe_rows", "pe_cols"}
+    for key, fmt_ in (("glb_depth", "glb{}"), ("word_bits", "{}b"), ("clock_mhz", "{}MHz")):
+        if key in p:
+            v = p[key]
+            parts.append(fmt_.format(int(round(v)) if isinstance(v, float) else v))
+            shown.add(key)
+    for key, v in p.items():
+        if key not in shown:
+            parts.append(f"{key}={fmt(v, 3) if isinstance(v, float) else v}")
+    return " ".join(parts)[:250]
+
+
+def trial_metrics(rec: TrialRecord, budgets: dict[str, float]) -> dict[str, float]:
+    """Rounded metrics (units in their names), ``headroom_<budget>`` (> 0: room left), feasibility,
+    evaluation time; nothing non-finite (MLflow would show NaN)."""
+    out = {k: round_sig(float(v)) for k, v in rec.metrics.items() if finite(v)}
+    out["feasible"] = 1.0 if rec.feasible else 0.0
+    for key, limit in budgets.items():
+        value = rec.metrics.get(key)
+        if finite(value) and not rec.violations.get("unmapped_layers"):
+            out[f"headroom_{key}"] = round_sig(float(limit) - float(value))
+    out["unmapped_layers"] = float(rec.violations.get("unmapped_layers", 0))
+    secs = eval_seconds(rec)
+    if secs is not None:
+        out["eval_s"] = round(secs, 2)
+    return out
+
+
+def eval_seconds(rec: TrialRecord) -> float | None:
+    if rec.started_at is not None and rec.finished_at is not None:
+        return max(0.0, rec.finished_at - rec.started_at)
+    return rec.seconds if rec.seconds else None
+
+
+def run_times_ms(rec: TrialRecord, now_s: float) -> tuple[int, int]:
+    """MLflow start/end of a trial's run: the evaluation's, else ``seconds`` ending now."""
+    if rec.started_at is not None and rec.finished_at is not None:
+        return int(rec.started_at * 1000), int(rec.finished_at * 1000)
+    return int((now_s - (rec.seconds or 0.0)) * 1000), int(now_s * 1000)
+
+
+def run_link(experiment_id: str, run_id: str) -> str:
+    """Link inside the MLflow UI (hash route: works from any host and port)."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _arrow(direction: str) -> str:
+    return "↓" if direction == "minimize" else "↑"
+
+
+def front_markdown(study: str, records: list[TrialRecord], front: list[TrialRecord], objectives,
+                   budgets: dict, hypervolume: float, links: dict[int, str]) -> str:
+    """The study run's description: the current front with links to its trials' runs."""
+    feasible = sum(1 for r in records if r.feasible)
+    obj = ", ".join(f"{UNITS.get(n, n)} {_arrow(d)}" for n, d in objectives)
+    lines = [f"## Pareto front of study `{study}`", "",
+             f"{len(records)} trials, {feasible} feasible; **{len(front)} designs on the front** "
+             f"(hypervolume {fmt(hypervolume)}).  Objectives: {obj}."]
+    if budgets:
+        lines.append("Budgets: " + ", ".join(f"{UNITS.get(k, k)} ≤ {fmt(float(v))}" for k, v in budgets.items())
+                     + ".")
+    lines.append("")
+    if not front:
+        lines.append("No feasible design yet.")
+        return "\n".join(lines) + "\n"
+    params = list(dict.fromkeys(k for r in front for k in r.params))
+    shown = [n for n, _ in objectives] + [k for k in ("area_mm2", "power_mw") if k not in dict(objectives)]
+    header = ["trial"] + [f"{SHORT.get(n, n)}" + (f" {_arrow(d)}" if (d := dict(objectives).get(n)) else "")
+                          for n in shown] + params
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in front:
+        name = run_name(r)
+        cell = f"[{name}]({links[r.number]})" if r.number in links else name
+        lines.append("| " + " | ".join([cell] + [fmt(r.metrics.get(n)) for n in shown]
+                                       + [str(r.params.get(k, "–")) for k in params]) + " |")
+    lines += ["", "Each trial opens its run: parameters, metrics, the per-layer table and the energy/area "
+              "breakdown.  In the runs table, the filter `tags.pareto = 'true'` lists the front; "
+              "`tags.feasible = 'true'` the designs within budget.  Plots: the chart view of the runs table, and "
+              "the artifacts `pareto/front.png` and `pareto/front.html` (hover a point for its run's name)."]
+    return "\n".join(lines) + "\n"
+
+
+def experiment_description(study: str, settings: dict, objectives, study_link: str | None = None) -> str:
+    """The experiment's description: what the study is and where to look."""
+    obj = ", ".join(f"{UNITS.get(n, n)} {_arrow(d)}" for n, d in objectives)
+    budgets = settings.get("budgets") or {}
+    lines = [f"coopt study **{study}**: template `{settings.get('template', '?')}`"
+             + (f" ({settings['dataflow']})" if settings.get("dataflow") else "")
+             + f" on `{settings.get('network', '?')}`, sampler `{settings.get('sampler', '?')}`.",
+             f"Objectives: {obj}."]
+    if budgets:
+        lines.append("Budgets: " + ", ".join(f"{UNITS.get(k, k)} ≤ {fmt(float(v))}" for k, v in budgets.items())
+                     + ".")
+    run = f"[{study}]({study_link})" if study_link else f"named {study}"
+    lines.append(f"**The Pareto front**: the study run {run} lists it, with links to its trials.  Every other "
+                 "run is one trial (one design); the filter tags.pareto = 'true' shows the front's trials, "
+                 "tags.feasible = 'true' the designs within budget.")
+    return "\n".join(lines)
+
+
+def view_state(objectives, param_names: list[str], budgets: dict) -> str:
+    """The runs view `coopt ui` opens: the trials only, objectives and parameters as columns, best first.
+
+    Stored as the experiment tag ``mlflow.sharedViewState.<VIEW_KEY>`` and selected by the URL parameter
+    ``viewStateShareKey`` (MLflow's shared-view mechanism); column keys are MLflow's ``type.`name```.
+    """
+    metrics = [n for n, _ in objectives] + [k for k in ("area_mm2", "power_mw", "latency_ms")
+                                            if k not in dict(objectives)]
+    metrics += [f"headroom_{k}" for k in budgets] + ["eval_s"]
+    columns = [f"metrics.`{m}`" for m in metrics] + [f"params.`{p}`" for p in param_names] + \
+        ["tags.`pareto`", "tags.`feasible`"]
+    first, direction = objectives[0]
+    # the chart view: the first two objectives against each other, and parallel coordinates of the parameters
+    # and objectives, in a section of their own above MLflow's one-chart-per-metric section
+    section = {"uuid": "coopt-front", "name": "Objectives", "display": True, "isReordered": True,
+               "deleted": False, "isGenerated": False}
+    charts = [{"uuid": "coopt-parallel", "type": "PARALLEL", "metricSectionId": "coopt-front", "deleted": False,
+               "isGenerated": False, "displayName": "parameters → objectives", "showAllRuns": True,
+               "selectedParams": list(param_names), "selectedMetrics": [n for n, _ in objectives]}]
+    if len(objectives) >= 2:
+        (xn, _), (yn, _) = objectives[:2]
+        charts.insert(0, {"uuid": "coopt-scatter", "type": "SCATTER", "metricSectionId": "coopt-front",
+                          "deleted": False, "isGenerated": False, "runsCountToCompare": 10000,
+                          "xaxis": {"key": xn, "type": "METRIC"}, "yaxis": {"key": yn, "type": "METRIC"}})
+    state = {"searchFilter": "tags.`coopt.role` = 'trial'", "orderByKey": f"metrics.`{first}`",
+             "orderByAsc": direction == "minimize", "startTime": "ALL", "lifecycleFilter": "Active",
+             "modelVersionFilter": "All Runs", "datasetsFilter": [],
+             "selectedColumns": columns, "columnOrder": columns, "runsHiddenMode": "SHOW_ALL",
+             "hideEmptyCharts": True, "compareRunCharts": charts, "compareRunSections": [section],
+             "isAccordionReordered": True}
+    return json.dumps(state)
+
+
+def experiment_url(base: str, experiment_id: str) -> str:
+    """The experiment's runs view as coopt sets it up (see ``view_state``)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
