@@ -140,12 +140,10 @@ def _cmd_network(args) -> int:
 
 def _cmd_search(args) -> int:
     from coopt.study.runner import StudyConfig, run_study
-    from coopt.study.space import load_space
+    from coopt.study.space import load_space, space_path
     from coopt.progress import StudyBar
 
-    if args.space is None:
-        from coopt.arch.template import templates_dir
-        args.space = str(templates_dir().parent / "search_spaces" / "edge.yaml")
+    args.space = str(space_path(args.space))             # a shipped space by name, or a file
     space = load_space(args.space)                       # validate before anything starts
     name = args.study or space.name
     cfg = StudyConfig(space_path=args.space, study=name, trials=args.trials, workers=args.workers,
@@ -375,8 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Search a design space: Optuna proposes designs, Ray actors map the network "
                                     "on each, MLflow keeps every trial and the Pareto front. All state lives "
                                     "under ./mlruns unless --tracking-uri/--storage say otherwise.")
-    se.add_argument("--space", default=None,
-                    help="search-space YAML (default: the shipped search_spaces/edge.yaml)")
+    se.add_argument("--space", default="edge",
+                    help="a shipped search space by name (edge (default), tiny) or a search-space YAML")
     se.add_argument("--trials", type=int, default=50, help="completed trials wanted in the study (default 50)")
     se.add_argument("--workers", type=int, default=2, help="Ray actors evaluating designs in parallel (default 2)")
     se.add_argument("--sampler", default="nsga2", help="tpe, nsga2 (default), nsga3, gp, random, grid")

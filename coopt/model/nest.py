@@ -102,7 +102,7 @@ def _distinct_sums(terms: tuple[tuple[int, int], ...]) -> int:
 def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestStats:
     """Nest-analysis statistics of every mapping in the batch (exactly Timeloop's)."""
     B, L, D = mb.tf.shape
-    P, C = pa.P, pa.C
+    P = pa.P
     coef = pa.coef                                                         # [P,C,D]
 
     # Extents: below level l (prev), after its spatial fan-out (mid) and after it (ext).

@@ -6,7 +6,6 @@ it is the pinned MLflow of coopt's environment, whatever ``mlflow`` is on PATH.
 from __future__ import annotations
 
 import os
-import os
 import signal
 import subprocess
 import sys
