@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coopt.arch.template import Template, load_template
-from coopt.backends.base import MapperOptions
+from coopt.mapper.options import MapperOptions
 from coopt.errors import SpecError
 from coopt.mapper.search import parse_metric
 from coopt.shipped import shipped_file, shipped_names

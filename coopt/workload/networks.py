@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from coopt.errors import SpecError
-from coopt.workload.problem import Problem, conv_problem
+from coopt.workload.problem import MAX_BOUND, Problem, conv_problem
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ class _Builder:
     """Collects conv layers in network order, tracking the feature-map size."""
 
     def __init__(self, batch: int):
-        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-            raise SpecError(f"batch is {batch!r}", key="batch", expected="a positive integer")
+        if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_BOUND:
+            raise SpecError(f"batch is {batch!r}", key="batch", expected=f"an integer from 1 to {MAX_BOUND:,}")
         self.batch = batch
         self.entries: list[tuple[str, Problem, int]] = []
 
