@@ -24,6 +24,7 @@ from pathlib import Path
 from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.estimate import estimate
 from coopt.errors import CooptError
+from coopt.outputs import output_dir
 from coopt.export.accelergy_files import art_yaml, components_yaml, ert_yaml, unknown_classes
 from coopt.study.front import pareto_front
 from coopt.study.records import LayerRecord, TrialRecord, read_records
@@ -261,6 +262,8 @@ def export_trials(study_dir: Path, numbers: list[int], out_dir: Path, *, force: 
     for n in wanted:
         if n not in records:
             raise CooptError(f"trial {n} not found in {study_dir}; {_known(records, study_dir)}")
+    if Path(out_dir).is_symlink() and not force:
+        output_dir(out_dir, force=False)          # names the link (or the loop) and refuses it
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -269,4 +272,8 @@ def export_trials(study_dir: Path, numbers: list[int], out_dir: Path, *, force: 
     plans = [(root / f"trial-{n}", _files(records[n])) for n in wanted]
     for target, _ in plans:
         _check_target(target, root, force)
-    return [_write(target, files, root) for target, files in plans]
+    try:
+        return [_write(target, files, root) for target, files in plans]
+    except OSError as exc:
+        raise CooptError(f"cannot write the export: {exc.strerror or exc}", file=exc.filename or str(out_dir),
+                         key="--out") from None
