@@ -75,7 +75,7 @@ def test_wheel_carries_templates_and_spaces(installed):
     for folder in FOLDERS:
         for p in (ROOT / folder).glob("*.yaml"):
             assert f"coopt/_shipped/{folder}/{p.name}" in names
-    assert "coopt/export/data/compound_components.yaml" in names
+    assert "coopt/energy/data/compound_components.yaml" in names
 
 
 @pytest.mark.slow

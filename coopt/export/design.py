@@ -25,7 +25,7 @@ from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.estimate import estimate
 from coopt.errors import CooptError
 from coopt.outputs import output_dir
-from coopt.export.accelergy_files import art_yaml, components_yaml, ert_yaml, unknown_classes
+from coopt.energy.accelergy_files import art_yaml, components_yaml, ert_yaml, unknown_classes
 from coopt.study.front import pareto_front
 from coopt.study.records import LayerRecord, TrialRecord, read_records
 from coopt.yamlio import dumps_yaml

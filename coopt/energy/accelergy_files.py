@@ -73,7 +73,7 @@ def art_yaml(arch: Architecture, tables: EnergyTables) -> dict:
 
 @lru_cache(maxsize=1)
 def _library() -> tuple[dict, ...]:
-    text = resources.files("coopt.export").joinpath("data/compound_components.yaml").read_text("utf-8")
+    text = resources.files("coopt.energy").joinpath("data/compound_components.yaml").read_text("utf-8")
     return tuple(yaml.safe_load(text)["compound_components"]["classes"])
 
 
