@@ -9,17 +9,13 @@ from coopt.errors import CooptError
 
 
 def _cmd_evaluate(args) -> int:
+    from coopt.backends import get_backend
     from coopt.inputs import load_inputs
-    from coopt.model.evaluate import evaluate
     from coopt.report import evaluation_text
 
     inputs = load_inputs(args.files, ert=args.ert, art=args.art)
-    if args.engine == "native":
-        result = evaluate(inputs.problem, inputs.arch, inputs.tables, inputs.mapping())
-    else:
-        from coopt.backends import get_backend
-        backend = get_backend(args.engine, timeloop_bin=args.timeloop_bin)
-        result = backend.evaluate(inputs.problem, inputs.arch, inputs.tables, inputs.mapping())
+    backend = get_backend(args.engine, timeloop_bin=args.timeloop_bin)
+    result = backend.evaluate(inputs.problem, inputs.arch, inputs.tables, inputs.mapping())
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

@@ -35,6 +35,11 @@ class Backend:
                   constraints: MapConstraints, options: MapperOptions) -> LayerResult:
         raise NotImplementedError
 
+    def evaluate(self, problem, arch: Architecture, tables: EnergyTables, mapping):
+        """One fixed mapping through the engine's model (a MappingEval); not every engine has one."""
+        raise CooptError(f"the {self.name} engine cannot evaluate a fixed mapping", key="--engine",
+                         expected="an engine with a model, e.g. native or timeloop")
+
 
 @dataclass(frozen=True)
 class EngineInfo:
