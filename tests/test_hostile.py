@@ -244,3 +244,30 @@ def test_overflowing_mapping_prints_no_utilisation_above_100(tmp_path, base):
     assert "fan-out" in p.stdout and "%" not in util
     j = cli("evaluate", f, "--json", cwd=tmp_path)
     assert j.returncode == 1 and json.loads(j.stdout)["utilization"] is None
+
+
+# --- export: an --out that is a link, a parent that is a file (the export function itself) ------------
+def test_export_refuses_links_and_reports_write_errors(tmp_path):
+    from coopt.errors import CooptError
+    from coopt.export import export_trials
+    from coopt.mapper.options import MapperOptions
+    from coopt.study.records import write_record
+    from coopt.study.trial import evaluate_design
+    from coopt.workload.networks import Network, resnet18
+
+    study = tmp_path / "study"
+    net = Network("head", resnet18().layers[:1])
+    write_record(study, evaluate_design(0, {}, "eyeriss_like", {}, None, net, MapperOptions(budget=100), {},
+                                        [("energy_uj", "minimize"), ("throughput_ips", "maximize")]))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(elsewhere)
+    with pytest.raises(CooptError, match="symbolic link") as info:
+        export_trials(study, [0], link)
+    assert info.value.file == str(link) and not any(elsewhere.iterdir())
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    with pytest.raises(CooptError, match="plain"):
+        export_trials(study, [0], plain / "sub")
+    assert export_trials(study, [0], link, force=True) == [elsewhere.resolve() / "trial-0"]
