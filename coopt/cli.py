@@ -292,6 +292,7 @@ def _search_args(p):
 
 def build_parser() -> argparse.ArgumentParser:
     from coopt.arch.template import available_templates
+    from coopt.shipped import shipped_names
     from coopt.study.samplers import sampler_help, sampler_names
     from coopt.workload.networks import NETWORKS
 
@@ -345,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "on each, MLflow keeps every trial and the Pareto front. All state lives "
                                     "under ./mlruns unless --tracking-uri/--storage say otherwise.")
     se.add_argument("--space", default="edge",
-                    help="a shipped search space by name (edge (default), tiny) or a search-space YAML")
+                    help=f"a shipped search space by name ({', '.join(shipped_names('search_spaces'))}; "
+                         "default edge) or a search-space YAML")
     se.add_argument("--trials", type=int, default=50, help="completed trials wanted in the study (default 50)")
     se.add_argument("--workers", type=_workers, default=2, help="Ray actors evaluating designs in parallel (default 2)")
     se.add_argument("--sampler", default="nsga2", choices=sampler_names(), help=sampler_help())
