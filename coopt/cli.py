@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     from coopt.arch.template import available_templates
     from coopt.shipped import shipped_names
     from coopt.study.samplers import sampler_help, sampler_names
-    from coopt.workload.networks import NETWORKS
+    from coopt.workload.networks import network_names
 
     p = _Parser(prog="coopt", description="Hardware-mapping co-optimizer for DNN accelerators.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -330,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     nw.add_argument("--set", action="append", metavar="NAME=VALUE", help="template parameter")
     nw.add_argument("--dataflow", help="template constraint option (default: the template's first)")
     nw.add_argument("--constraints", help="YAML with Timeloop constraint targets (for architecture files)")
-    nw.add_argument("--network", default="resnet50", choices=NETWORKS, help="the workload (default resnet50)")
+    nw.add_argument("--network", default="resnet50", choices=network_names(),
+                    help="the workload (default resnet50)")
     nw.add_argument("--batch", type=int, default=1, help="batch size N (default 1)")
     _tables_args(nw)
     _search_args(nw)

@@ -57,17 +57,20 @@ def test_cli_choices_come_from_the_registries(monkeypatch):
     from coopt.backends import base
     from coopt.mapper.options import STRATEGIES
     from coopt.study import samplers
-    from coopt.workload.networks import NETWORKS
+    from coopt.workload import networks
 
     assert not _accepts("network", "--engine", "toy") and not _accepts("search", "--sampler", "toy")
+    assert not _accepts("network", "--network", "toy")
     monkeypatch.setitem(base.ENGINES, "toy", base.EngineInfo("toy", "coopt.backends.native:NativeBackend", "a toy"))
     monkeypatch.setitem(samplers.SAMPLERS, "toy", samplers.SamplerInfo("toy", lambda *a: None, "a toy"))
+    monkeypatch.setitem(networks._BUILDERS, "toy", networks.resnet18)
     assert _accepts("evaluate", "x.yaml", "--engine", "toy") and _accepts("map", "x.yaml", "--engine", "toy")
     assert _accepts("network", "--engine", "toy") and _accepts("verify", "--study", "s", "--engine", "toy")
     assert not _accepts("verify", "--study", "s", "--engine", "native")     # verify needs a reference engine
     assert _accepts("search", "--sampler", "toy")
     assert all(_accepts("map", "x.yaml", "--strategy", name) for name in STRATEGIES)
-    assert all(_accepts("network", "--network", name) for name in NETWORKS)
+    assert _accepts("network", "--network", "toy")
+    assert networks.get_network("toy").name == "resnet18"
     # a registered engine is really used: the toy points at the native engine's class
     assert type(base.get_backend("toy")).__name__ == "NativeBackend"
 

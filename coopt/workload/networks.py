@@ -154,8 +154,18 @@ def mobilenet_v2(batch: int = 1) -> Network:
     return b.network("mobilenet_v2")
 
 
+# The registry of networks by name: the CLI's --network choices and search spaces' workload: come from it.
 _BUILDERS = {"resnet50": resnet50, "resnet18": resnet18, "mobilenet_v2": mobilenet_v2}
-NETWORKS: tuple[str, ...] = tuple(_BUILDERS)
+NETWORKS: tuple[str, ...] = tuple(_BUILDERS)          # the built-in ones
+
+
+def register_network(name: str, builder) -> None:
+    """Make ``builder(batch) -> Network`` available as ``--network name`` and ``workload: name``."""
+    _BUILDERS[name.strip().lower()] = builder
+
+
+def network_names() -> list[str]:
+    return list(_BUILDERS)
 
 
 def get_network(name: str, batch: int = 1) -> Network:
@@ -163,5 +173,5 @@ def get_network(name: str, batch: int = 1) -> Network:
     builder = _BUILDERS.get(str(name).strip().lower())
     if builder is None:
         raise SpecError(f"unknown network {name!r}", key="network",
-                        expected=f"one of {', '.join(NETWORKS)}")
+                        expected=f"one of {', '.join(network_names())}")
     return builder(batch)
