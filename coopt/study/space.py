@@ -19,7 +19,7 @@ from coopt.errors import SpecError
 from coopt.mapper.search import parse_metric
 from coopt.shipped import shipped_file, shipped_names
 from coopt.study.records import BUDGET_METRICS, METRIC_NAMES
-from coopt.workload.networks import NETWORKS, Network, get_network
+from coopt.workload.networks import Network, get_network, network_names
 from coopt.yamlio import load_yaml
 
 TOP_KEYS = ("name", "description", "template", "dataflow", "workload", "parameters", "fixed", "mapper",
@@ -227,7 +227,7 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
     try:
         network = get_network(wl.get("network", "resnet50"), batch=wl.get("batch", 1))
     except SpecError as e:
-        raise SpecError(e.message, file=file, key="workload.network", expected=f"one of {list(NETWORKS)}") from None
+        raise SpecError(e.message, file=file, key="workload.network", expected=f"one of {network_names()}") from None
     if wl.get("layers") is not None:
         wanted = wl["layers"]
         if not isinstance(wanted, list) or not wanted:
