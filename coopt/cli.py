@@ -270,9 +270,29 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _energy_arg(p):
+    p.add_argument("--energy", choices=["accelergy", "builtin"],
+                   help="energy/area estimates: accelergy (default: Accelergy's compound classes with CACTI and "
+                        "Library models, cached) or builtin (coopt's closed-form tables)")
+
+
 def _tables_args(p):
     p.add_argument("--ert", help="Accelergy ERT.yaml: its energies replace coopt's estimates")
     p.add_argument("--art", help="Accelergy ART.yaml: its areas replace coopt's estimates")
+    _energy_arg(p)
+
+
+def _cmd_energy(args) -> int:
+    from coopt.energy.accelergy import estimate_arch
+    from coopt.energy.report import energy_json, energy_text, load_arch_and_components
+    from coopt.energy.accelergy_files import write_energy_files
+
+    arch, beside = load_arch_and_components(args.arch)
+    estimation = estimate_arch(arch, [*beside, *args.components])
+    if args.out:
+        write_energy_files(arch, estimation, args.out)
+    print(json.dumps(energy_json(estimation), indent=2) if args.json else energy_text(estimation))
+    return 0
 
 
 def _engine_args(p):
@@ -360,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
     se.add_argument("--ray-address", help="join an existing Ray cluster (default: start a local one)")
     se.add_argument("--json", action="store_true", help="print a JSON summary")
+    _energy_arg(se)
     se.set_defaults(func=_cmd_search)
 
     pa = sub.add_parser("pareto", help="print a study's Pareto front")
@@ -374,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--pareto", action="store_true", help="every design on the Pareto front")
     ex.add_argument("--out", required=True, help="folder to write into")
     ex.add_argument("--force", action="store_true", help="replace existing exports")
+    _energy_arg(ex)
     ex.set_defaults(func=_cmd_export)
 
     ve = sub.add_parser("verify", help="re-evaluate a study's designs with a reference engine",
@@ -398,6 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
     ui.set_defaults(func=_cmd_ui)
 
+    en = sub.add_parser("energy", help="estimate ERT/ART like Accelergy (compound classes, CACTI, Library)",
+                        description="Reads an architecture (any form evaluate reads) and Accelergy compound "
+                                    "component classes; prints or writes ERT.yaml, ART.yaml and a summary "
+                                    "naming each primitive's estimator.")
+    en.add_argument("arch", help="architecture YAML (Timeloop v0.3/v0.4 or timeloopfe nodes form)")
+    en.add_argument("components", nargs="*", help="Accelergy compound-component files (override shipped classes)")
+    en.add_argument("--json", action="store_true", help='print {"ert": {component: {action: pJ}}, "art": {component: um2}}')
+    en.add_argument("--out", help="write ERT.yaml, ART.yaml and energy_summary.yaml into this folder")
+    en.set_defaults(func=_cmd_energy)
+
     ar = sub.add_parser("arch", help="instantiate an architecture template as Timeloop YAML",
                         description="Write the Timeloop/Accelergy architecture of a template from arch_base/ "
                                     "with the given parameters.")
@@ -417,6 +449,8 @@ def main(argv=None) -> int:
     except SystemExit as done:          # --help, or a usage error already printed in one line
         return done.code if isinstance(done.code, int) else 2
     try:
+        from coopt.energy.select import set_method
+        set_method(getattr(args, "energy", None))
         return args.func(args)
     except CooptError as e:
         print(f"coopt {args.command}: error: {e}", file=sys.stderr)

@@ -17,7 +17,7 @@ from coopt.arch.spec import Architecture
 from coopt.arch.template import Template, available_templates, load_template
 from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.accelergy_io import read_art, read_ert
-from coopt.energy.estimate import estimate
+from coopt.energy.select import with_overrides
 from coopt.energy.tables import EnergyTables
 from coopt.errors import SpecError
 from coopt.mapper.constraints import collect_targets
@@ -50,21 +50,20 @@ def _is_template(arg: str) -> bool:
 
 def design_tables(arch: Architecture, ert=None, art=None, *, raw: dict | None = None,
                   sources: dict | None = None) -> EnergyTables:
-    """Built-in estimates, overridden entry by entry by the user's Accelergy tables.
+    """Estimates (``--energy``: Accelergy's method or built-in), overridden entry by entry by the user's tables.
 
-    ``ert``/``art`` (files or dicts, e.g. ``--ert``) win over ``ERT:``/``ART:`` keys of the input files.
+    ``ert``/``art`` (files or dicts, e.g. ``--ert``) win over ``ERT:``/``ART:`` keys of the input files;
+    nothing is estimated that the user's tables cover.
     """
     raw, sources = raw or {}, sources or {}
-    tables = estimate(arch)
     user = {}
     for key, given, read in (("ERT", ert, read_ert), ("ART", art, read_art)):
         if given is not None:
             user[key] = read(given, file=None if isinstance(given, dict) else str(given))
         elif raw.get(key):
             user[key] = read({key: raw[key]}, file=sources.get(key))
-    if user:
-        tables = tables.merged(EnergyTables(ert=user.get("ERT", {}), art=user.get("ART", {}), source="accelergy"))
-    return tables
+    return with_overrides(arch, EnergyTables(ert=user.get("ERT", {}), art=user.get("ART", {}),
+                                             source="accelergy") if user else None)
 
 
 def design_from_template(template: Template | str, params: dict | None = None, dataflow: str | None = None,

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import re
-import statistics
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from reference import REFERENCE as REF
 
 from coopt.arch.spec import Architecture, ArithmeticLevel, StorageLevel
 from coopt.energy import EnergyTables, estimate, read_tables, tables_for
@@ -15,8 +14,8 @@ from coopt.energy.accelergy_io import leaf_name, read_art, read_ert
 from coopt.energy.estimate import area_scale, energy_scale, parse_node
 from coopt.errors import SpecError
 
-from reference import REFERENCE as REF
-CASES = sorted(str(p.parent.relative_to(REF)) for p in REF.glob("*/*/ERT.yaml"))
+CASES = sorted(str(p.parent.relative_to(REF)) for p in REF.glob("*/*/ERT.yaml")
+               if p.parent.parent.name != "accelergy")   # those are test_accelergy.py's
 EYERISS = REF / "model/06-eyeriss-like-convlayer-bestmap"
 TUTORIAL = REF / "model/03-model-conv1d+oc-3level_bypass"
 needs_ref = pytest.mark.skipif(not CASES, reason="reference outputs not present")
@@ -60,7 +59,7 @@ def _stats(case_dir: Path) -> dict[str, dict[str, str]]:
     """{level: {"vector"|"compute"|"area": printed value}} from the first listing in the stats file."""
     text = next(case_dir.glob("timeloop-*.stats.txt")).read_text()
     out: dict[str, dict[str, str]] = {}
-    for name, body in re.findall(r"=== (\S+) ===\n(.*?)(?=\nLevel \d+|\n=== |\Z)", text, flags=re.S):
+    for name, body in re.findall(r"=== (\S+) ===\n(.*?)(?=\nLevel \d+|\n=== |\Z)", text, flags=re.DOTALL):
         if name in out:
             continue
         found = {}
@@ -350,17 +349,6 @@ def test_dram_per_bit_by_type():
     assert _dram("HBM2") < _dram("LPDDR4") < _dram("DDR4") and _dram("LPDDR4", 128) == 1024.0
     with pytest.raises(SpecError, match="DRAM type"):
         _dram("SDR")
-
-
-def test_estimate_is_fast():
-    arch = eyeriss()
-    estimate(arch)
-    times = []
-    for _ in range(15):
-        t0 = time.perf_counter()
-        estimate(arch)
-        times.append(time.perf_counter() - t0)
-    assert statistics.median(times) < 0.05
 
 
 @needs_ref

@@ -15,13 +15,15 @@ from importlib import resources
 
 import yaml
 
-from coopt.arch.spec import ArithmeticLevel, Architecture, StorageLevel
+from coopt.arch.spec import Architecture, ArithmeticLevel, StorageLevel
 from coopt.energy.accelergy_io import leaf_name
 from coopt.energy.tables import EnergyTables
 
-__all__ = ["ert_yaml", "art_yaml", "components_yaml", "component_path", "unknown_classes", "PRIMITIVES"]
+__all__ = ["PRIMITIVES", "art_yaml", "component_path", "components_yaml", "dumps_accelergy", "ert_yaml",
+           "unknown_classes", "write_energy_files"]
 
-VERSION = "0.4"
+VERSION = "0.4"            # ERT/ART: as Accelergy writes them (a string); Timeloop reads them
+COMPONENTS_VERSION = 0.4   # components.yaml: a number, like arch.yaml's 0.3 (Accelergy compares the two)
 # Classes Accelergy knows without a compound definition (its plug-ins' primitives) or that
 # need none (dummy_storage is Timeloop's zero-cost placeholder).
 PRIMITIVES = frozenset({"DRAM", "SRAM", "dummy_storage", "intadder", "aladdin_adder", "aladdin_register",
@@ -94,10 +96,24 @@ def _used(arch: Architecture) -> set[str]:
     return {c.cls for c in _components(arch)}
 
 
+def _check_dram_types(arch: Architecture) -> None:
+    """Accelergy's DRAM model knows a fixed set of types; anything else would crash it later."""
+    from coopt.energy.library import DRAM_PJ_PER_BIT
+    from coopt.errors import SpecError
+    for level in arch.storage:
+        if level.cls.upper() == "DRAM":
+            kind = str((level.attributes or {}).get("type", "LPDDR4"))
+            if kind not in DRAM_PJ_PER_BIT:
+                raise SpecError(f"DRAM type {kind!r} is not one Accelergy's DRAM model knows",
+                                key=f"architecture.{level.name}.attributes.type",
+                                expected=f"one of {sorted(DRAM_PJ_PER_BIT)}")
+
+
 def components_yaml(arch: Architecture) -> dict:
     """``{"compound_components": ...}`` with every compound class ``arch`` needs (library order)."""
+    _check_dram_types(arch)
     need = _closure(_used(arch))
-    return {"compound_components": {"version": VERSION,
+    return {"compound_components": {"version": COMPONENTS_VERSION,
                                      "classes": [copy.deepcopy(c) for c in _library() if c["name"] in need]}}
 
 
@@ -105,3 +121,62 @@ def unknown_classes(arch: Architecture) -> list[str]:
     """Classes of ``arch`` that are neither in the shipped library nor Accelergy primitives."""
     lib = {c["name"] for c in _library()}
     return sorted(c for c in _used(arch) if c not in lib and c not in PRIMITIVES)
+
+
+def write_energy_files(arch: Architecture, estimation, out) -> list:
+    """``coopt energy --out``: ERT.yaml, ART.yaml and energy_summary.yaml in ``out``, as Accelergy names them."""
+    from pathlib import Path
+
+    from coopt.energy.accelergy import summary_yaml
+    from coopt.errors import SpecError
+    from coopt.yamlio import dumps_yaml
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SpecError(f"cannot create {out}: {e.strerror}", key="--out") from None
+    files = {"ERT.yaml": ert_yaml(arch, estimation.tables), "ART.yaml": art_yaml(arch, estimation.tables),
+             "energy_summary.yaml": summary_yaml(estimation)}
+    for name, node in files.items():
+        (out / name).write_text(dumps_yaml(node))
+    return [out / name for name in files]
+
+
+class _Quoted(str):
+    """A string Accelergy must read as a literal, not evaluate as an expression."""
+
+
+class _AccelergyDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data):
+        return True
+
+
+_AccelergyDumper.add_representer(_Quoted, lambda d, x: d.represent_scalar("tag:yaml.org,2002:str", str(x),
+                                                                           style='"'))
+_AccelergyDumper.add_representer(tuple, lambda d, x: d.represent_list(list(x)))
+
+
+def _is_literal(text: str) -> bool:
+    """True for words Accelergy 0.4 would fail to evaluate (``LPDDR4``, ``22nm``, ``must_specify``)."""
+    import ast
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        return True
+    return isinstance(tree.body, ast.Name) and tree.body.id not in ("True", "False")
+
+
+def _quote_attributes(node, in_attributes=False):
+    if isinstance(node, dict):
+        return {k: _quote_attributes(v, in_attributes or k == "attributes") for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_quote_attributes(v, in_attributes) for v in node]
+    if in_attributes and isinstance(node, str) and _is_literal(node):
+        return _Quoted(node)
+    return node
+
+
+def dumps_accelergy(node) -> str:
+    """YAML for Accelergy 0.4: literal strings in ``attributes`` double-quoted, expressions left bare."""
+    return yaml.dump(_quote_attributes(node), Dumper=_AccelergyDumper, sort_keys=False,
+                     default_flow_style=False, allow_unicode=True, width=100)

@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 
 from coopt.arch.yaml_io import arch_from_yaml
-from coopt.energy.estimate import estimate
+from coopt.energy.select import arch_tables
 from coopt.errors import CooptError
+from coopt.energy.accelergy_files import art_yaml, components_yaml, dumps_accelergy, ert_yaml, unknown_classes
 from coopt.outputs import output_dir
-from coopt.energy.accelergy_files import art_yaml, components_yaml, ert_yaml, unknown_classes
 from coopt.study.front import pareto_front
 from coopt.study.records import LayerRecord, TrialRecord, read_records
 from coopt.yamlio import dumps_yaml
@@ -191,10 +191,10 @@ done
 def _files(rec: TrialRecord) -> dict[str, str]:
     """Relative path -> text of everything one trial folder holds."""
     arch = arch_from_yaml(rec.arch_yaml["architecture"])
-    tables = estimate(arch)
+    tables = arch_tables(arch)
     stems = _stems(rec.layers)
     notes = _notes(rec, stems, arch)
-    files = {"arch.yaml": dumps_yaml(rec.arch_yaml), "components.yaml": dumps_yaml(components_yaml(arch)),
+    files = {"arch.yaml": dumps_accelergy(rec.arch_yaml), "components.yaml": dumps_accelergy(components_yaml(arch)),
              "ERT.yaml": dumps_yaml(ert_yaml(arch, tables)), "ART.yaml": dumps_yaml(art_yaml(arch, tables))}
     for layer, stem in zip(rec.layers, stems):
         files[f"prob/{stem}.yaml"] = dumps_yaml(layer.problem_yaml)

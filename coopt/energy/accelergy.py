@@ -1,0 +1,124 @@
+"""Accelergy's role for an architecture: ERT and ART from compound classes and primitive estimators.
+
+Why: coopt's energy axis should be the one a user gets from Accelergy 0.4
+with its CACTI, Library and NeuroSim plug-ins.  Every component of the
+architecture is expanded through its class (the shipped tutorial classes in
+``coopt/energy/data/compound_components.yaml``, then the user's files, which
+override by class name) down to primitives, each estimated once per distinct
+attribute set (``coopt.energy.primitives``, cached on disk).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from coopt.arch.spec import Architecture, ArithmeticLevel, StorageLevel
+from coopt.energy.compound import Library, Result
+from coopt.energy.tables import EnergyTables
+from coopt.yamlio import load_yaml
+
+SOURCE = "accelergy"
+
+
+@dataclass
+class Estimation:
+    """The tables plus, per component, the estimator of each primitive (Accelergy's summaries)."""
+
+    tables: EnergyTables
+    estimators: dict[str, list[tuple[str, str]]]
+    paths: dict[str, str]
+
+
+SHIPPED = Path(__file__).resolve().parent / "data" / "compound_components.yaml"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> dict:
+    """The shipped classes (read as a file, without importing the writers in accelergy_files)."""
+    return yaml.load(SHIPPED.read_text("utf-8"), Loader=_LOADER)
+
+
+def library(component_files=()) -> Library:
+    """The shipped classes, then the user's files (a class of the same name replaces ours)."""
+    lib = Library()
+    lib.add(_shipped(), "coopt/energy/data/compound_components.yaml")
+    for f in component_files:
+        node = _load(str(f), _mtime(f)) if not isinstance(f, dict) else f
+        lib.add(node or {}, str(f) if not isinstance(f, dict) else "<components>")
+    return lib
+
+
+def _mtime(path) -> int:
+    try:
+        return Path(path).stat().st_mtime_ns
+    except OSError:
+        return -1                                      # load_yaml says what is wrong with it
+
+
+@lru_cache(maxsize=64)
+def _load(path: str, mtime_ns: int) -> dict:
+    """A components file, parsed once per version of it (a study reads the same file per trial)."""
+    return load_yaml(path)
+
+
+def _given(arch: Architecture, comp: StorageLevel | ArithmeticLevel) -> dict:
+    attrs = {k: v for k, v in (comp.attributes or {}).items() if k not in ("meshX", "meshY")}
+    if isinstance(comp, StorageLevel):
+        attrs.setdefault("width", comp.width or comp.word_bits * comp.block_size)
+        if comp.depth is not None:
+            attrs.setdefault("depth", comp.depth)
+        attrs.setdefault("datawidth", comp.word_bits)
+    else:   # widths Accelergy would demand; coopt knows the word size (Timeloop's tutorials leave them out)
+        attrs.setdefault("datawidth", comp.word_bits)
+        attrs.setdefault("multiplier_width", comp.word_bits)
+        attrs.setdefault("adder_width", 2 * comp.word_bits)
+    if attrs.get("technology") == -1:             # Timeloop's placeholder on dummy levels
+        attrs.pop("technology")
+    return attrs
+
+
+def estimate_arch(arch: Architecture, component_files=(), *, lib: Library | None = None,
+                  only=None) -> Estimation:
+    """ERT/ART of every component of ``arch`` (or of those named in ``only``) as Accelergy would estimate them."""
+    lib = lib or library(component_files)
+    inherited = {"technology": arch.technology, "global_cycle_seconds": arch.cycle_seconds}
+    ert, art, est, paths = {}, {}, {}, {}
+    for comp in [*reversed(arch.storage), arch.arithmetic]:
+        if only is not None and comp.name not in only:
+            continue
+        where = f"architecture.{comp.name}"
+        cls = comp.cls
+        res: Result = lib.expand(cls, _given(arch, comp), inherited, where)
+        actions = dict(res.actions)
+        if isinstance(comp, ArithmeticLevel) and "compute" not in actions:
+            for alias in ("mac_random", "mult_random", "mac", "mult", "multiply", "add", "read"):
+                if alias in actions:
+                    actions["compute"] = actions[alias]
+                    break
+        ert[comp.name], art[comp.name] = actions, res.area
+        est[comp.name] = res.estimators
+        paths[comp.name] = comp.path or comp.name
+    return Estimation(EnergyTables(ert=ert, art=art, source=SOURCE), est, paths)
+
+
+def tables(arch: Architecture, component_files=(), only=None) -> EnergyTables:
+    return estimate_arch(arch, component_files, only=only).tables
+
+
+def summary_yaml(estimation: Estimation) -> dict:
+    """Accelergy's ERT_summary-like record: per component its actions and each primitive's estimator."""
+    out = []
+    for name, actions in estimation.tables.ert.items():
+        seen, prims = set(), []
+        for sub, e in estimation.estimators[name]:
+            if (sub, e) not in seen:
+                seen.add((sub, e))
+                prims.append({"name": sub or name, "estimator": e})
+        out.append({"name": estimation.paths[name], "actions": [{"name": a, "energy": float(v)}
+                                                                 for a, v in actions.items()],
+                    "area": float(estimation.tables.art[name]), "primitive_estimation(s)": prims})
+    return {"energy_summary": {"version": 0.4, "table_summary": out}}

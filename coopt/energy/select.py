@@ -1,0 +1,50 @@
+"""Which estimator builds the energy tables: Accelergy's method (default) or coopt's built-in tables.
+
+Why an environment variable: the choice must reach every process that builds
+tables -- the CLI, the mapper's worker processes and a study's Ray workers --
+and they all inherit the environment.  ``--energy`` on the CLI sets it.
+"""
+from __future__ import annotations
+
+import os
+
+from coopt.arch.spec import Architecture
+from coopt.energy.tables import EnergyTables
+from coopt.errors import SpecError
+
+METHODS = ("accelergy", "builtin")
+ENV = "COOPT_ENERGY"
+
+
+def method() -> str:
+    m = os.environ.get(ENV, "accelergy").strip().lower() or "accelergy"
+    if m not in METHODS:
+        raise SpecError(f"{ENV}={m!r}", key=ENV, expected=f"one of {list(METHODS)}")
+    return m
+
+
+def set_method(m: str | None) -> None:
+    """Make ``m`` the method of this process and its children (None: leave as is)."""
+    if m is not None:
+        if m not in METHODS:
+            raise SpecError(f"--energy {m}", key="--energy", expected=f"one of {list(METHODS)}")
+        os.environ[ENV] = m
+
+
+def arch_tables(arch: Architecture, component_files=(), only=None) -> EnergyTables:
+    """ERT/ART of ``arch`` (of the components named in ``only``, if given) by the current method."""
+    if method() == "builtin":
+        from coopt.energy.estimate import estimate
+        return estimate(arch)
+    from coopt.energy.accelergy import tables
+    return tables(arch, component_files, only=only)
+
+
+def with_overrides(arch: Architecture, user: EnergyTables | None) -> EnergyTables:
+    """The user's ERT/ART entries over estimates; nothing is estimated when the user's files cover all."""
+    names = [lvl.name for lvl in arch.storage] + [arch.arithmetic.name]
+    if user is None or not (user.ert or user.art):
+        return arch_tables(arch)
+    missing = {n for n in names if n not in user.ert or n not in user.art}
+    base = arch_tables(arch, only=missing) if missing else EnergyTables(source=method())
+    return base.merged(user)
