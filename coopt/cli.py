@@ -290,7 +290,7 @@ def _cmd_energy(args) -> int:
     arch, beside = load_arch_and_components(args.arch)
     estimation = estimate_arch(arch, [*beside, *args.components])
     if args.out:
-        write_energy_files(arch, estimation, args.out)
+        write_energy_files(arch, estimation, args.out, force=args.force)
     print(json.dumps(energy_json(estimation), indent=2) if args.json else energy_text(estimation))
     return 0
 
@@ -428,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("components", nargs="*", help="Accelergy compound-component files (override shipped classes)")
     en.add_argument("--json", action="store_true", help='print {"ert": {component: {action: pJ}}, "art": {component: um2}}')
     en.add_argument("--out", help="write ERT.yaml, ART.yaml and energy_summary.yaml into this folder")
+    en.add_argument("--force", action="store_true", help="write into an existing, non-empty --out folder")
     en.set_defaults(func=_cmd_energy)
 
     ar = sub.add_parser("arch", help="instantiate an architecture template as Timeloop YAML",

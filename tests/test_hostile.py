@@ -18,6 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_D = ROOT / "tests" / "reference_data" / "model" / "03-model-conv1d+oc-3level_bypass"
+EYERISS_ARCH = ROOT / "tests" / "reference_data" / "model" / "06-eyeriss-like-convlayer-bestmap" / "input.yaml"
 BIN = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01" * 8
 
 
@@ -214,6 +215,10 @@ def test_existing_outputs_need_force(tmp_path, base):
     refused(cli("map", inp, "--budget", "50", "--out", existing, cwd=tmp_path), "arch.yaml", "not a folder")
     ok = cli("map", inp, "--budget", "50", "--out", full, "--force", cwd=tmp_path)
     assert ok.returncode == 0 and (full / "coopt-mapper.map.yaml").is_file()
+
+    refused(cli("energy", EYERISS_ARCH, "--out", full, cwd=tmp_path), "full", "--force")
+    assert sorted(p.name for p in full.iterdir()) == ["coopt-mapper.map.yaml", "coopt-mapper.stats.json",
+                                                       "coopt-mapper.stats.txt", "notes.txt"]
 
     target = tmp_path / "target"
     target.mkdir()
