@@ -32,7 +32,7 @@ from coopt.backends.timeloop_stats import parse_stats, total_energy_pj
 from coopt.design import design_from_template
 from coopt.energy.accelergy_io import read_art
 from coopt.errors import CooptError
-from coopt.mapper.network import map_layer as native_map_layer
+from coopt.backends.network import map_layer as native_map_layer
 from coopt.model.evaluate import evaluate
 from coopt.model.mapping import mapping_from_yaml
 from coopt.workload.networks import resnet50

@@ -13,7 +13,7 @@ import time
 
 from coopt.backends.base import MapperOptions
 from coopt.design import design_from_template
-from coopt.mapper.network import map_network
+from coopt.backends.network import map_network
 from coopt.workload.networks import resnet50
 
 

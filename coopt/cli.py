@@ -9,17 +9,13 @@ from coopt.errors import CooptError
 
 
 def _cmd_evaluate(args) -> int:
+    from coopt.backends import get_backend
     from coopt.inputs import load_inputs
-    from coopt.model.evaluate import evaluate
     from coopt.report import evaluation_text
 
     inputs = load_inputs(args.files, ert=args.ert, art=args.art)
-    if args.engine == "native":
-        result = evaluate(inputs.problem, inputs.arch, inputs.tables, inputs.mapping())
-    else:
-        from coopt.backends.base import get_backend
-        backend = get_backend(args.engine, timeloop_bin=args.timeloop_bin)
-        result = backend.evaluate(inputs.problem, inputs.arch, inputs.tables, inputs.mapping())
+    backend = get_backend(args.engine, timeloop_bin=args.timeloop_bin)
+    result = backend.evaluate(inputs.problem, inputs.arch, inputs.tables, inputs.mapping())
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -36,7 +32,7 @@ def _metric_arg(text):
 
 
 def _options(args, default_metric=("edp",)):
-    from coopt.backends.base import MapperOptions
+    from coopt.mapper.options import MapperOptions
     if args.budget < 1:
         raise CooptError(f"--budget {args.budget}", key="--budget", expected="a positive number of evaluations")
     return MapperOptions(metric=_metric_arg(args.metric) or tuple(default_metric), budget=args.budget,
@@ -44,93 +40,57 @@ def _options(args, default_metric=("edp",)):
 
 
 def _cmd_map(args) -> int:
-    from pathlib import Path
+    from coopt.backends.single import file_metric, map_inputs, map_summary
+    from coopt.export.run_files import write_map_files
     from coopt.inputs import load_inputs
-    from coopt.mapper.constraints import constraints_from_inputs
-    from coopt.mapper.search import parse_metric
     from coopt.model.mapping import mapping_to_yaml
     from coopt.report import evaluation_text
-    from coopt.yamlio import dump_yaml
 
     inputs = load_inputs(args.files, ert=args.ert, art=args.art)
-    mapper_block = inputs.raw.get("mapper") or {}
-    file_metric = mapper_block.get("optimization_metrics") or mapper_block.get("optimization_metric") or None
-    opts = _options(args, parse_metric(file_metric) if file_metric else ("edp",))
-    cons = constraints_from_inputs(inputs.raw, inputs.arch, inputs.problem, inputs.sources)
-    from coopt.mapper.search import search
-    if args.engine == "native":
-        r = search(inputs.problem, inputs.arch, inputs.tables, cons, metric=opts.metric, budget=opts.budget,
-                   seed=opts.seed, strategy=opts.strategy)
-    else:
-        r = _reference_map(args, inputs, cons, opts)
+    opts = _options(args, file_metric(inputs) or ("edp",))
+    if args.out:                         # refuse a bad --out before searching
+        from coopt.outputs import output_dir
+        output_dir(args.out, force=args.force)
+    r = map_inputs(inputs, opts, args.engine, args.timeloop_bin)
     if not r.found:
-        if args.json:
-            print(json.dumps({"found": False, "reason": r.reason, "mappings_evaluated": r.stats.evaluated,
-                              "seconds": r.stats.seconds}))
-        else:
-            print(f"{inputs.problem.name}: {r.reason}")
+        print(json.dumps(map_summary(r, None)) if args.json else f"{inputs.problem.name}: {r.reason}")
         return 1
     doc = mapping_to_yaml(r.mapping, inputs.arch, inputs.problem)
-    out = {**r.eval.to_dict(), "mapping": doc["mapping"], "metric": list(r.metric),
-           "mappings_evaluated": r.stats.evaluated, "mappings_valid": r.stats.valid,
-           "mappings_pruned": r.stats.pruned, "seconds": r.stats.seconds}
-    if args.out:
-        d = Path(args.out)
-        d.mkdir(parents=True, exist_ok=True)
-        dump_yaml(doc, d / "coopt-mapper.map.yaml")
-        (d / "coopt-mapper.stats.json").write_text(json.dumps(out, indent=2))
-        (d / "coopt-mapper.stats.txt").write_text(
-            evaluation_text(r.eval, inputs.problem, inputs.arch, inputs.tables.source) + "\n")
+    out = map_summary(r, doc)
+    text = evaluation_text(r.eval, inputs.problem, inputs.arch, inputs.tables.source)
+    written = write_map_files(args.out, doc, out, text, force=True) if args.out else None
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(evaluation_text(r.eval, inputs.problem, inputs.arch, inputs.tables.source))
+        print(text)
         print(f"\nsearch: metric {'/'.join(r.metric)}, {r.stats.evaluated:,} mappings evaluated "
               f"({r.stats.pruned:,} pruned before evaluation) in {r.stats.seconds:.2f} s")
-        if args.out:
-            print(f"wrote {Path(args.out) / 'coopt-mapper.map.yaml'} and stats")
+        if written:
+            print(f"wrote {written} and stats")
     return 0
 
 
-def _reference_map(args, inputs, cons, opts):
-    """timeloop-mapper / AccelForge for `coopt map --engine ...`, shaped like the native result."""
-    from coopt.backends.base import get_backend
-    from coopt.mapper.search import MapperResult, SearchStats
-    from coopt.workload.networks import NetworkLayer
-
-    backend = get_backend(args.engine, timeloop_bin=args.timeloop_bin)
-    layer = NetworkLayer(inputs.problem.name, inputs.problem, 1, (inputs.problem.name,))
-    lr = backend.map_layer(layer, inputs.arch, inputs.tables, cons, opts)
-    stats = SearchStats(evaluated=lr.evaluated, valid=lr.valid, seconds=lr.seconds)
-    return MapperResult(lr.mapping, lr.eval, opts.metric, stats, reason=lr.reason)
-
-
 def _cmd_network(args) -> int:
-    from pathlib import Path
+    from coopt.backends.network import map_network
     from coopt.design import load_design
-    from coopt.mapper.network import map_network
+    from coopt.export.run_files import write_network_files
     from coopt.progress import LayerProgress
     from coopt.report import network_text
     from coopt.workload.networks import get_network
-    from coopt.yamlio import dump_yaml
 
     design = load_design(args.arch, params=_parse_sets(args.set), dataflow=args.dataflow,
                          constraints=args.constraints, ert=args.ert, art=args.art)
     net = get_network(args.network, batch=args.batch)
     opts = _options(args)
+    if args.out:                         # refuse a bad --out before mapping
+        from coopt.outputs import output_dir
+        output_dir(args.out, force=args.force)
     with LayerProgress(len(net.layers), f"mapping {net.name} on {design.label}", enabled=not args.json) as bar:
         result = map_network(net, design.arch, design.tables, design.targets, opts, workers=args.workers,
-                             engine=args.engine, timeloop_bin=args.timeloop_bin, progress=bar.advance)
+                             engine=args.engine, timeloop_bin=args.timeloop_bin,
+                             constraints_file=design.constraints_file, progress=bar.advance)
     if args.out:
-        d = Path(args.out)
-        d.mkdir(parents=True, exist_ok=True)
-        dump_yaml(design.arch_yaml, d / "arch.yaml")
-        for layer in result.layers:
-            if layer.found:
-                from coopt.model.mapping import mapping_to_yaml
-                dump_yaml(mapping_to_yaml(layer.mapping, design.arch, layer.problem),
-                          d / f"{layer.name}.map.yaml")
-        (d / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
+        write_network_files(args.out, design, result, force=True)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -140,12 +100,10 @@ def _cmd_network(args) -> int:
 
 def _cmd_search(args) -> int:
     from coopt.study.runner import StudyConfig, run_study
-    from coopt.study.space import load_space
+    from coopt.study.space import load_space, space_path
     from coopt.progress import StudyBar
 
-    if args.space is None:
-        from coopt.arch.template import templates_dir
-        args.space = str(templates_dir().parent / "search_spaces" / "edge.yaml")
+    args.space = str(space_path(args.space))             # a shipped space by name, or a file
     space = load_space(args.space)                       # validate before anything starts
     name = args.study or space.name
     cfg = StudyConfig(space_path=args.space, study=name, trials=args.trials, workers=args.workers,
@@ -235,43 +193,20 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_verify(args) -> int:
-    from coopt.backends.base import MapperOptions, get_backend
     from coopt.report import verify_text
-    from coopt.study.front import distinct_designs, pareto_front
-    from coopt.study.verify import verify_trial
-    from coopt.tracking.mlflow_tracker import log_verification
+    from coopt.verification import choose_trials, verify_study
 
     sdir, meta, objectives, records = _load_study_records(args.study)
-    by_number = {r.number: r for r in records}
-    if args.trials == "pareto":
-        numbers = [r.number for r, _ in distinct_designs(pareto_front(records, objectives))]
-    else:
-        try:
-            numbers = [int(x) for x in args.trials.split(",") if x.strip()]
-        except ValueError:
-            raise CooptError(f"--trials {args.trials!r}", key="--trials", expected="pareto or N,M,...") from None
-    missing = [n for n in numbers if n not in by_number]
-    if missing or not numbers:
-        raise CooptError(f"trials {missing or numbers} not in study '{args.study}'", key="--trials",
-                         expected=f"some of {sorted(by_number)}")
-    backend = get_backend(args.engine, timeloop_bin=args.timeloop_bin)
-    m = meta["settings"]["mapper"]
-    opts = MapperOptions(metric=tuple(m["metric"]), budget=m["budget"], seed=args.seed)
-    flagged = 0
-    out = []
-    for n in numbers:
-        check = verify_trial(by_number[n], backend, mapper=not args.no_mapper, options=opts,
-                             tolerance=args.tolerance)
-        flagged += check.flagged
-        logged = log_verification(args.tracking_uri, args.study, n, args.engine, check.ratios, check.csv(),
-                                  check.flagged)
-        out.append((check, logged))
+    numbers = choose_trials(args.trials, records, objectives, args.study)
+    out = verify_study(args.study, meta, records, numbers, engine=args.engine, timeloop_bin=args.timeloop_bin,
+                       mapper=not args.no_mapper, seed=args.seed, tolerance=args.tolerance,
+                       tracking_uri=args.tracking_uri)
     if args.json:
         print(json.dumps([{"trial": c.number, "flagged": c.flagged, "logged": logged, **c.ratios,
-                           "layers": [vars(l) for l in c.layers]} for c, logged in out], indent=2))
+                           "layers": [vars(layer) for layer in c.layers]} for c, logged in out], indent=2))
     else:
         print(verify_text(out, args.engine, args.tolerance))
-    return 1 if flagged else 0
+    return 1 if any(c.flagged for c, _ in out) else 0
 
 
 def _cmd_ui(args) -> int:
@@ -296,7 +231,7 @@ def _parse_sets(items) -> dict:
 
 def _cmd_arch(args) -> int:
     from coopt.arch.template import available_templates, load_template
-    from coopt.yamlio import dump_yaml, dumps_yaml
+    from coopt.yamlio import dumps_yaml
 
     if args.list:
         for name in available_templates():
@@ -307,11 +242,37 @@ def _cmd_arch(args) -> int:
     template = load_template(args.template)
     doc = template.instantiate_yaml(_parse_sets(args.set))
     if args.out:
-        dump_yaml(doc, args.out)
+        from coopt.outputs import output_file, write_text
+        write_text(output_file(args.out, force=args.force), dumps_yaml(doc))
         print(f"wrote {args.out}")
     else:
         print(dumps_yaml(doc), end="")
     return 0
+
+
+def _int_range(lo: int, hi: int):
+    """An argparse type: an integer from lo to hi (the error names the option, in one line)."""
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{v} is out of range (expected {lo} to {hi})")
+        return v
+    parse.__name__ = "integer"
+    return parse
+
+
+_port = _int_range(1, 65535)
+_workers = _int_range(1, 256)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``coopt CMD: error: ...``), exit 2, like every other user error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _energy_arg(p):
@@ -329,19 +290,19 @@ def _tables_args(p):
 def _cmd_energy(args) -> int:
     from coopt.energy.accelergy import estimate_arch
     from coopt.energy.report import energy_json, energy_text, load_arch_and_components
-    from coopt.export.accelergy_files import write_energy_files
+    from coopt.energy.accelergy_files import write_energy_files
 
     arch, beside = load_arch_and_components(args.arch)
     estimation = estimate_arch(arch, [*beside, *args.components])
     if args.out:
-        write_energy_files(arch, estimation, args.out)
+        write_energy_files(arch, estimation, args.out, force=args.force)
     print(json.dumps(energy_json(estimation), indent=2) if args.json else energy_text(estimation))
     return 0
 
 
 def _engine_args(p):
-    p.add_argument("--engine", default="native", choices=["native", "timeloop", "accelforge"],
-                   help="native (default), timeloop (the real binaries) or accelforge (optional extra)")
+    from coopt.backends import engine_help, engine_names
+    p.add_argument("--engine", default="native", choices=engine_names(), help=engine_help())
     p.add_argument("--timeloop-bin", help="folder with timeloop-model / timeloop-mapper (default: PATH)")
 
 
@@ -349,12 +310,18 @@ def _search_args(p):
     p.add_argument("--metric", help="edp (default), energy, delay, or a lexicographic list like delay,energy")
     p.add_argument("--budget", type=int, default=6000, help="model evaluations per layer (default 6000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--strategy", default="hybrid", choices=["hybrid", "random", "exhaustive"],
-                   help="search strategy (default hybrid: sampling then local search)")
+    from coopt.mapper.options import STRATEGIES
+    p.add_argument("--strategy", default="hybrid", choices=list(STRATEGIES),
+                   help="; ".join(f"{k}: {v}" for k, v in STRATEGIES.items()))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="coopt", description="Hardware-mapping co-optimizer for DNN accelerators.")
+    from coopt.arch.template import available_templates
+    from coopt.shipped import shipped_names
+    from coopt.study.samplers import sampler_help, sampler_names
+    from coopt.workload.networks import network_names
+
+    p = _Parser(prog="coopt", description="Hardware-mapping co-optimizer for DNN accelerators.")
     sub = p.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("evaluate", help="evaluate one mapping like timeloop-model",
@@ -375,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     _search_args(mp_)
     mp_.add_argument("--json", action="store_true", help="print one JSON object")
     mp_.add_argument("--out", help="write the best mapping (Timeloop YAML) and its stats to this folder")
+    mp_.add_argument("--force", action="store_true", help="write into an existing, non-empty --out folder")
     _engine_args(mp_)
     mp_.set_defaults(func=_cmd_map)
 
@@ -382,17 +350,20 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Map all layers of a network (unique shapes once) on one design and print "
                                     "per-layer results and network totals.")
     nw.add_argument("--arch", default="eyeriss_like",
-                    help="template name from arch_base/ (default eyeriss_like) or a Timeloop architecture YAML")
+                    help=f"a template ({', '.join(available_templates())}; default eyeriss_like) "
+                         "or a Timeloop architecture YAML")
     nw.add_argument("--set", action="append", metavar="NAME=VALUE", help="template parameter")
     nw.add_argument("--dataflow", help="template constraint option (default: the template's first)")
     nw.add_argument("--constraints", help="YAML with Timeloop constraint targets (for architecture files)")
-    nw.add_argument("--network", default="resnet50", help="resnet50 (default), resnet18, mobilenet_v2")
+    nw.add_argument("--network", default="resnet50", choices=network_names(),
+                    help="the workload (default resnet50)")
     nw.add_argument("--batch", type=int, default=1, help="batch size N (default 1)")
     _tables_args(nw)
     _search_args(nw)
-    nw.add_argument("--workers", type=int, default=2, help="parallel worker processes (default 2)")
+    nw.add_argument("--workers", type=_workers, default=2, help="parallel worker processes (default 2)")
     nw.add_argument("--json", action="store_true", help="print one JSON object")
     nw.add_argument("--out", help="write arch.yaml, per-layer mappings and summary.json to this folder")
+    nw.add_argument("--force", action="store_true", help="write into an existing, non-empty --out folder")
     _engine_args(nw)
     nw.set_defaults(func=_cmd_network)
 
@@ -400,11 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Search a design space: Optuna proposes designs, Ray actors map the network "
                                     "on each, MLflow keeps every trial and the Pareto front. All state lives "
                                     "under ./mlruns unless --tracking-uri/--storage say otherwise.")
-    se.add_argument("--space", default=None,
-                    help="search-space YAML (default: the shipped search_spaces/edge.yaml)")
+    se.add_argument("--space", default="edge",
+                    help=f"a shipped search space by name ({', '.join(shipped_names('search_spaces'))}; "
+                         "default edge) or a search-space YAML")
     se.add_argument("--trials", type=int, default=50, help="completed trials wanted in the study (default 50)")
-    se.add_argument("--workers", type=int, default=2, help="Ray actors evaluating designs in parallel (default 2)")
-    se.add_argument("--sampler", default="nsga2", help="tpe, nsga2 (default), nsga3, gp, random, grid")
+    se.add_argument("--workers", type=_workers, default=2, help="Ray actors evaluating designs in parallel (default 2)")
+    se.add_argument("--sampler", default="nsga2", choices=sampler_names(), help=sampler_help())
     se.add_argument("--study", help="study name (default: the space's name); an existing study is continued")
     se.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     se.add_argument("--resume", action="store_true", help="continue an existing study (the default anyway)")
@@ -437,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "mapper; print and log to each trial's MLflow run the ratios, flag "
                                     "differences above --tolerance.")
     ve.add_argument("--study", required=True)
-    ve.add_argument("--engine", default="timeloop", choices=["timeloop", "accelforge"])
+    from coopt.backends import engine_names
+    ve.add_argument("--engine", default="timeloop", choices=[e for e in engine_names() if e != "native"])
     ve.add_argument("--trials", default="pareto", help="'pareto' (default) or trial numbers N,M,...")
     ve.add_argument("--timeloop-bin", help="folder with timeloop-model / timeloop-mapper (default: PATH)")
     ve.add_argument("--no-mapper", action="store_true", help="only run the native mappings through the model")
@@ -448,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     ve.set_defaults(func=_cmd_verify)
 
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the study store")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=_port, default=5000)
     ui.add_argument("--study", help="print only this study's URL (default: every study in the store)")
     ui.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
     ui.set_defaults(func=_cmd_ui)
@@ -461,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("components", nargs="*", help="Accelergy compound-component files (override shipped classes)")
     en.add_argument("--json", action="store_true", help='print {"ert": {component: {action: pJ}}, "art": {component: um2}}')
     en.add_argument("--out", help="write ERT.yaml, ART.yaml and energy_summary.yaml into this folder")
+    en.add_argument("--force", action="store_true", help="write into an existing, non-empty --out folder")
     en.set_defaults(func=_cmd_energy)
 
     db = sub.add_parser("dashboard", help="Optuna Dashboard over a study (objective names, parameters in user units)",
@@ -468,16 +442,17 @@ def build_parser() -> argparse.ArgumentParser:
                                     "named objectives, parameters in user units, refreshed as trials finish. "
                                     "Needs the optional extra: pip install 'coopt[dashboard]'.")
     db.add_argument("--study", required=True)
-    db.add_argument("--port", type=int, default=8080)
+    db.add_argument("--port", type=_port, default=8080)
     db.add_argument("--storage", help="the study's Optuna storage, as for search (default: its journal file)")
     db.set_defaults(func=_cmd_dashboard)
 
     ar = sub.add_parser("arch", help="instantiate an architecture template as Timeloop YAML",
                         description="Write the Timeloop/Accelergy architecture of a template from arch_base/ "
                                     "with the given parameters.")
-    ar.add_argument("template", nargs="?", help="template name (see --list) or path")
+    ar.add_argument("template", nargs="?", help=f"template name ({', '.join(available_templates())}) or path")
     ar.add_argument("--set", action="append", metavar="NAME=VALUE", help="set a template parameter")
     ar.add_argument("--out", help="write to this file instead of stdout")
+    ar.add_argument("--force", action="store_true", help="replace an existing --out file")
     ar.add_argument("--list", action="store_true", help="list the templates")
     ar.set_defaults(func=_cmd_arch)
     return p
@@ -485,7 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:          # --help, or a usage error already printed in one line
+        return done.code if isinstance(done.code, int) else 2
     try:
         from coopt.energy.select import set_method
         set_method(getattr(args, "energy", None))

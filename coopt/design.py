@@ -1,9 +1,12 @@
-"""A design to evaluate: architecture, energy/area tables and the mapper's constraints.
+"""The one loader of a design: architecture, energy/area tables and the mapper's constraints.
 
 ``--arch`` may name a template from ``arch_base/`` (with ``--set`` parameters
 and a ``--dataflow`` constraint option) or a Timeloop architecture YAML
-(whose constraints come from its ``architecture_constraints``/``constraints``
-keys or ``--constraints FILE``).
+(whose constraints come from the places Timeloop reads them --
+``architecture_constraints``, ``mapspace_constraints``, ``constraints``,
+``mapspace: constraints:`` -- or ``--constraints FILE``).  Tables are the
+built-in estimates overridden entry by entry by the user's Accelergy ERT/ART
+(:func:`design_tables`, also used by ``coopt evaluate``/``map``).
 """
 from __future__ import annotations
 
@@ -17,7 +20,10 @@ from coopt.energy.accelergy_io import read_art, read_ert
 from coopt.energy.select import with_overrides
 from coopt.energy.tables import EnergyTables
 from coopt.errors import SpecError
+from coopt.mapper.constraints import collect_targets
 from coopt.yamlio import load_merged, load_yaml
+
+__all__ = ["Design", "design_tables", "design_from_template", "load_design"]
 
 
 @dataclass
@@ -30,6 +36,7 @@ class Design:
     template: str | None = None
     params: dict | None = None
     dataflow: str | None = None
+    constraints_file: str | None = None    # where the targets came from, for error messages
 
 
 def _is_template(arg: str) -> bool:
@@ -41,13 +48,22 @@ def _is_template(arg: str) -> bool:
     return False
 
 
-def user_tables(arch: Architecture, ert=None, art=None) -> EnergyTables:
-    """Estimates (``--energy``: Accelergy's method or built-in), overridden entry by entry by the user's files."""
-    user = None
-    if ert or art:
-        user = EnergyTables(ert=read_ert(ert, file=str(ert)) if ert else {},
-                            art=read_art(art, file=str(art)) if art else {}, source="accelergy")
-    return with_overrides(arch, user)
+def design_tables(arch: Architecture, ert=None, art=None, *, raw: dict | None = None,
+                  sources: dict | None = None) -> EnergyTables:
+    """Estimates (``--energy``: Accelergy's method or built-in), overridden entry by entry by the user's tables.
+
+    ``ert``/``art`` (files or dicts, e.g. ``--ert``) win over ``ERT:``/``ART:`` keys of the input files;
+    nothing is estimated that the user's tables cover.
+    """
+    raw, sources = raw or {}, sources or {}
+    user = {}
+    for key, given, read in (("ERT", ert, read_ert), ("ART", art, read_art)):
+        if given is not None:
+            user[key] = read(given, file=None if isinstance(given, dict) else str(given))
+        elif raw.get(key):
+            user[key] = read({key: raw[key]}, file=sources.get(key))
+    return with_overrides(arch, EnergyTables(ert=user.get("ERT", {}), art=user.get("ART", {}),
+                                             source="accelergy") if user else None)
 
 
 def design_from_template(template: Template | str, params: dict | None = None, dataflow: str | None = None,
@@ -57,7 +73,7 @@ def design_from_template(template: Template | str, params: dict | None = None, d
     option = dataflow or (t.constraint_options[0] if t.constraint_options else None)
     targets = t.constraints(option, values) if option else []
     arch = t.instantiate(values)
-    return Design(arch=arch, tables=user_tables(arch, ert, art), targets=targets,
+    return Design(arch=arch, tables=design_tables(arch, ert, art), targets=targets,
                   arch_yaml=t.instantiate_yaml(values), label=f"{t.name} ({option or 'free'})",
                   template=t.name, params=values, dataflow=option)
 
@@ -77,17 +93,7 @@ def load_design(arch_arg: str, *, params: dict | None = None, dataflow: str | No
     if "architecture" not in raw:
         raise SpecError("no 'architecture:' section", file=arch_arg, key="architecture")
     arch = arch_from_yaml(raw["architecture"], file=sources["architecture"])
-    targets = []
-    for key in ("architecture_constraints", "mapspace_constraints", "constraints"):
-        node = raw.get(key)
-        if isinstance(node, dict):
-            node = node.get("targets", [])
-        if node is None:
-            continue
-        if not isinstance(node, list):
-            raise SpecError("must be a list of constraint targets", file=sources.get(key), key=key)
-        targets.extend(node)
-    ert = ert or (raw.get("ERT") and {"ERT": raw["ERT"]})
-    art = art or (raw.get("ART") and {"ART": raw["ART"]})
-    return Design(arch=arch, tables=user_tables(arch, ert, art), targets=targets,
-                  arch_yaml={"architecture": raw["architecture"]}, label=Path(arch_arg).name)
+    targets, cfile, _ = collect_targets(raw, sources)
+    return Design(arch=arch, tables=design_tables(arch, ert, art, raw=raw, sources=sources), targets=targets,
+                  arch_yaml={"architecture": raw["architecture"]}, label=Path(arch_arg).name,
+                  constraints_file=cfile)

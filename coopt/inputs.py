@@ -13,14 +13,15 @@ from pathlib import Path
 
 from coopt.arch.spec import Architecture
 from coopt.arch.yaml_io import arch_from_yaml
-from coopt.energy.accelergy_io import read_art, read_ert
-from coopt.energy.select import with_overrides
+from coopt.design import design_tables
 from coopt.energy.tables import EnergyTables
 from coopt.errors import SpecError
 from coopt.model.mapping import Mapping, mapping_from_yaml
 from coopt.workload.problem import Problem
 from coopt.workload.yaml_io import problem_from_yaml
 from coopt.yamlio import load_merged
+
+__all__ = ["InputSet", "load_inputs"]
 
 
 @dataclass
@@ -38,7 +39,12 @@ class InputSet:
         if "mapping" not in self.raw or not self.raw["mapping"]:
             raise SpecError("no mapping given", key="mapping",
                             expected="a 'mapping:' list (Timeloop mapping YAML) in one of the files")
-        return mapping_from_yaml(self.raw["mapping"], self.arch, self.problem, file=self.source("mapping"))
+        mapping = mapping_from_yaml(self.raw["mapping"], self.arch, self.problem, file=self.source("mapping"))
+        for ds in self.problem.dataspaces:
+            if not any(ds.name in level.keep for level in mapping.levels):
+                raise SpecError(f"{ds.name} bypasses every storage level", file=self.source("mapping"),
+                                key="mapping", expected=f"{ds.name} kept in at least one level (e.g. the outermost)")
+        return mapping
 
 
 def _require(raw: dict, sources: dict, key: str, paths) -> object:
@@ -53,11 +59,5 @@ def load_inputs(paths, ert: str | Path | None = None, art: str | Path | None = N
     raw, sources = load_merged(paths)
     arch = arch_from_yaml(_require(raw, sources, "architecture", paths), file=sources.get("architecture"))
     problem = problem_from_yaml(_require(raw, sources, "problem", paths), file=sources.get("problem"))
-    ert_node = ert if ert is not None else raw.get("ERT") and {"ERT": raw["ERT"]}
-    art_node = art if art is not None else raw.get("ART") and {"ART": raw["ART"]}
-    user = EnergyTables(
-        ert=read_ert(ert_node, file=str(ert) if ert else sources.get("ERT")) if ert_node else {},
-        art=read_art(art_node, file=str(art) if art else sources.get("ART")) if art_node else {},
-        source="accelergy")
-    tables = with_overrides(arch, user)
+    tables = design_tables(arch, ert, art, raw=raw, sources=sources)
     return InputSet(arch=arch, problem=problem, tables=tables, raw=raw, sources=sources)

@@ -18,7 +18,9 @@ def evaluation_text(r: MappingEval, problem: Problem, arch: Architecture, energy
     out = [f"{problem.name} ({dims}) on {arch.name}   [native engine, energies: {energy_source}]"]
     if not r.valid:
         out.append(f"INVALID MAPPING: {r.reason}")
-    out.append(f"MACs: {r.macs:,}   Cycles: {r.cycles:,}   Utilization: {100 * r.utilization:.2f}%")
+    # an invalid mapping with more spatial instances than the array has: no meaningful utilisation
+    util = f"{100 * r.utilization:.2f}%" if r.utilization <= 1 else "n/a (the mapping overflows the PE array)"
+    out.append(f"MACs: {r.macs:,}   Cycles: {r.cycles:,}   Utilization: {util}")
     out.append(f"Energy: {r.energy_pj:,.2f} pJ = {r.energy_pj / 1e6:.4f} uJ   ({1000 * r.pj_per_mac:.2f} fJ/MAC)")
     out.append(f"Area: {r.area_um2 / 1e6:.4f} mm^2")
     rows = []

@@ -8,7 +8,9 @@ line instead of a PyYAML traceback.
 """
 from __future__ import annotations
 
+import errno
 import re
+import stat
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -16,7 +18,46 @@ import yaml
 
 from coopt.errors import SpecError
 
-__all__ = ["TolerantLoader", "load_yaml", "loads_yaml", "load_merged", "dump_yaml", "dumps_yaml"]
+__all__ = ["TolerantLoader", "load_yaml", "loads_yaml", "load_merged", "dump_yaml", "dumps_yaml", "read_text",
+           "MAX_FILE_BYTES", "MAX_DEPTH", "MAX_NODES"]
+
+# Limits on what an input file may be: far above any real Timeloop/Accelergy/coopt file, far below what
+# makes a parser hang or run out of memory (alias bombs, 20,000-deep nesting, /dev/zero).
+MAX_FILE_BYTES = 16 * 2**20
+MAX_DEPTH = 200
+MAX_NODES = 1_000_000          # after expanding every *alias
+
+
+def read_text(path: str | Path, *, what: str = "file") -> str:
+    """A user's text file, read safely: bounded size, UTF-8 only, every OS error one SpecError."""
+    file = str(path)
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SpecError("symbolic link loop (the link points back to itself)", file=file) from None
+        if exc.errno == errno.ENOENT:
+            if p.is_symlink():
+                raise SpecError(f"dangling symbolic link (to {p.readlink()})", file=file) from None
+            raise SpecError(f"{what} not found", file=file) from None
+        raise SpecError(f"cannot read {what}: {exc.strerror or exc}", file=file) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SpecError("is a directory", file=file, expected=f"a {what}")
+    try:
+        with open(p, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(f"cannot read {what}: {exc.strerror or exc}", file=file) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SpecError(f"larger than {MAX_FILE_BYTES // 2**20} MiB", file=file, expected=f"a {what} of text")
+    if b"\0" in data:
+        raise SpecError("binary content (NUL bytes)", file=file, expected=f"a {what} of UTF-8 text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=file,
+                        expected=f"a {what} of UTF-8 text") from None
 
 
 class TolerantLoader(yaml.SafeLoader):
@@ -59,15 +100,59 @@ TolerantLoader.add_implicit_resolver(
     list("-+0123456789"))
 
 
+_OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
+def _check_shape(text: str, file: str | None) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and documents over MAX_NODES once aliases are expanded.
+
+    One pass over the parser's events (PyYAML's parser is iterative, its composer recursive):
+    each collection's expanded size is summed as it closes, an alias counts its anchor's size.
+    """
+    sizes: dict[str, int] = {}
+    stack: list[list] = []             # [anchor, expanded size so far] per open collection
+    total = 0
+
+    def add(n: int, mark) -> None:
+        nonlocal total
+        if stack:
+            stack[-1][1] += n
+        else:
+            total += n
+        if n > MAX_NODES or total > MAX_NODES or (stack and stack[-1][1] > MAX_NODES):
+            raise SpecError(f"line {mark.line + 1}: more than {MAX_NODES:,} values once aliases (*name) are "
+                            "expanded", file=file, expected="a document without alias bombs")
+
+    for ev in yaml.parse(text, Loader=TolerantLoader):
+        if isinstance(ev, _OPEN):
+            if len(stack) >= MAX_DEPTH:
+                raise SpecError(f"line {ev.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep",
+                                file=file, expected=f"at most {MAX_DEPTH} levels of nesting")
+            stack.append([ev.anchor, 1])
+        elif isinstance(ev, _CLOSE):
+            anchor, n = stack.pop()
+            if anchor:
+                sizes[anchor] = n
+            add(n, ev.start_mark)
+        elif isinstance(ev, yaml.ScalarEvent):
+            if ev.anchor:
+                sizes[ev.anchor] = 1
+            add(1, ev.start_mark)
+        elif isinstance(ev, yaml.AliasEvent):
+            add(sizes.get(ev.anchor, 1), ev.start_mark)
+
+
 def loads_yaml(text: str, *, file: str | None = None) -> Any:
     """Parse YAML text with :class:`TolerantLoader`; syntax errors become SpecError with a line."""
     try:
+        _check_shape(text, file)
         return yaml.load(text, Loader=TolerantLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise SpecError(f"invalid YAML at {where}{problem}", file=file) from None
+        raise SpecError(f"not valid YAML at {where}{problem}", file=file) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"YAML error: {exc}", file=file) from None
 
@@ -75,19 +160,7 @@ def loads_yaml(text: str, *, file: str | None = None) -> Any:
 def load_yaml(path: str | Path) -> dict:
     """Read one YAML file whose top level must be a mapping."""
     file = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise SpecError("file not found", file=file)
-    if p.is_dir():
-        raise SpecError("is a directory, not a YAML file", file=file)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"cannot read file: not UTF-8 text ({exc.reason} at byte {exc.start})",
-                        file=file) from None
-    except OSError as exc:
-        raise SpecError(f"cannot read file: {exc.strerror or exc}", file=file) from None
-    data = loads_yaml(text, file=file)
+    data = loads_yaml(read_text(path, what="YAML file"), file=file)
     if data is None:
         raise SpecError("file is empty", file=file, expected="a YAML mapping at the top level")
     if not isinstance(data, dict):

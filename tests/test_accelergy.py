@@ -13,7 +13,7 @@ from coopt.energy.accelergy import estimate_arch, library
 from coopt.energy.accelergy_io import leaf_name, read_art, read_ert
 from coopt.energy.compound import ComponentError, evaluate
 from coopt.energy.report import load_arch
-from coopt.export.accelergy_files import components_yaml, dumps_accelergy
+from coopt.energy.accelergy_files import components_yaml, dumps_accelergy
 
 from reference import REFERENCE as REF
 

@@ -414,7 +414,7 @@ def test_summary_json_is_strict_with_infinities(study, tmp_path):
 def test_compound_classes_ship_as_package_data():
     from importlib import resources
 
-    data = resources.files("coopt.export").joinpath("data/compound_components.yaml")
+    data = resources.files("coopt.energy").joinpath("data/compound_components.yaml")
     assert data.is_file()
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert "export/data/*.yaml" in config["tool"]["setuptools"]["package-data"]["coopt"]
+    assert "energy/data/*.yaml" in config["tool"]["setuptools"]["package-data"]["coopt"]

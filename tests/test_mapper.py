@@ -152,7 +152,7 @@ def test_scratchpad_too_small_gives_no_valid_mapping_with_reason(capsys):
 
 def test_same_seed_same_mapping_and_cache():
     from coopt.backends.base import MapperOptions
-    from coopt.mapper.network import map_layer
+    from coopt.backends.network import map_layer
     design = design_from_template("eyeriss_like")
     layer = resnet50().layers[3]
     opts = MapperOptions(metric=("edp",), budget=1500, seed=11)

@@ -68,7 +68,6 @@ def test_random_mappings_match_walk(arch_name, problem):
 def test_compiled_paths_equal_numpy_paths(arch_name):
     """The numba kernels (walk totals, collapse) give the numpy paths' numbers exactly."""
     from coopt.model.collapse import collapse, collapse_numpy
-    from coopt.model.nest import _walk_totals_numpy
     import coopt.model.nest as nest_mod
 
     arch = ARCHS[arch_name]()

@@ -20,6 +20,8 @@ import pytest
 
 from coopt.cli import main
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]      # every test here runs a real local Ray cluster
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "search_spaces" / "tiny.yaml")
 

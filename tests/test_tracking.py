@@ -347,7 +347,7 @@ def test_ui_port_checks(store, records, capsys):
     for bad in ("99999", "0"):
         assert main(["ui", "--port", bad]) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and f"invalid port {bad}" in err
+        assert err.count("\n") == 1 and f"--port: {bad} is out of range" in err
     assert main(["ui", "--port", str(free_port()), "--study", "nope"]) == 2
     err = capsys.readouterr().err
     assert "no study 'nope' in the MLflow store" in err and "(expected one of: s1)" in err
@@ -448,4 +448,4 @@ def test_dashboard_errors_are_one_line(store, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no study 'nope'" in err and "run coopt search first" in err
     assert main(["dashboard", "--study", "nope", "--port", "70000"]) == 2
-    assert "invalid port 70000" in capsys.readouterr().err
+    assert "--port: 70000 is out of range" in capsys.readouterr().err

@@ -27,6 +27,7 @@ from typing import Any
 from coopt.arch.spec import Architecture
 from coopt.arch.yaml_io import arch_from_yaml
 from coopt.errors import SpecError
+from coopt.shipped import shipped_dir, shipped_names
 from coopt.yamlio import load_yaml
 
 __all__ = ["ParamSpec", "Template", "load_template", "available_templates", "templates_dir",
@@ -40,13 +41,13 @@ _KIND = {"int": "an integer", "float": "a number"}
 
 
 def templates_dir() -> Path:
-    """``arch_base/`` next to the installed ``coopt`` package."""
-    return Path(__file__).resolve().parent.parent.parent / "arch_base"
+    """The shipped templates: ``arch_base/`` of the checkout, or the installed package's copy."""
+    return shipped_dir("arch_base")
 
 
 def available_templates() -> list[str]:
-    d = templates_dir()
-    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+    """The registry of templates: the names of the shipped ``arch_base/*.yaml``."""
+    return shipped_names("arch_base")
 
 
 # ---------------------------------------------------------------------------

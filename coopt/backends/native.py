@@ -28,6 +28,10 @@ def _tables_key(tables: EnergyTables) -> tuple:
 class NativeBackend(Backend):
     name = "native"
 
+    def evaluate(self, problem, arch: Architecture, tables: EnergyTables, mapping):
+        from coopt.model.evaluate import evaluate
+        return evaluate(problem, arch, tables, mapping)
+
     def map_layer(self, layer: NetworkLayer, arch: Architecture, tables: EnergyTables,
                   constraints: MapConstraints, options: MapperOptions) -> LayerResult:
         key = (arch.fingerprint(), layer.problem.signature(), _tables_key(tables), constraints.key(),

@@ -65,7 +65,7 @@ class TimeloopBackend(Backend):
 
     # ------------------------------------------------------------------ files
     def _write_inputs(self, work: Path, problem: Problem, arch: Architecture, tables: EnergyTables | None) -> list[str]:
-        from coopt.export.accelergy_files import art_yaml, components_yaml, ert_yaml
+        from coopt.energy.accelergy_files import art_yaml, components_yaml, ert_yaml
 
         files = {"arch.yaml": arch_to_yaml(arch), "components.yaml": components_yaml(arch),
                  "problem.yaml": problem_to_yaml(problem)}

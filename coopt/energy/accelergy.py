@@ -3,7 +3,7 @@
 Why: coopt's energy axis should be the one a user gets from Accelergy 0.4
 with its CACTI, Library and NeuroSim plug-ins.  Every component of the
 architecture is expanded through its class (the shipped tutorial classes in
-``coopt/export/data/compound_components.yaml``, then the user's files, which
+``coopt/energy/data/compound_components.yaml``, then the user's files, which
 override by class name) down to primitives, each estimated once per distinct
 attribute set (``coopt.energy.primitives``, cached on disk).
 """
@@ -32,20 +32,20 @@ class Estimation:
     paths: dict[str, str]
 
 
-SHIPPED = Path(__file__).resolve().parents[1] / "export" / "data" / "compound_components.yaml"
+SHIPPED = Path(__file__).resolve().parent / "data" / "compound_components.yaml"
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @lru_cache(maxsize=1)
 def _shipped() -> dict:
-    """The shipped classes (read as a file: importing coopt.export would pull in the study stack)."""
+    """The shipped classes (read as a file, without importing the writers in accelergy_files)."""
     return yaml.load(SHIPPED.read_text("utf-8"), Loader=_LOADER)
 
 
 def library(component_files=()) -> Library:
     """The shipped classes, then the user's files (a class of the same name replaces ours)."""
     lib = Library()
-    lib.add(_shipped(), "coopt/export/data/compound_components.yaml")
+    lib.add(_shipped(), "coopt/energy/data/compound_components.yaml")
     for f in component_files:
         node = _load(str(f), _mtime(f)) if not isinstance(f, dict) else f
         lib.add(node or {}, str(f) if not isinstance(f, dict) else "<components>")

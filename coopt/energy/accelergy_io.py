@@ -39,10 +39,9 @@ import os
 import re
 from typing import Any
 
-import yaml
-
 from coopt.energy.tables import EnergyTables
 from coopt.errors import SpecError
+from coopt.yamlio import loads_yaml, read_text
 
 _RANGE = re.compile(r"\[[^\]]*\]")
 
@@ -56,15 +55,7 @@ def _load(path_or_dict: Any, root: str, file: str | None) -> tuple[Any, str | No
     """Return (the node under ``root``, the file name to blame)."""
     if isinstance(path_or_dict, (str, os.PathLike)):
         file = file or os.fspath(path_or_dict)
-        try:
-            with open(path_or_dict, encoding="utf-8") as fh:
-                data = yaml.safe_load(fh)
-        except OSError as exc:
-            raise SpecError(f"cannot read {root} file: {exc.strerror or exc}", file=file) from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise SpecError(f"not valid YAML{where}", file=file, expected=f"an Accelergy {root} file") from None
+        data = loads_yaml(read_text(path_or_dict, what=f"{root} file"), file=file)
     else:
         data = path_or_dict
     if not isinstance(data, dict):

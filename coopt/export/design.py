@@ -24,8 +24,9 @@ from pathlib import Path
 from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.select import arch_tables
 from coopt.errors import CooptError
-from coopt.export.accelergy_files import art_yaml, components_yaml, dumps_accelergy, ert_yaml, unknown_classes
+from coopt.energy.accelergy_files import art_yaml, components_yaml, dumps_accelergy, ert_yaml, unknown_classes
 from coopt.numbers import energy, fmt
+from coopt.outputs import output_dir
 from coopt.study.breakdown import component_breakdown, headroom
 from coopt.study.front import pareto_front
 from coopt.study.records import LayerRecord, TrialRecord, read_records
@@ -318,6 +319,8 @@ def export_trials(study_dir: Path, numbers: list[int], out_dir: Path, *, force: 
     for n in wanted:
         if n not in records:
             raise CooptError(f"trial {n} not found in {study_dir}; {_known(records, study_dir)}")
+    if Path(out_dir).is_symlink() and not force:
+        output_dir(out_dir, force=False)          # names the link (or the loop) and refuses it
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -327,7 +330,11 @@ def export_trials(study_dir: Path, numbers: list[int], out_dir: Path, *, force: 
     plans = [(root / f"trial-{n}", _files(records[n], budgets, objectives)) for n in wanted]
     for target, _ in plans:
         _check_target(target, root, force)
-    written = [_write(target, files, root) for target, files in plans]
+    try:
+        written = [_write(target, files, root) for target, files in plans]
+    except OSError as exc:
+        raise CooptError(f"cannot write the export: {exc.strerror or exc}", file=exc.filename or str(out_dir),
+                         key="--out") from None
     write_index(root)
     return written
 

@@ -149,23 +149,43 @@ def parse_constraints(targets, arch: Architecture, problem: Problem, *, file=Non
             raise SpecError(f"unknown constraint type {kind!r}", file=file, key=f"{k}.type",
                             expected="temporal, spatial, bypass or utilization")
     # Outermost level keeps everything unless told otherwise (it is the backing store).
+    for ds in ds_names:
+        if all(ds in lc.bypass for lc in levels):
+            raise SpecError(f"{ds} bypasses every storage level", file=file, key=key,
+                            expected=f"{ds} kept in at least one level (e.g. the outermost)")
     return MapConstraints(levels, list(targets))
 
 
-def constraints_from_inputs(raw: dict, arch: Architecture, problem: Problem, sources: dict) -> MapConstraints:
-    """Timeloop's places for constraints: architecture_constraints, mapspace(_constraints), constraints."""
-    targets = []
-    for key in ("architecture_constraints", "mapspace_constraints", "constraints"):
-        node = raw.get(key)
+CONSTRAINT_KEYS = ("architecture_constraints", "mapspace_constraints", "constraints")
+
+
+def collect_targets(raw: dict, sources: dict) -> tuple[list, str | None, str]:
+    """Timeloop's places for constraints (architecture_constraints, mapspace_constraints, constraints,
+    mapspace: constraints:) merged into one target list; returns (targets, file(s), key) for errors."""
+    targets, files, keys = [], [], []
+
+    def take(node, key, file):
         if node is None:
-            continue
+            return
         if isinstance(node, dict):
             node = node.get("targets", [])
         if not isinstance(node, list):
-            raise SpecError("must be a list of targets", file=sources.get(key), key=key)
+            raise SpecError("must be a list of constraint targets", file=file, key=key)
         targets.extend(node)
+        if node:
+            keys.append(key)
+            if file and file not in files:
+                files.append(file)
+
+    for key in CONSTRAINT_KEYS:
+        take(raw.get(key), key, sources.get(key))
     ms = raw.get("mapspace")
     if isinstance(ms, dict) and isinstance(ms.get("constraints"), (list, dict)):
-        node = ms["constraints"]
-        targets.extend(node.get("targets", []) if isinstance(node, dict) else node)
-    return parse_constraints(targets, arch, problem, file=None)
+        take(ms["constraints"], "mapspace.constraints", sources.get("mapspace"))
+    return targets, ", ".join(files) or None, keys[0] if len(keys) == 1 else "constraints"
+
+
+def constraints_from_inputs(raw: dict, arch: Architecture, problem: Problem, sources: dict) -> MapConstraints:
+    """The constraints of a Timeloop input set, resolved for ``arch`` and ``problem``."""
+    targets, file, key = collect_targets(raw, sources)
+    return parse_constraints(targets, arch, problem, file=file, key=key)

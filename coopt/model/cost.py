@@ -37,6 +37,12 @@ class Costs:
     reason: Callable[[int], str]  # row -> why it is invalid ('' when valid)
 
 
+def arch_area(arch: Architecture, tables: EnergyTables) -> float:
+    """Area of a design in µm²: every storage and MAC instance at its ART area."""
+    return (sum(tables.area(lvl.name) * lvl.instances for lvl in arch.storage)
+            + tables.area(arch.arithmetic.name) * arch.arithmetic.instances)
+
+
 class ArchCosts:
     """Per-architecture constants the cost model needs, as arrays (computed once per design)."""
 
@@ -66,8 +72,7 @@ class ArchCosts:
         self.mac_energy = tables.compute_energy(arch.arithmetic.name)
         self.mac_instances = arch.arithmetic.instances
         self.mac_mesh = (arch.arithmetic.mesh_x, arch.arithmetic.mesh_y)
-        self.area = (sum(tables.area(lvl.name) * lvl.instances for lvl in arch.storage)
-                     + tables.area(arch.arithmetic.name) * arch.arithmetic.instances)
+        self.area = arch_area(arch, tables)
 
 
 class _Checks:

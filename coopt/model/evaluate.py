@@ -54,7 +54,7 @@ class MappingEval:
             "energy_pj": self.energy_pj,
             "pj_per_mac": self.pj_per_mac,
             "cycles": self.cycles,
-            "utilization": self.utilization,
+            "utilization": self.utilization if self.utilization <= 1 else None,   # > 1: overflows the array
             "macs": self.macs,
             "mac_energy_pj": self.mac_energy_pj,
             "area_um2": self.area_um2,

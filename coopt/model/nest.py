@@ -28,6 +28,7 @@ from functools import lru_cache
 import numpy as np
 
 from coopt.arch.spec import Architecture
+from coopt.errors import SpecError
 from coopt.model.batch import MappingBatch
 from coopt.model.collapse import NestStats
 from coopt.model.kernel import HAVE_NUMBA, master_sizes, walk_totals
@@ -62,7 +63,9 @@ class ProblemArrays:
         self.half = int(2 * full.max() + 1)
         self.radix = 2 * self.half + 1
         if self.radix ** self.C >= 2 ** 62:
-            raise ValueError(f"problem {problem.name} is too large for 64-bit move codes")
+            raise SpecError(f"layer {problem.name} is too large to model exactly (a data space spans "
+                            f"{int(full.max()):,} along one coordinate)", key="problem.instance",
+                            expected="smaller dimension bounds")
         weights = self.radix ** np.arange(self.C, dtype=np.int64)
         self.codes = np.einsum("pcd,c->pd", coef, weights)                 # [P,D]
 
@@ -102,7 +105,7 @@ def _distinct_sums(terms: tuple[tuple[int, int], ...]) -> int:
 def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestStats:
     """Nest-analysis statistics of every mapping in the batch (exactly Timeloop's)."""
     B, L, D = mb.tf.shape
-    P, C = pa.P, pa.C
+    P = pa.P
     coef = pa.coef                                                         # [P,C,D]
 
     # Extents: below level l (prev), after its spatial fan-out (mid) and after it (ext).

@@ -460,7 +460,7 @@ class NestWalk:
     def level_stats(self) -> list[LevelStats]:
         out = []
         start = 0
-        for li, b in enumerate(self.boundaries):
+        for b in self.boundaries:
             block = list(range(start, b + 1))
             valid = [l for l in block if not self.loops[l].spatial or self.master[l]]
             inner = valid[0]

@@ -253,7 +253,7 @@ def run_study(cfg: StudyConfig, *, on_progress=None) -> dict:
         total = min(total, space.size()) if cfg.sampler == "grid" else total
     step = len(records)
 
-    def front_update(force=False, _last=[0.0]):
+    def front_update(force=False, _last=[0.0]):  # noqa: B006 - a deliberate per-call memo
         if force or time.time() - _last[0] > 3.0:
             tracker.update_front(list(records.values()), step=step)
             _last[0] = time.time()

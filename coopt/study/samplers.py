@@ -1,40 +1,98 @@
-"""Optuna samplers by name, seeded; constraints come from ``trial.set_constraint`` (Optuna 5)."""
+"""Optuna samplers by name, seeded; constraints come from ``trial.set_constraint`` (Optuna 5).
+
+A registry: each entry builds a sampler for a search space, a seed and the
+number of trials.  The CLI's ``--sampler`` choices and help come from it; to
+add a sampler, write a builder and one :func:`register_sampler` line.
+"""
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 from coopt.errors import CooptError
-from coopt.study.space import SearchSpace
 
-SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "grid")
+if TYPE_CHECKING:                       # the registry stays cheap to import (the CLI's --help reads it)
+    from coopt.study.space import SearchSpace
+
+__all__ = ["SAMPLERS", "SamplerInfo", "register_sampler", "sampler_names", "sampler_help", "make_sampler"]
 
 
-def make_sampler(name: str, space: SearchSpace, seed: int | None, trials: int):
+@dataclass(frozen=True)
+class SamplerInfo:
+    name: str
+    build: Callable            # (space, seed, trials, options) -> optuna sampler
+    help: str
+
+
+SAMPLERS: dict[str, SamplerInfo] = {}
+
+
+def register_sampler(name: str, build: Callable, help: str) -> None:
+    """Make ``--sampler name`` (and ``sampler_options: {name: ...}`` in a space) available."""
+    SAMPLERS[name] = SamplerInfo(name, build, help)
+
+
+def sampler_names() -> list[str]:
+    return list(SAMPLERS)
+
+
+def sampler_help() -> str:
+    return "; ".join(f"{s.name}: {s.help}" for s in SAMPLERS.values())
+
+
+def _tpe(space, seed, trials, opts):
     import optuna
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
+                                      n_startup_trials=opts.get("n_startup_trials", min(10, max(4, trials // 4))))
 
-    opts = dict((space.sampler_options or {}).get(name) or {})
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
-                                          n_startup_trials=opts.get("n_startup_trials", min(10, max(4, trials // 4))))
-    if name in ("nsga2", "nsga3"):
+
+def _nsga(cls_name):
+    def build(space, seed, trials, opts):
+        import optuna
         # Small studies (tens to hundreds of trials) want small populations and more mutation
         # than Optuna's 1/n_params default: benchmarks/search_quality.py measures the effect.
         pop = opts.get("population_size", max(10, min(50, trials // 4)))
         mut = opts.get("mutation_prob", 0.5)
-        cls = optuna.samplers.NSGAIISampler if name == "nsga2" else optuna.samplers.NSGAIIISampler
-        return cls(population_size=pop, mutation_prob=mut, seed=seed)
-    if name == "gp":
-        if importlib.util.find_spec("torch") is None:
-            raise CooptError("the gp sampler needs PyTorch, which is not installed", key="--sampler",
-                             expected="pip install torch (CPU build is enough), or another sampler: "
-                                      "tpe, nsga2, nsga3, random, grid")
-        return optuna.samplers.GPSampler(seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        size = space.size()
-        if size is None or size > 100_000:
-            raise CooptError(f"the grid sampler needs a finite space of at most 100000 points, this one has "
-                             f"{size if size else 'infinitely many'}", key="--sampler", expected="tpe or nsga2")
-        return optuna.samplers.GridSampler(space.grid(), seed=seed)
-    raise CooptError(f"unknown sampler {name!r}", key="--sampler", expected=f"one of {list(SAMPLERS)}")
+        return getattr(optuna.samplers, cls_name)(population_size=pop, mutation_prob=mut, seed=seed)
+    return build
+
+
+def _gp(space, seed, trials, opts):
+    import optuna
+    if importlib.util.find_spec("torch") is None:
+        raise CooptError("the gp sampler needs PyTorch, which is not installed", key="--sampler",
+                         expected="pip install torch (CPU build is enough), or another sampler: "
+                                  + ", ".join(n for n in SAMPLERS if n != "gp"))
+    return optuna.samplers.GPSampler(seed=seed)
+
+
+def _random(space, seed, trials, opts):
+    import optuna
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _grid(space, seed, trials, opts):
+    import optuna
+    size = space.size()
+    if size is None or size > 100_000:
+        raise CooptError(f"the grid sampler needs a finite space of at most 100000 points, this one has "
+                         f"{size if size else 'infinitely many'}", key="--sampler", expected="tpe or nsga2")
+    return optuna.samplers.GridSampler(space.grid(), seed=seed)
+
+
+register_sampler("tpe", _tpe, "multivariate TPE with constant liar")
+register_sampler("nsga2", _nsga("NSGAIISampler"), "NSGA-II (the default)")
+register_sampler("nsga3", _nsga("NSGAIIISampler"), "NSGA-III")
+register_sampler("gp", _gp, "Gaussian process (needs PyTorch)")
+register_sampler("random", _random, "uniform random")
+register_sampler("grid", _grid, "every point of a finite space")
+
+
+def make_sampler(name: str, space: SearchSpace, seed: int | None, trials: int):
+    """The sampler registered as ``name``, seeded, with the space's ``sampler_options`` for it."""
+    info = SAMPLERS.get(name)
+    if info is None:
+        raise CooptError(f"unknown sampler {name!r}", key="--sampler", expected=f"one of {sampler_names()}")
+    opts = dict((space.sampler_options or {}).get(name) or {})
+    return info.build(space, seed, trials, opts)

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coopt.arch.template import Template, load_template
-from coopt.backends.base import MapperOptions
+from coopt.mapper.options import MapperOptions
 from coopt.errors import SpecError
 from coopt.mapper.search import parse_metric
+from coopt.shipped import shipped_file, shipped_names
 from coopt.study.records import BUDGET_METRICS, METRIC_NAMES
-from coopt.workload.networks import NETWORKS, Network, get_network
+from coopt.workload.networks import Network, get_network, network_names
 from coopt.yamlio import load_yaml
 
 TOP_KEYS = ("name", "description", "template", "dataflow", "workload", "parameters", "fixed", "mapper",
@@ -183,9 +184,21 @@ def _param(name: str, node, template: Template, *, file) -> Param:
     return p
 
 
+def space_path(name_or_path) -> Path:
+    """A shipped space by name (``tiny``, ``edge``) or a path to a search-space YAML."""
+    text = str(name_or_path)
+    if Path(text).suffix in (".yaml", ".yml") or "/" in text or "\\" in text:
+        return Path(text)
+    found = shipped_file("search_spaces", text)
+    if found is None:
+        raise SpecError(f"unknown search space '{text}'", key="--space",
+                        expected=f"one of the shipped spaces {shipped_names('search_spaces')} or a path to a YAML")
+    return found
+
+
 def load_space(path) -> SearchSpace:
-    """Read and validate a search-space YAML file."""
-    path = str(path)
+    """Read and validate a search-space YAML file (or a shipped space by name)."""
+    path = str(space_path(path))
     raw = load_yaml(path)
     return space_from_dict(raw, file=path)
 
@@ -214,7 +227,7 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
     try:
         network = get_network(wl.get("network", "resnet50"), batch=wl.get("batch", 1))
     except SpecError as e:
-        raise SpecError(e.message, file=file, key="workload.network", expected=f"one of {list(NETWORKS)}") from None
+        raise SpecError(e.message, file=file, key="workload.network", expected=f"one of {network_names()}") from None
     if wl.get("layers") is not None:
         wanted = wl["layers"]
         if not isinstance(wanted, list) or not wanted:
@@ -238,7 +251,7 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
     fixed = raw.get("fixed") or {}
     if not isinstance(fixed, dict):
         raise SpecError("must be a mapping", file=file, key="fixed")
-    for k, v in fixed.items():
+    for k in fixed:
         if k in params_node:
             raise SpecError(f"'{k}' is both searched and fixed", file=file, key=f"fixed.{k}")
     try:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import time
 
-from coopt.backends.base import MapperOptions
+from coopt.mapper.options import MapperOptions
 from coopt.design import design_from_template
 from coopt.energy.select import method as energy_method
-from coopt.mapper.network import map_network
+from coopt.backends.network import map_network
 from coopt.model.mapping import mapping_to_yaml
 from coopt.study.records import LayerRecord, TrialRecord
 from coopt.workload.networks import Network

@@ -12,7 +12,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 
-from coopt.backends.base import MapperOptions
+from coopt.mapper.options import MapperOptions
 from coopt.design import design_from_template
 from coopt.mapper.constraints import parse_constraints
 from coopt.model.mapping import mapping_from_yaml

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from coopt.errors import SpecError
-from coopt.workload.problem import Problem, conv_problem
+from coopt.workload.problem import MAX_BOUND, Problem, conv_problem
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ class _Builder:
     """Collects conv layers in network order, tracking the feature-map size."""
 
     def __init__(self, batch: int):
-        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-            raise SpecError(f"batch is {batch!r}", key="batch", expected="a positive integer")
+        if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_BOUND:
+            raise SpecError(f"batch is {batch!r}", key="batch", expected=f"an integer from 1 to {MAX_BOUND:,}")
         self.batch = batch
         self.entries: list[tuple[str, Problem, int]] = []
 
@@ -154,8 +154,18 @@ def mobilenet_v2(batch: int = 1) -> Network:
     return b.network("mobilenet_v2")
 
 
+# The registry of networks by name: the CLI's --network choices and search spaces' workload: come from it.
 _BUILDERS = {"resnet50": resnet50, "resnet18": resnet18, "mobilenet_v2": mobilenet_v2}
-NETWORKS: tuple[str, ...] = tuple(_BUILDERS)
+NETWORKS: tuple[str, ...] = tuple(_BUILDERS)          # the built-in ones
+
+
+def register_network(name: str, builder) -> None:
+    """Make ``builder(batch) -> Network`` available as ``--network name`` and ``workload: name``."""
+    _BUILDERS[name.strip().lower()] = builder
+
+
+def network_names() -> list[str]:
+    return list(_BUILDERS)
 
 
 def get_network(name: str, batch: int = 1) -> Network:
@@ -163,5 +173,5 @@ def get_network(name: str, batch: int = 1) -> Network:
     builder = _BUILDERS.get(str(name).strip().lower())
     if builder is None:
         raise SpecError(f"unknown network {name!r}", key="network",
-                        expected=f"one of {', '.join(NETWORKS)}")
+                        expected=f"one of {', '.join(network_names())}")
     return builder(batch)

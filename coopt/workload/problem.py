@@ -14,6 +14,10 @@ from typing import Mapping
 
 from coopt.errors import SpecError
 
+# Largest dimension bound or coefficient accepted: far above any DNN layer (ResNet's largest is 224),
+# small enough that tile sizes and access counts stay exact in 64-bit integers.
+MAX_BOUND = 2**20
+
 # One term of a data-space coordinate: (coefficient name or None for 1, dimension name).
 Term = tuple[str | None, str]
 
@@ -45,9 +49,13 @@ class Problem:
     def __post_init__(self):
         for d in self.dims:
             b = self.bounds.get(d)
-            if not isinstance(b, int) or isinstance(b, bool) or b < 1:
+            if not isinstance(b, int) or isinstance(b, bool) or b < 1 or b > MAX_BOUND:
                 raise SpecError(f"dimension {d} has bound {b!r}", key=f"problem.instance.{d}",
-                                expected="a positive integer")
+                                expected=f"an integer from 1 to {MAX_BOUND:,}")
+        for c, v in self.coefficients.items():
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1 or v > MAX_BOUND:
+                raise SpecError(f"coefficient {c} is {v!r}", key=f"problem.instance.{c}",
+                                expected=f"an integer from 1 to {MAX_BOUND:,}")
         for ds in self.dataspaces:
             for coord in ds.projection:
                 for coef, dim in coord:

@@ -204,16 +204,10 @@ def problem_from_yaml(node: dict, *, file: str | None = None, name: str | None =
 
 def load_problem(path: str, *, name: str | None = None) -> Problem:
     """Read a YAML file holding a top-level ``problem:`` block (e.g. a Timeloop input)."""
-    import yaml  # local: keep ``coopt.workload`` import-light
+    from coopt.yamlio import load_yaml  # local: keep ``coopt.workload`` import-light
 
-    try:
-        with open(path) as fh:
-            doc = yaml.safe_load(fh)
-    except OSError as err:
-        raise SpecError(f"cannot read file: {err.strerror}", file=str(path)) from None
-    except yaml.YAMLError as err:
-        raise SpecError(f"not valid YAML: {err}", file=str(path)) from None
-    if not isinstance(doc, dict) or "problem" not in doc:
+    doc = load_yaml(path)
+    if "problem" not in doc:
         raise SpecError("no top-level problem block", file=str(path), key="problem",
                         expected="a mapping with a 'problem' key")
     return problem_from_yaml(doc["problem"], file=str(path), name=name)

@@ -1,7 +1,9 @@
-"""Map every unique layer of a network on one design; totals weighted by layer counts.
+"""Map every unique layer of a network on one design with one engine; totals weighted by layer counts.
 
 Layers are independent, so they are mapped in parallel worker processes
 (``workers``); results come back in network order whatever order they finish.
+It lives with the engines (not in ``coopt.mapper``) because it picks one:
+dependencies run mapper -> engines, never back.
 """
 from __future__ import annotations
 
@@ -13,28 +15,40 @@ from typing import Callable
 from coopt.arch.spec import Architecture
 from coopt.backends.base import MapperOptions, get_backend
 from coopt.energy.tables import EnergyTables
+from coopt.errors import CooptError
 from coopt.mapper.constraints import parse_constraints
+from coopt.model.cost import arch_area
 from coopt.results import LayerResult, NetworkResult
 from coopt.workload.networks import Network, NetworkLayer
 
+__all__ = ["map_layer", "map_network", "MAX_WORKERS"]
+
+MAX_WORKERS = 256
+
 
 def map_layer(layer: NetworkLayer, arch: Architecture, tables: EnergyTables, targets: list,
-              options: MapperOptions, engine: str = "native", timeloop_bin: str | None = None) -> LayerResult:
+              options: MapperOptions, engine: str = "native", timeloop_bin: str | None = None,
+              constraints_file: str | None = None) -> LayerResult:
     """One layer on one design: the unit of work a worker (or a Ray task) runs."""
-    constraints = parse_constraints(targets, arch, layer.problem)
+    constraints = parse_constraints(targets, arch, layer.problem, file=constraints_file)
     return get_backend(engine, timeloop_bin=timeloop_bin).map_layer(layer, arch, tables, constraints, options)
 
 
 def map_network(network: Network, arch: Architecture, tables: EnergyTables, targets: list,
                 options: MapperOptions, *, workers: int = 1, engine: str = "native",
-                timeloop_bin: str | None = None,
+                timeloop_bin: str | None = None, constraints_file: str | None = None,
                 progress: Callable[[LayerResult], None] | None = None) -> NetworkResult:
+    if not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise CooptError(f"workers is {workers!r}", key="--workers", expected=f"an integer from 1 to {MAX_WORKERS}")
     t0 = time.perf_counter()
     layers = list(network.layers)
+    if layers:       # bad constraints (unknown level or dimension, all bypassed) refused before any work
+        parse_constraints(targets, arch, layers[0].problem, file=constraints_file)
     results: list[LayerResult | None] = [None] * len(layers)
     if workers <= 1 or len(layers) == 1:
         for i, layer in enumerate(layers):
-            results[i] = map_layer(layer, arch, tables, targets, options, engine, timeloop_bin)
+            results[i] = map_layer(layer, arch, tables, targets, options, engine, timeloop_bin,
+                                   constraints_file)
             if progress:
                 progress(results[i])
     else:
@@ -42,18 +56,12 @@ def map_network(network: Network, arch: Architecture, tables: EnergyTables, targ
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             # biggest layers first so the pool finishes together
             order = sorted(range(len(layers)), key=lambda i: -layers[i].problem.macs)
-            futs = {pool.submit(map_layer, layers[i], arch, tables, targets, options, engine, timeloop_bin): i
-                    for i in order}
+            futs = {pool.submit(map_layer, layers[i], arch, tables, targets, options, engine, timeloop_bin,
+                                constraints_file): i for i in order}
             for fut in cf.as_completed(futs):
                 i = futs[fut]
                 results[i] = fut.result()
                 if progress:
                     progress(results[i])
-    area = _area(arch, tables)
-    return NetworkResult(network=network.name, arch=arch, layers=results, area_um2=area,
+    return NetworkResult(network=network.name, arch=arch, layers=results, area_um2=arch_area(arch, tables),
                          seconds=time.perf_counter() - t0)
-
-
-def _area(arch: Architecture, tables: EnergyTables) -> float:
-    return (sum(tables.area(l.name) * l.instances for l in arch.storage)
-            + tables.area(arch.arithmetic.name) * arch.arithmetic.instances)

@@ -75,7 +75,7 @@ def art_yaml(arch: Architecture, tables: EnergyTables) -> dict:
 
 @lru_cache(maxsize=1)
 def _library() -> tuple[dict, ...]:
-    text = resources.files("coopt.export").joinpath("data/compound_components.yaml").read_text("utf-8")
+    text = resources.files("coopt.energy").joinpath("data/compound_components.yaml").read_text("utf-8")
     return tuple(yaml.safe_load(text)["compound_components"]["classes"])
 
 
@@ -123,22 +123,19 @@ def unknown_classes(arch: Architecture) -> list[str]:
     return sorted(c for c in _used(arch) if c not in lib and c not in PRIMITIVES)
 
 
-def write_energy_files(arch: Architecture, estimation, out) -> list:
-    """``coopt energy --out``: ERT.yaml, ART.yaml and energy_summary.yaml in ``out``, as Accelergy names them."""
-    from pathlib import Path
+def write_energy_files(arch: Architecture, estimation, out, *, force: bool = False) -> list:
+    """``coopt energy --out``: ERT.yaml, ART.yaml and energy_summary.yaml in ``out``, as Accelergy names them.
 
+    An existing non-empty folder or a link is written into only with ``force``; write errors are one line.
+    """
     from coopt.energy.accelergy import summary_yaml
-    from coopt.errors import SpecError
+    from coopt.outputs import output_dir, write_text
     from coopt.yamlio import dumps_yaml
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SpecError(f"cannot create {out}: {e.strerror}", key="--out") from None
+    out = output_dir(out, force=force)
     files = {"ERT.yaml": ert_yaml(arch, estimation.tables), "ART.yaml": art_yaml(arch, estimation.tables),
              "energy_summary.yaml": summary_yaml(estimation)}
     for name, node in files.items():
-        (out / name).write_text(dumps_yaml(node))
+        write_text(out / name, dumps_yaml(node))
     return [out / name for name in files]
 
 
