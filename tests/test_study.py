@@ -26,8 +26,9 @@ TINY = str(ROOT / "search_spaces" / "tiny.yaml")
 
 def _study(name):
     import optuna
-    from coopt.study.runner import make_storage, study_dir
-    return optuna.load_study(study_name=name, storage=make_storage(None, study_dir(name)))
+    from coopt.study.runner import study_dir
+    from coopt.study.storage import open_storage
+    return optuna.load_study(study_name=name, storage=open_storage(None, study_dir(name), create=False))
 
 
 def _runs():
@@ -126,10 +127,22 @@ def test_killed_search_resumes_without_loss_or_duplicates(tmp_path, monkeypatch)
 
 
 def test_actor_dying_mid_trial_is_rerun(tmp_path, monkeypatch):
+    """A test-only evaluation kills its actor process on trial 1 (once): the trial is failed, its
+    design re-run on a new actor, and the study completes."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("COOPT_FAULT_DIE_ON_TRIAL", "1")
-    assert main(["search", "--space", TINY, "--trials", "5", "--workers", "2", "--sampler", "random",
-                 "--study", "d", "--seed", "1"]) == 0
+    from coopt.study.runner import StudyConfig, run_study
+    marker = str(tmp_path / "died")
+
+    def dying(task):
+        import os
+        from coopt.study.cluster import evaluate_task
+        if task["number"] == 1 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)
+        return evaluate_task(task)
+
+    run_study(StudyConfig(space_path=TINY, study="d", trials=5, workers=2, sampler="random", seed=1),
+              evaluate=dying)
     from optuna.trial import TrialState
     study = _study("d")
     trials = study.get_trials()
@@ -137,7 +150,7 @@ def test_actor_dying_mid_trial_is_rerun(tmp_path, monkeypatch):
     assert trials[1].state == TrialState.FAIL
     rerun = [t for t in trials if t.user_attrs.get("coopt.rerun_of") == 1]
     assert len(rerun) == 1 and rerun[0].state == TrialState.COMPLETE and rerun[0].params == trials[1].params
-    assert (tmp_path / "mlruns" / "studies" / "d" / ".fault-injected").exists()
+    assert (tmp_path / "died").exists()
 
 
 def test_rdb_storage_and_grid_sampler(tmp_path, monkeypatch):

@@ -1,0 +1,164 @@
+"""Ray for a study: a private local cluster, or an existing one; actors that only evaluate.
+
+Why the actors only evaluate: a worker on another machine sees nothing of the
+driver's disk, so everything a trial needs (design parameters, template name,
+workload, mapper options, budgets) travels with the task and the result comes
+back as data; the driver alone asks, tells, writes records and logs.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from coopt.errors import CooptError
+
+
+class RayError(CooptError):
+    """Ray cannot be started or joined."""
+
+
+def evaluate_task(task: dict):
+    """Default evaluation: map the network on the design (coopt.study.trial.evaluate_design)."""
+    from coopt.study.trial import evaluate_design
+
+    return evaluate_design(task["number"], task["params"], task["template"], task["template_params"],
+                           task["dataflow"], task["network"], task["mapper"], task["budgets"],
+                           task["objectives"])
+
+
+class Evaluator:
+    """A Ray actor: evaluates one design per call with ``fn`` and returns the record as JSON plus where
+    and when it ran (host, pid, Ray node)."""
+
+    def __init__(self, fn=None):
+        self.fn = fn or evaluate_task
+        try:
+            import ray
+            self.node = ray.get_runtime_context().get_node_id() or ""
+        except Exception:
+            self.node = ""
+        self.where = f"{socket.gethostname()}:{os.getpid()}"
+
+    def evaluate(self, task: dict) -> dict:
+        started = time.time()
+        rec = self.fn(task)
+        rec.worker = f"{self.where}:{self.node[:12]}"
+        rec.started_at, rec.finished_at = started, time.time()
+        return rec.to_json()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def token_available() -> bool:
+    """Ray's token sources, in its order: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return Path(path).is_file() and Path(path).stat().st_size > 0
+
+
+def _reachable(address: str, timeout: float = 5.0) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+class RayCluster:
+    """``with RayCluster(address, workers, study_dir) as ray_cluster``: start or join Ray, cap the workers
+    at the cluster's CPUs, and on exit shut down and delete the local cluster's temporary folder."""
+
+    def __init__(self, address: str | None, workers: int, study_dir: Path, warn=None):
+        self.address, self.workers, self.study_dir = address, workers, Path(study_dir)
+        self.warn = warn or (lambda msg: print(msg, file=sys.stderr))
+        self.tmp: str | None = None
+        self.started = False
+
+    def __enter__(self) -> "RayCluster":
+        import ray
+
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        if ray.is_initialized():
+            return self._cap()
+        if self.address:
+            self._join()
+        else:
+            self._start_local()
+        self.started = True
+        return self._cap()
+
+    def _join(self) -> None:
+        import ray
+
+        addr = self.address.removeprefix("ray://") if self.address != "auto" else self.address
+        if addr != "auto" and not _reachable(addr):
+            raise RayError(f"no Ray cluster answers at {self.address}", key="--ray-address",
+                           expected="the head's HOST:PORT as printed by `ray start --head`")
+        os.environ.setdefault("RAY_AUTH_MODE", "token")       # Ray 2.60 clusters require the token
+        if os.environ["RAY_AUTH_MODE"] == "token" and not token_available():
+            raise RayError("the Ray cluster needs its auth token and none is set", key="--ray-address",
+                           expected="RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token as on the head "
+                                    "(`ray get-auth-token` there prints it)")
+        os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "10")
+        try:
+            ray.init(address=addr, log_to_driver=False, configure_logging=False)
+        except Exception as e:
+            text = " ".join(str(e).split())[:300] or type(e).__name__
+            hint = "a valid token (RAY_AUTH_TOKEN as on the head)" if "auth" in text.lower() or "token" in \
+                text.lower() or "unauth" in text.lower() else "a running cluster and its token"
+            raise RayError(f"cannot join the Ray cluster at {self.address}: {text}", key="--ray-address",
+                           expected=hint) from None
+
+    def _start_local(self) -> None:
+        import ray
+
+        link = self.study_dir / "ray"
+        if link.is_symlink():                          # a killed run's folder: we hold the study lock
+            old = os.readlink(link)
+            if Path(old).name.startswith("coopt-ray-"):
+                shutil.rmtree(old, ignore_errors=True)
+            link.unlink()
+        self.tmp = tempfile.mkdtemp(prefix="coopt-ray-")   # short: Ray's socket paths must stay < 108 chars
+        link.symlink_to(self.tmp)
+        cpus = max(1, min(self.workers, os.cpu_count() or 1))
+        if self.workers > cpus:
+            self.warn(f"coopt search: --workers {self.workers} capped at {cpus}: this machine has {cpus} CPUs")
+            self.workers = cpus
+        ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=self.tmp,
+                 log_to_driver=False, configure_logging=False)
+
+    def _cap(self) -> "RayCluster":
+        import ray
+
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if cpus and self.workers > cpus:
+            self.warn(f"coopt search: --workers {self.workers} capped at {cpus}: the Ray cluster has {cpus} CPUs")
+            self.workers = cpus
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.started:
+            import ray
+            ray.shutdown()
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            link = self.study_dir / "ray"
+            if link.is_symlink():
+                link.unlink()
+
+    def actor(self, fn=None):
+        """A new evaluating actor (one CPU)."""
+        import ray
+
+        if getattr(self, "_cls", None) is None:
+            self._cls = ray.remote(num_cpus=1, max_restarts=0)(Evaluator)
+        return self._cls.remote(fn)

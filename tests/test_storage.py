@@ -1,0 +1,186 @@
+"""Study names, storage URLs, the run lock / database lease, reading without creating, hypervolumes.
+
+The database tests use the real PostgreSQL server at 127.0.0.1:5432 with a
+database of their own (created and dropped here).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coopt.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "search_spaces" / "tiny.yaml")
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+# -- names ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", ["../../escape", "a/b", ".hidden", "-x", "sp ace", "", "é"])
+def test_bad_study_names_exit_2_and_write_nothing(bad, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for argv in (["search", "--space", TINY, "--trials", "1", f"--study={bad}"],
+                 ["pareto", f"--study={bad}"], ["export", f"--study={bad}", "--pareto", "--out", "x"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--study" in err[0] and "letters, digits" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_good_study_names_pass():
+    from coopt.study.storage import check_study_name
+    for good in ("edge", "edge-2", "a_b.c", "0x"):
+        assert check_study_name(good) == good
+
+
+# -- storage URLs -----------------------------------------------------------------------------
+def test_urls_as_users_write_them():
+    from coopt.study.storage import StorageError, normalize_url
+    assert normalize_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
+    assert normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("postgresql+psycopg2://u@h/db") == "postgresql+psycopg2://u@h/db"
+    assert normalize_url("mysql://root@127.0.0.1/db") == "mysql+pymysql://root@127.0.0.1/db"
+    assert normalize_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+    with pytest.raises(StorageError, match="unknown storage scheme redis://"):
+        normalize_url("redis://127.0.0.1:6379")
+    with pytest.raises(StorageError, match=r"needs the mysqldb package.*coopt\[mysql\]"):
+        normalize_url("mysql+mysqldb://root@h/db")
+
+
+@pytest.mark.parametrize("url, words", [
+    ("redis://127.0.0.1:6379/0", "unknown storage scheme redis://"),
+    ("postgresql://postgres@127.0.0.1:1/nodb", "cannot open storage postgresql://"),
+    ("grpc://127.0.0.1:1", "no Optuna gRPC storage proxy answers"),
+])
+def test_bad_storage_is_one_line_exit_2(url, words, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--space", TINY, "--trials", "1", "--study", "s", "--storage", url]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and "Traceback" not in err[0]
+
+
+def test_reading_never_creates_storage(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "nothing.db"
+    assert main(["pareto", "--study", "s", "--storage", f"sqlite:///{db}"]) == 2
+    assert "no study storage at" in capsys.readouterr().err
+    assert main(["pareto", "--study", "s"]) == 2
+    assert "no study 's'" in capsys.readouterr().err
+    assert main(["export", "--study", "s", "--pareto", "--out", "o", "--storage", f"journal:{tmp_path}/j.journal"]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- hypervolume against an independent count -------------------------------------------------
+def _brute_hv(points: np.ndarray, ref: np.ndarray) -> int:
+    """Unit cells of the integer grid between the origin-side points and ref that some point dominates."""
+    lo = points.min(axis=0)
+    cells = itertools.product(*[range(int(a), int(b)) for a, b in zip(lo, ref)])
+    return sum(1 for c in cells if np.any(np.all(points <= np.array(c), axis=1)))
+
+
+@pytest.mark.parametrize("dim, n", [(2, 7), (3, 6), (3, 12)])
+def test_hypervolume_matches_a_brute_force_count(dim, n):
+    from coopt.study.front import hypervolume
+    rng = np.random.default_rng(dim * 100 + n)
+    for _ in range(5):
+        pts = rng.integers(0, 9, size=(n, dim)).astype(float)
+        ref = np.full(dim, 10.0)
+        assert hypervolume(pts, ["minimize"] * dim, list(ref)) == _brute_hv(pts, ref)
+        # maximising an objective mirrors it: same volume
+        flipped = pts.copy()
+        flipped[:, 0] = -flipped[:, 0]
+        assert hypervolume(flipped, ["maximize"] + ["minimize"] * (dim - 1), [-10.0] + [10.0] * (dim - 1)) == \
+            _brute_hv(pts, ref)
+
+
+# -- the run lock and the database lease ------------------------------------------------------
+HOLD = """
+import sys, time
+from pathlib import Path
+from coopt.study.lock import StudyLock
+url = sys.argv[3] if len(sys.argv) > 3 else None
+with StudyLock(sys.argv[1], Path(sys.argv[2]), url):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def _holder(name, sdir, url=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-c", HOLD, name, str(sdir)] + ([url] if url else [])
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_second_run_of_a_study_exits_2_naming_the_holder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    sdir = tmp_path / "mlruns" / "studies" / "busy"
+    p = _holder("busy", sdir)
+    try:
+        assert main(["search", "--space", TINY, "--trials", "1", "--study", "busy"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"pid {p.pid} on {socket.gethostname()} since" in err[0]
+        assert not (sdir / "optuna.journal").exists()           # it touched nothing
+    finally:
+        p.kill()
+        p.wait()
+    from coopt.study.lock import StudyLock
+    with StudyLock("busy", sdir):                                # a dead holder's lock is free
+        pass
+
+
+@pytest.fixture
+def pg_db():
+    import psycopg
+    name = f"coopt_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    yield f"{PG}/{name}"
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.mark.db
+def test_database_lease_excludes_and_is_taken_over(pg_db, tmp_path):
+    from coopt.study.lock import DatabaseLease, StudyBusy
+    from coopt.study.storage import normalize_url
+    url = normalize_url(pg_db)
+    p = _holder("leased", tmp_path / "a", pg_db)           # another "machine": its own study folder
+    try:
+        with pytest.raises(StudyBusy, match=f"pid {p.pid} on {socket.gethostname()}.*lease"):
+            DatabaseLease("leased", url).acquire()
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    lease = DatabaseLease("leased", url)                    # its holder is dead on this host: taken over
+    lease.acquire()
+    rival = DatabaseLease("leased", url)
+    with pytest.raises(StudyBusy):
+        rival.acquire()
+    lease.release()
+    # a live holder elsewhere blocks until its heartbeat is older than the TTL, then one taker wins
+    import sqlalchemy as sa
+    other = DatabaseLease("remote", url, ttl=2.0)
+    other.meta.create_all(other.engine)
+    with other.engine.begin() as c:
+        c.execute(other.table.insert().values(study="remote", holder="x", host="elsewhere.example", pid=1,
+                                              since=time.time(), heartbeat=time.time()))
+    with pytest.raises(StudyBusy, match="pid 1 on elsewhere.example"):
+        other.acquire()
+    time.sleep(2.5)
+    other.acquire()
+    with other.engine.begin() as c:
+        row = c.execute(sa.select(other.table).where(other.table.c.study == "remote")).mappings().one()
+    assert row["holder"] == other.token and row["host"] == socket.gethostname()
+    other.release()
