@@ -164,3 +164,44 @@ def test_rdb_storage_and_grid_sampler(tmp_path, monkeypatch):
     done = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 4
     assert len({tuple(sorted(t.params.items())) for t in done}) == 4
+
+
+def _designs(study):
+    from optuna.trial import TrialState
+    return [tuple(sorted(t.params.items())) for t in sorted(study.get_trials(), key=lambda t: t.number)
+            if t.state == TrialState.COMPLETE]
+
+
+def test_extending_a_study_continues_instead_of_replaying(tmp_path, monkeypatch, capsys):
+    """--trials 4 then --trials 8 on the same study: trials 4-7 are not trials 0-3 again; a fresh study
+    with the same seed and one worker proposes the same designs; a design proposed again reuses its
+    record (no evaluation) and counts once in the front and its tags."""
+    monkeypatch.chdir(tmp_path)
+    base = ["search", "--space", TINY, "--workers", "1", "--sampler", "random", "--seed", "7"]
+    assert main(base + ["--trials", "4", "--study", "x"]) == 0
+    assert main(base + ["--trials", "8", "--study", "x"]) == 0
+    assert main(base + ["--trials", "4", "--study", "y"]) == 0
+    x, y = _designs(_study("x")), _designs(_study("y"))
+    assert len(x) == 8 and x[:4] == y                       # reproducible on a fresh study
+    assert x[4:] != x[:4]                                   # continued, not replayed
+    # a design proposed again (queued through Optuna's public API) is not evaluated again
+    study = _study("x")
+    first = study.trials[0]
+    study.enqueue_trial(dict(first.params))
+    assert main(base + ["--trials", "9", "--study", "x"]) == 0
+    from coopt.study.records import read_record
+    from coopt.study.runner import study_dir
+    again = read_record(study_dir("x"), 8)
+    orig = read_record(study_dir("x"), 0)
+    assert again.params == orig.params and again.metrics == orig.metrics
+    assert again.started_at is None and orig.started_at is not None and orig.finished_at >= orig.started_at
+    capsys.readouterr()
+    assert main(["pareto", "--study", "x", "--json"]) == 0
+    import json
+    shown = json.loads(capsys.readouterr().out)
+    numbers = [d["trial"] for d in shown]
+    assert 8 not in numbers and len(numbers) == len(set(numbers))
+    if 0 in numbers:
+        assert [d["same_design"] for d in shown if d["trial"] == 0] == [[8]]
+    tags = {int(r.data.tags["coopt.trial"]): r.data.tags["pareto"] for r in _children(_runs(), "x")}
+    assert tags[8] == "false" and sorted(n for n, v in tags.items() if v == "true") == sorted(numbers)

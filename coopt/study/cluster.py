@@ -73,6 +73,27 @@ def _reachable(address: str, timeout: float = 5.0) -> bool:
         return False
 
 
+class _stderr_captured:
+    """Redirect file descriptor 2 into a temporary file (C++ log lines included) and give its text."""
+
+    def __enter__(self):
+        self.file = tempfile.TemporaryFile()
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        os.dup2(self.file.fileno(), 2)
+        return self.text
+
+    def text(self) -> str:
+        self.file.seek(0)
+        return self.file.read().decode(errors="replace")
+
+    def __exit__(self, *exc):
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        return False
+
+
 class RayCluster:
     """``with RayCluster(address, workers, study_dir) as ray_cluster``: start or join Ray, cap the workers
     at the cluster's CPUs, and on exit shut down and delete the local cluster's temporary folder."""
@@ -84,6 +105,9 @@ class RayCluster:
         self.started = False
 
     def __enter__(self) -> "RayCluster":
+        if self.address:                  # read by Ray when it is imported: set before
+            os.environ.setdefault("RAY_AUTH_MODE", "token")        # Ray 2.60 clusters require the token
+            os.environ.setdefault("RAY_py_gcs_connect_timeout_s", "8")
         import ray
 
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
@@ -103,20 +127,22 @@ class RayCluster:
         if addr != "auto" and not _reachable(addr):
             raise RayError(f"no Ray cluster answers at {self.address}", key="--ray-address",
                            expected="the head's HOST:PORT as printed by `ray start --head`")
-        os.environ.setdefault("RAY_AUTH_MODE", "token")       # Ray 2.60 clusters require the token
-        if os.environ["RAY_AUTH_MODE"] == "token" and not token_available():
+        if os.environ.get("RAY_AUTH_MODE") == "token" and not token_available():
             raise RayError("the Ray cluster needs its auth token and none is set", key="--ray-address",
                            expected="RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token as on the head "
                                     "(`ray get-auth-token` there prints it)")
-        os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "10")
-        try:
-            ray.init(address=addr, log_to_driver=False, configure_logging=False)
-        except Exception as e:
-            text = " ".join(str(e).split())[:300] or type(e).__name__
-            hint = "a valid token (RAY_AUTH_TOKEN as on the head)" if "auth" in text.lower() or "token" in \
-                text.lower() or "unauth" in text.lower() else "a running cluster and its token"
-            raise RayError(f"cannot join the Ray cluster at {self.address}: {text}", key="--ray-address",
-                           expected=hint) from None
+        with _stderr_captured() as captured:       # Ray's C++ core retries loudly on stderr
+            try:
+                ray.init(address=addr, log_to_driver=False, configure_logging=False)
+                return
+            except Exception as e:
+                error = " ".join(str(e).split())[:200] or type(e).__name__
+        if "InvalidAuthToken" in captured() or "Unauthenticated" in captured():
+            raise RayError(f"the Ray cluster at {self.address} refused this client's auth token",
+                           key="--ray-address", expected="the head's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
+                                                         "or ~/.ray/auth_token (`ray get-auth-token` on the head)")
+        raise RayError(f"cannot join the Ray cluster at {self.address}: {error}", key="--ray-address",
+                       expected="a running cluster (ray start --head) and its token")
 
     def _start_local(self) -> None:
         import ray
@@ -129,7 +155,7 @@ class RayCluster:
             link.unlink()
         self.tmp = tempfile.mkdtemp(prefix="coopt-ray-")   # short: Ray's socket paths must stay < 108 chars
         link.symlink_to(self.tmp)
-        cpus = max(1, min(self.workers, os.cpu_count() or 1))
+        cpus = max(1, min(self.workers, os.cpu_count() or 1))     # a private cluster needs no more
         if self.workers > cpus:
             self.warn(f"coopt search: --workers {self.workers} capped at {cpus}: this machine has {cpus} CPUs")
             self.workers = cpus

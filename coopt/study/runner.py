@@ -248,7 +248,7 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
     try:
         report()
         if remaining > 0:
-            with RayCluster(cfg.ray_address, min(cfg.workers, remaining), sdir, warn=warn) as cluster:
+            with RayCluster(cfg.ray_address, cfg.workers, sdir, warn=warn) as cluster:
                 _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_design, finish, fail,
                        errors)
     except KeyboardInterrupt:
@@ -286,8 +286,11 @@ def _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_
     """Keep ``cluster.workers`` designs in flight until ``remaining`` trials are told COMPLETE."""
     import ray
 
-    actors = [cluster.actor(evaluate) for _ in range(cluster.workers)]
+    from coopt.study.cluster import RayError
+
+    actors = [cluster.actor(evaluate) for _ in range(min(cluster.workers, remaining))]
     finished = 0
+    deaths = 0                                      # actor deaths since the last finished trial
 
     def submit(i) -> None:
         nonlocal finished
@@ -316,8 +319,15 @@ def _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_
         i, trial = in_flight.pop(ready[0])
         try:
             out = ray.get(ready[0])
-        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
             fail(trial, rerun=True)                 # the actor died: its design runs again on a new one
+            deaths += 1
+            text = str(e)
+            if "creation task" in text or deaths > 2 * len(actors) + 2:
+                lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("^")]
+                raise RayError(f"Ray workers cannot evaluate designs: {lines[-1][:300] if lines else 'they die'}",
+                               key="--ray-address", expected="coopt and its dependencies installed on every "
+                                                             "Ray node (the same version as here)") from None
             actors[i] = cluster.actor(evaluate)
             submit(i)
             continue
@@ -333,4 +343,5 @@ def _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_
         rec.number = trial.number
         finish(trial, rec)
         finished += 1
+        deaths = 0
         submit(i)
