@@ -6,6 +6,7 @@ database of their own (created and dropped here).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import socket
@@ -184,3 +185,126 @@ def test_database_lease_excludes_and_is_taken_over(pg_db, tmp_path):
         row = c.execute(sa.select(other.table).where(other.table.c.study == "remote")).mappings().one()
     assert row["holder"] == other.token and row["host"] == socket.gethostname()
     other.release()
+
+
+# -- a study on PostgreSQL, killed and resumed; read from another folder ---------------------
+def _pg_study(url, name):
+    import optuna
+    from coopt.study.storage import open_storage
+    return optuna.load_study(study_name=name, storage=open_storage(url, Path("."), create=False))
+
+
+@pytest.mark.db
+@pytest.mark.slow
+def test_postgres_study_killed_and_resumed(pg_db, tmp_path, monkeypatch, capsys):
+    from optuna.trial import TrialState
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    monkeypatch.chdir(run_dir)
+    cmd = [sys.executable, "-m", "coopt.cli", "search", "--space", TINY, "--trials", "40", "--workers", "2",
+           "--sampler", "random", "--study", "pg", "--storage", pg_db]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    trials = run_dir / "mlruns" / "studies" / "pg" / "trials"
+    deadline = time.time() + 180
+    while time.time() < deadline and (not trials.is_dir() or len(list(trials.glob("*.json"))) < 3):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _pg_study(pg_db, "pg").get_trials()
+    assert 3 <= sum(t.state == TrialState.COMPLETE for t in before) < 40
+    assert main(["search", "--space", TINY, "--trials", "12", "--workers", "2", "--sampler", "random",
+                 "--study", "pg", "--storage", pg_db, "--resume"]) == 0
+    study = _pg_study(pg_db, "pg")
+    states = [t.state for t in study.get_trials()]
+    assert TrialState.RUNNING not in states                                    # nothing left RUNNING
+    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert len(complete) == max(12, sum(t.state == TrialState.COMPLETE for t in before))
+    kept = {t.number for t in before if t.state == TrialState.COMPLETE}
+    assert kept <= {t.number for t in complete}                                # nothing lost
+    for t in study.get_trials():                                               # killed designs re-run
+        if "coopt.rerun_of" in t.user_attrs:
+            assert study.trials[t.user_attrs["coopt.rerun_of"]].params == t.params
+    import mlflow
+    mlflow.set_tracking_uri(f"sqlite:///{run_dir / 'mlruns' / 'mlflow.db'}")
+    runs = [r for exp in mlflow.search_experiments() for r in
+            mlflow.search_runs([exp.experiment_id], output_format="list")]
+    logged = [int(r.data.tags["coopt.trial"]) for r in runs if r.data.tags.get("coopt.study") == "pg"
+              and r.data.tags.get("coopt.role") == "trial" and r.info.status == "FINISHED"]
+    assert sorted(logged) == sorted(t.number for t in complete)                # nothing twice
+    assert all(r.info.status != "RUNNING" for r in runs)
+    # the read side from a folder that has no copy of the study: the storage alone answers
+    capsys.readouterr()
+    assert main(["pareto", "--study", "pg", "--json"]) == 0
+    here = json.loads(capsys.readouterr().out)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["pareto", "--study", "pg", "--json", "--storage", pg_db]) == 0
+    assert json.loads(capsys.readouterr().out) == here
+    first = here[0]["trial"]
+    assert main(["export", "--study", "pg", "--trial", str(first), "--out", "x", "--storage", pg_db]) == 0
+    summary = json.loads((elsewhere / "x" / f"trial-{first}" / "summary.json").read_text())
+    assert summary["trial"] == first and summary["params"] == here[0]["params"]
+    assert summary["metrics"]["energy_uj"] == pytest.approx(here[0]["metrics"]["energy_uj"])
+    assert not (elsewhere / "mlruns").exists()                                 # reading created nothing
+
+
+# -- an MLflow tracking server on a PostgreSQL backend ----------------------------------------
+@pytest.mark.db
+@pytest.mark.slow
+def test_search_pareto_export_against_an_mlflow_server(pg_db, tmp_path, monkeypatch, capsys):
+    import urllib.request
+    port = _free_port()
+    backend = pg_db.replace("postgresql://", "postgresql+psycopg2://")
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", backend, "--artifacts-destination", str(tmp_path / "art"),
+                               "--workers", "1"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True,
+                              env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.time() < deadline and server.poll() is None, "mlflow server did not start"
+            time.sleep(0.5)
+        work = tmp_path / "work"
+        work.mkdir()
+        monkeypatch.chdir(work)
+        assert main(["search", "--space", TINY, "--trials", "3", "--workers", "1", "--sampler", "random",
+                     "--study", "srv", "--tracking-uri", uri]) == 0
+        assert not (work / "mlruns" / "mlflow.db").exists()                   # the server holds the runs
+        from mlflow.tracking import MlflowClient
+        client = MlflowClient(uri)
+        runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])
+                if r.data.tags.get("coopt.study") == "srv"]
+        trials = sorted(int(r.data.tags["coopt.trial"]) for r in runs if r.data.tags.get("coopt.role") == "trial")
+        assert trials == [0, 1, 2] and all(r.info.status == "FINISHED" for r in runs)
+        parent = [r for r in runs if r.data.tags.get("coopt.role") == "parent"][0]
+        front_csv = client.download_artifacts(parent.info.run_id, "pareto/front.csv", str(tmp_path))
+        listed = sorted(int(line.split(",")[0]) for line in Path(front_csv).read_text().splitlines()[1:])
+        capsys.readouterr()
+        assert main(["pareto", "--study", "srv", "--json", "--tracking-uri", uri]) == 0
+        shown = sorted(d["trial"] for d in json.loads(capsys.readouterr().out))
+        assert shown == listed and shown
+        assert main(["export", "--study", "srv", "--pareto", "--out", "exp", "--tracking-uri", uri]) == 0
+        assert sorted(p.name for p in (work / "exp").iterdir()) == sorted(f"trial-{n}" for n in shown)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
