@@ -116,6 +116,7 @@ def test_trials_run_on_both_nodes_without_the_driver_folder(cluster, tmp_path):
                                   "params", "template", "template_params"] for r in rows)   # no paths travel
     import optuna
     from optuna.trial import TrialState
+
     from coopt.study.records import record_from_attrs
     from coopt.study.storage import open_storage
     study = optuna.load_study(study_name="two", storage=open_storage(None, driver / "mlruns" / "studies" / "two",

@@ -190,6 +190,7 @@ def test_database_lease_excludes_and_is_taken_over(pg_db, tmp_path):
 # -- a study on PostgreSQL, killed and resumed; read from another folder ---------------------
 def _pg_study(url, name):
     import optuna
+
     from coopt.study.storage import open_storage
     return optuna.load_study(study_name=name, storage=open_storage(url, Path("."), create=False))
 
@@ -308,3 +309,28 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.mark.db
+def test_mysql_url_as_users_write_it(tmp_path, monkeypatch, capsys):
+    """mysql:// on the MariaDB server (PyMySQL): a study runs, holds the lease, and reads back."""
+    import pymysql
+    name = f"coopt_{uuid.uuid4().hex[:12]}"
+    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+    conn.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        monkeypatch.chdir(tmp_path)
+        url = f"mysql://root@127.0.0.1:3306/{name}"
+        assert main(["search", "--space", TINY, "--trials", "2", "--workers", "1", "--sampler", "random",
+                     "--study", "my", "--storage", url]) == 0
+        study = _pg_study(url, "my")
+        assert sum(t.state.name == "COMPLETE" for t in study.get_trials()) == 2
+        cur = conn.cursor()
+        cur.execute(f"SELECT COUNT(*) FROM {name}.coopt_study_lease")
+        assert cur.fetchone()[0] == 0                                # the lease was released
+        capsys.readouterr()
+        assert main(["pareto", "--study", "my", "--storage", url, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)
+    finally:
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.close()

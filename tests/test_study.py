@@ -26,6 +26,7 @@ TINY = str(ROOT / "search_spaces" / "tiny.yaml")
 
 def _study(name):
     import optuna
+
     from coopt.study.runner import study_dir
     from coopt.study.storage import open_storage
     return optuna.load_study(study_name=name, storage=open_storage(None, study_dir(name), create=False))
@@ -135,6 +136,7 @@ def test_actor_dying_mid_trial_is_rerun(tmp_path, monkeypatch):
 
     def dying(task):
         import os
+
         from coopt.study.cluster import evaluate_task
         if task["number"] == 1 and not os.path.exists(marker):
             open(marker, "w").close()

@@ -104,7 +104,7 @@ class RayCluster:
         self.tmp: str | None = None
         self.started = False
 
-    def __enter__(self) -> "RayCluster":
+    def __enter__(self) -> RayCluster:
         if self.address:                  # read by Ray when it is imported: set before
             os.environ.setdefault("RAY_AUTH_MODE", "token")        # Ray 2.60 clusters require the token
             os.environ.setdefault("RAY_py_gcs_connect_timeout_s", "8")
@@ -162,7 +162,7 @@ class RayCluster:
         ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=self.tmp,
                  log_to_driver=False, configure_logging=False)
 
-    def _cap(self) -> "RayCluster":
+    def _cap(self) -> RayCluster:
         import ray
 
         cpus = int(ray.cluster_resources().get("CPU", 0))

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from coopt.errors import CooptError
@@ -36,7 +36,7 @@ def holder_info() -> dict:
 
 
 def _busy(study: str, info: dict, where: str) -> StudyBusy:
-    since = datetime.fromtimestamp(float(info.get("since", 0)), timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    since = datetime.fromtimestamp(float(info.get("since", 0)), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return StudyBusy(f"study '{study}' is being run by pid {info.get('pid')} on {info.get('host')} since {since} "
                      f"({where})", key="--study", expected="one run per study: wait for it, or stop it")
 
@@ -184,7 +184,7 @@ class StudyLock:
     def lost(self) -> bool:
         return any(p.lost.is_set() for p in self.parts if isinstance(p, DatabaseLease))
 
-    def __enter__(self) -> "StudyLock":
+    def __enter__(self) -> StudyLock:
         taken = []
         try:
             for p in self.parts:

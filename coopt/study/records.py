@@ -61,7 +61,7 @@ class TrialRecord:
         return asdict(self)
 
     @staticmethod
-    def from_json(d: dict) -> "TrialRecord":
+    def from_json(d: dict) -> TrialRecord:
         d = dict(d)
         d["layers"] = [LayerRecord(**l) for l in d.get("layers", [])]
         return TrialRecord(**d)

@@ -21,7 +21,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from coopt.errors import CooptError
-from coopt.study.records import TrialRecord, read_records, record_attrs, record_from_attrs, write_record
+from coopt.study.records import (
+    TrialRecord,
+    read_records,
+    record_attrs,
+    record_from_attrs,
+    write_record,
+)
 from coopt.study.samplers import make_sampler
 from coopt.study.space import SearchSpace, load_space
 from coopt.study.storage import check_study_name, describe, open_storage, rdb_url
