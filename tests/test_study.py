@@ -93,6 +93,21 @@ def test_small_study_end_to_end(tmp_path, monkeypatch, capsys):
     assert main(["export", "--study", "e2e", "--trial", str(front_csv[0]), "--out", "exp"]) == 2   # no --force
 
 
+def _holding(path: str) -> list[int]:
+    """Processes with ``path`` in their command line or among their open files."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            if path in (p / "cmdline").read_bytes().decode(errors="replace") or any(
+                    os.readlink(fd).startswith(path) for fd in (p / "fd").iterdir()):
+                out.append(int(p.name))
+        except OSError:
+            pass
+    return out
+
+
 def test_killed_search_resumes_without_loss_or_duplicates(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cmd = [sys.executable, "-m", "coopt.cli", "search", "--space", TINY, "--trials", "40", "--workers", "2",
@@ -103,9 +118,13 @@ def test_killed_search_resumes_without_loss_or_duplicates(tmp_path, monkeypatch)
     while time.time() < deadline and (not trials.is_dir() or len(list(trials.glob("*.json"))) < 3):
         time.sleep(0.2)
     assert trials.is_dir(), "the study never started"
-    os.killpg(proc.pid, signal.SIGKILL)
+    ray_tmp = os.readlink(tmp_path / "mlruns" / "studies" / "k" / "ray")
+    os.kill(proc.pid, signal.SIGKILL)               # the driver alone, as `kill -9 PID` would
     proc.wait()
-    time.sleep(3)                                   # Ray's own processes notice the dead driver and exit
+    deadline = time.time() + 60                     # its Ray processes end and its temp folder goes
+    while time.time() < deadline and (os.path.exists(ray_tmp) or _holding(ray_tmp)):
+        time.sleep(0.5)
+    assert not os.path.exists(ray_tmp) and not _holding(ray_tmp)
     before = len(list(trials.glob("*.json")))
     assert 3 <= before < 40
     assert main(["search", "--space", TINY, "--trials", "12", "--workers", "2", "--sampler", "random",

@@ -73,6 +73,53 @@ def _reachable(address: str, timeout: float = 5.0) -> bool:
         return False
 
 
+# Run beside a private local cluster: when the driver dies (even by SIGKILL) it stops every process
+# that still holds the cluster's temporary folder (Ray's agents outlive the raylet) and deletes it.
+REAPER = r"""
+import os, shutil, signal, sys, time
+pid, tmp = int(sys.argv[1]), sys.argv[2]
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+while pid > 0:                      # pid 0: the driver is already gone
+    if not os.path.isdir(tmp):
+        sys.exit(0)                     # the driver ended normally and cleaned up
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1)
+def holders():
+    out = set()
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or int(p) == os.getpid():
+            continue
+        try:
+            if tmp in open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace"):
+                out.add(int(p)); continue
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                if os.readlink(f"/proc/{p}/fd/{fd}").startswith(tmp):
+                    out.add(int(p)); break
+        except OSError:
+            pass
+    return out
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for p in holders():
+        try:
+            os.kill(p, sig)
+        except OSError:
+            pass
+    time.sleep(2)
+shutil.rmtree(tmp, ignore_errors=True)
+"""
+
+
+def reap_after(pid: int, tmp: str) -> None:
+    """Start the reaper for ``tmp`` (its own session: a Ctrl-C to the driver's group leaves it)."""
+    import subprocess
+
+    subprocess.Popen([sys.executable, "-c", REAPER, str(pid), tmp], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
 class _stderr_captured:
     """Redirect file descriptor 2 into a temporary file (C++ log lines included) and give its text."""
 
@@ -150,11 +197,12 @@ class RayCluster:
         link = self.study_dir / "ray"
         if link.is_symlink():                          # a killed run's folder: we hold the study lock
             old = os.readlink(link)
-            if Path(old).name.startswith("coopt-ray-"):
-                shutil.rmtree(old, ignore_errors=True)
+            if Path(old).name.startswith("coopt-ray-") and Path(old).is_dir():
+                reap_after(0, old)                     # stop what is left of it, delete it
             link.unlink()
         self.tmp = tempfile.mkdtemp(prefix="coopt-ray-")   # short: Ray's socket paths must stay < 108 chars
         link.symlink_to(self.tmp)
+        reap_after(os.getpid(), self.tmp)
         cpus = max(1, min(self.workers, os.cpu_count() or 1))     # a private cluster needs no more
         if self.workers > cpus:
             self.warn(f"coopt search: --workers {self.workers} capped at {cpus}: this machine has {cpus} CPUs")
