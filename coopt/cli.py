@@ -151,10 +151,14 @@ def _cmd_search(args) -> int:
     cfg = StudyConfig(space_path=args.space, study=name, trials=args.trials, workers=args.workers,
                       sampler=args.sampler, seed=args.seed, storage=args.storage, tracking_uri=args.tracking_uri,
                       ray_address=args.ray_address)
-    if not args.resume and cfg.study_dir.joinpath("study.json").exists():
-        print(f"study '{name}' exists: continuing it (use a new --study name for a fresh one)", file=sys.stderr)
+    cfg.study_dir                                        # a bad --study exits 2 before anything starts
+
+    def notice():
+        if not args.resume:
+            print(f"study '{name}' exists: continuing it (use a new --study name for a fresh one)", file=sys.stderr)
+
     with StudyBar(args.trials, f"study {name}", enabled=not args.json) as bar:
-        summary = run_study(cfg, on_progress=bar.update)
+        summary = run_study(cfg, on_progress=bar.update, on_continue=notice)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

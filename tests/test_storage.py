@@ -334,3 +334,55 @@ def test_mysql_url_as_users_write_it(tmp_path, monkeypatch, capsys):
     finally:
         conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
         conn.close()
+
+
+# -- real runs at the same time ---------------------------------------------------------------
+@pytest.mark.slow
+def test_same_study_twice_and_two_studies_on_a_fresh_store(tmp_path, monkeypatch, capsys):
+    """Two studies started together on a fresh ./mlruns both finish (the MLflow schema is created once);
+    a second run of a running study exits 2 naming it, and fails none of its trials."""
+    monkeypatch.chdir(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def start(name, trials):
+        return subprocess.Popen([sys.executable, "-m", "coopt.cli", "search", "--space", TINY, "--trials", str(trials),
+                                 "--workers", "1", "--sampler", "random", "--study", name], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    a, b = start("a", 4), start("b", 1)
+    lock = tmp_path / "mlruns" / "studies" / "a" / "run.lock"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (lock.is_file() and lock.read_text()):
+        time.sleep(0.2)
+    assert main(["search", "--space", TINY, "--trials", "4", "--workers", "1", "--sampler", "random",
+                 "--study", "a"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"pid {a.pid} on {socket.gethostname()}" in err[0]
+    assert a.wait(timeout=300) == 0 and b.wait(timeout=300) == 0, a.stderr.read() + b.stderr.read()
+    import optuna
+    from coopt.study.storage import open_storage
+    for name, n in (("a", 4), ("b", 1)):
+        study = optuna.load_study(study_name=name, storage=open_storage(None, tmp_path / "mlruns" / "studies" / name,
+                                                                      create=False))
+        assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * n
+
+
+@pytest.mark.slow
+def test_grpc_storage_proxy(tmp_path, monkeypatch):
+    """grpc://HOST:PORT through Optuna's gRPC storage proxy (serving a sqlite storage)."""
+    monkeypatch.chdir(tmp_path)
+    port = _free_port()
+    serve = ("import optuna, sys; from optuna.storages import run_grpc_proxy_server; "
+             "run_grpc_proxy_server(optuna.storages.RDBStorage(sys.argv[1]), host='127.0.0.1', port=int(sys.argv[2]))")
+    server = subprocess.Popen([sys.executable, "-c", serve, f"sqlite:///{tmp_path / 'o.db'}", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"grpc://127.0.0.1:{port}"
+        assert main(["search", "--space", TINY, "--trials", "2", "--workers", "1", "--sampler", "random",
+                     "--study", "g", "--storage", url]) == 0
+        import optuna
+        study = optuna.load_study(study_name="g", storage=f"sqlite:///{tmp_path / 'o.db'}")
+        assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 2
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

@@ -164,11 +164,12 @@ def _open_tracker(cfg: StudyConfig, meta: dict, space: SearchSpace):
         return tracker, tracker.start()
 
 
-def run_study(cfg: StudyConfig, *, on_progress=None, evaluate=None, warn=None) -> dict:
+def run_study(cfg: StudyConfig, *, on_progress=None, evaluate=None, warn=None, on_continue=None) -> dict:
     """Run (or continue) a study until ``cfg.trials`` trials are complete; returns a summary.
 
     ``evaluate`` replaces the design evaluation inside the actors (a picklable ``task -> TrialRecord``;
-    tests use it to inject faults)."""
+    tests use it to inject faults).  ``on_continue()`` is called, with the run lock held, when the study
+    already exists."""
     from coopt.study.lock import StudyLock
 
     check_study_name(cfg.study)
@@ -179,6 +180,8 @@ def run_study(cfg: StudyConfig, *, on_progress=None, evaluate=None, warn=None) -
     rdb = rdb_url(cfg.storage)                                      # fail fast on a bad storage URL
     cfg.study_dir.mkdir(parents=True, exist_ok=True)
     with StudyLock(cfg.study, cfg.study_dir, rdb, label=cfg.storage) as lock:
+        if on_continue is not None and (cfg.study_dir / "study.json").exists():
+            on_continue()
         return _run_locked(cfg, space, lock, on_progress, evaluate, warn)
 
 
