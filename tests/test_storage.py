@@ -206,10 +206,15 @@ def test_postgres_study_killed_and_resumed(pg_db, tmp_path, monkeypatch, capsys)
            "--sampler", "random", "--study", "pg", "--storage", pg_db]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    trials = run_dir / "mlruns" / "studies" / "pg" / "trials"
+    def complete():
+        try:
+            return sum(t.state == TrialState.COMPLETE for t in _pg_study(pg_db, "pg").get_trials())
+        except Exception:                                   # not created yet
+            return 0
+
     deadline = time.time() + 180
-    while time.time() < deadline and (not trials.is_dir() or len(list(trials.glob("*.json"))) < 3):
-        time.sleep(0.2)
+    while time.time() < deadline and complete() < 3:
+        time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     before = _pg_study(pg_db, "pg").get_trials()
