@@ -226,3 +226,15 @@ def test_extending_a_study_continues_instead_of_replaying(tmp_path, monkeypatch,
         assert [d["same_design"] for d in shown if d["trial"] == 0] == [[8]]
     tags = {int(r.data.tags["coopt.trial"]): r.data.tags["pareto"] for r in _children(_runs(), "x")}
     assert tags[8] == "false" and sorted(n for n, v in tags.items() if v == "true") == sorted(numbers)
+
+
+def test_workers_above_the_machine_cpus_are_capped(tmp_path, monkeypatch, capsys):
+    """--workers 1000 on a local cluster: one line of warning, as many workers as CPUs, temp folder gone."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--space", TINY, "--trials", "1", "--workers", "1000", "--sampler", "random",
+                 "--study", "cap", "--json"]) == 0
+    cpus = os.cpu_count()
+    err = capsys.readouterr().err
+    assert f"--workers 1000 capped at {cpus}: this machine has {cpus} CPUs" in err
+    link = tmp_path / "mlruns" / "studies" / "cap" / "ray"
+    assert not link.is_symlink() and not link.exists()                       # link and folder removed
