@@ -33,6 +33,7 @@ from coopt.study.space import SearchSpace, load_space
 from coopt.study.storage import check_study_name, describe, open_storage, rdb_url
 
 SETTINGS_ATTR = "coopt.settings"
+DISPATCHED = "coopt.worker_slot"      # set on a trial when its whole design is sent to an actor
 
 
 @dataclass
@@ -125,7 +126,7 @@ def recover_stale_trials(study) -> list[int]:
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-        if t.params:
+        if t.params and DISPATCHED in t.user_attrs:    # a complete design (a run killed mid-suggest is not)
             study.enqueue_trial(dict(t.params), user_attrs={"coopt.rerun_of": t.number}, skip_if_exists=False)
         failed.append(t.number)
     return failed
@@ -312,7 +313,7 @@ def _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_
                                       finished_at=None))
                 finished += 1
                 continue
-            trial.set_user_attr("coopt.worker_slot", i)
+            trial.set_user_attr(DISPATCHED, i)
             in_flight[actors[i].evaluate.remote(_task(space, trial.number, params))] = (i, trial)
             return
 
