@@ -105,14 +105,19 @@ def _cmd_search(args) -> int:
 
     args.space = str(space_path(args.space))             # a shipped space by name, or a file
     space = load_space(args.space)                       # validate before anything starts
-    name = args.study or space.name
+    name = space.name if args.study is None else args.study
     cfg = StudyConfig(space_path=args.space, study=name, trials=args.trials, workers=args.workers,
                       sampler=args.sampler, seed=args.seed, storage=args.storage, tracking_uri=args.tracking_uri,
                       ray_address=args.ray_address)
-    if not args.resume and cfg.study_dir.joinpath("study.json").exists():
-        print(f"study '{name}' exists: continuing it (use a new --study name for a fresh one)", file=sys.stderr)
+    from coopt.study.storage import check_study_name
+    check_study_name(name)                               # a bad --study exits 2 before anything starts
+
+    def notice():
+        if not args.resume:
+            print(f"study '{name}' exists: continuing it (use a new --study name for a fresh one)", file=sys.stderr)
+
     with StudyBar(args.trials, f"study {name}", enabled=not args.json) as bar:
-        summary = run_study(cfg, on_progress=bar.update)
+        summary = run_study(cfg, on_progress=bar.update, on_continue=notice)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -126,48 +131,24 @@ def _cmd_search(args) -> int:
     return 0
 
 
-def _load_study_records(name):
-    from coopt.study.records import read_records
-    from coopt.study.runner import study_dir
-
-    sdir = study_dir(name)
-    meta_path = sdir / "study.json"
-    if not meta_path.exists():
-        known = sorted(p.name for p in sdir.parent.glob("*") if (p / "study.json").exists()) \
-            if sdir.parent.is_dir() else []
-        raise CooptError(f"no study '{name}' under {sdir.parent}", key="--study",
-                         expected=f"one of {known}" if known else "run coopt search first")
-    meta = json.loads(meta_path.read_text())
-    objectives = [tuple(o) for o in meta["settings"]["objectives"]]
-    records = read_records(sdir)
-    return sdir, meta, objectives, _told_records(sdir, meta, records)
-
-
-def _told_records(sdir, meta, records):
-    """Only records of trials Optuna has as COMPLETE (a crash can leave an orphan record)."""
-    import optuna
-    from optuna.trial import TrialState
-    from coopt.study.runner import _quiet_optuna, make_storage
-
-    _quiet_optuna()
-    try:
-        study = optuna.load_study(study_name=meta["settings"]["study"], storage=make_storage(None, sdir))
-    except Exception:
-        return records
-    done = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
-    return [r for r in records if r.number in done]
+def _study_view(args):
+    """The study named by --study, read from --storage/--tracking-uri or its settings record."""
+    from coopt.study.results import load_study_view
+    return load_study_view(args.study, storage=args.storage, tracking_uri=args.tracking_uri)
 
 
 def _cmd_pareto(args) -> int:
     from coopt.report import pareto_text
     from coopt.study.front import pareto_front
 
-    sdir, meta, objectives, records = _load_study_records(args.study)
+    view = _study_view(args)
+    objectives, records = view.objectives, view.records
     front = pareto_front(records, objectives)
     if args.json:
         from coopt.study.front import distinct_designs
         print(json.dumps([{"trial": r.number, "same_design": again, "params": r.params, "metrics": r.metrics}
-                          for r, again in distinct_designs(front)], indent=2))
+                          for r, again in distinct_designs(pareto_front(records, objectives, fold=False))],
+                         indent=2))
     else:
         print(pareto_text(args.study, front, objectives, len(records), sum(r.feasible for r in records)))
     return 0
@@ -177,8 +158,10 @@ def _cmd_export(args) -> int:
     from pathlib import Path
     from coopt.export import export_trials
     from coopt.study.front import pareto_front
+    from coopt.study.results import records_folder
 
-    sdir, meta, objectives, records = _load_study_records(args.study)
+    view = _study_view(args)
+    objectives, records = view.objectives, view.records
     if args.pareto:
         from coopt.study.front import distinct_designs
         numbers = [r.number for r, _ in distinct_designs(pareto_front(records, objectives))]
@@ -186,7 +169,8 @@ def _cmd_export(args) -> int:
             raise CooptError(f"study '{args.study}' has no feasible design yet", key="--pareto")
     else:
         numbers = args.trial
-    paths = export_trials(sdir, numbers, Path(args.out), force=args.force)
+    with records_folder(view) as folder:
+        paths = export_trials(folder, numbers, Path(args.out), force=args.force)
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -196,11 +180,14 @@ def _cmd_verify(args) -> int:
     from coopt.report import verify_text
     from coopt.verification import choose_trials, verify_study
 
-    sdir, meta, objectives, records = _load_study_records(args.study)
-    numbers = choose_trials(args.trials, records, objectives, args.study)
-    out = verify_study(args.study, meta, records, numbers, engine=args.engine, timeloop_bin=args.timeloop_bin,
-                       mapper=not args.no_mapper, seed=args.seed, tolerance=args.tolerance,
-                       tracking_uri=args.tracking_uri)
+    view = _study_view(args)
+    numbers = choose_trials(args.trials, view.records, view.objectives, args.study)
+    from coopt.tracking.mlflow_tracker import resolve_uri, sqlite_path
+    db = sqlite_path(resolve_uri(view.tracking_uri))
+    out = verify_study(args.study, view.settings, view.records, numbers, engine=args.engine,
+                       timeloop_bin=args.timeloop_bin, mapper=not args.no_mapper, seed=args.seed,
+                       tolerance=args.tolerance, tracking_uri=view.tracking_uri,
+                       log=db is None or db.is_file())     # reading never creates an MLflow store
     if args.json:
         print(json.dumps([{"trial": c.number, "flagged": c.flagged, "logged": logged, **c.ratios,
                            "layers": [vars(layer) for layer in c.layers]} for c, logged in out], indent=2))
@@ -306,6 +293,15 @@ def _engine_args(p):
     p.add_argument("--timeloop-bin", help="folder with timeloop-model / timeloop-mapper (default: PATH)")
 
 
+def _store_args(p, verb="read"):
+    """--storage and --tracking-uri, the same for search, pareto, export, verify and ui."""
+    p.add_argument("--storage", help=f"Optuna storage to {verb}: postgresql://, mysql://, sqlite:///FILE, "
+                                     "grpc://HOST:PORT, journal:PATH (default: the study's settings record, "
+                                     "else the journal file in ./mlruns/studies/NAME)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI, e.g. http://host:5000 (default: the study's "
+                                          "settings record, else sqlite:///mlruns/mlflow.db)")
+
+
 def _search_args(p):
     p.add_argument("--metric", help="edp (default), energy, delay, or a lexicographic list like delay,energy")
     p.add_argument("--budget", type=int, default=6000, help="model evaluations per layer (default 6000)")
@@ -380,9 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--study", help="study name (default: the space's name); an existing study is continued")
     se.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     se.add_argument("--resume", action="store_true", help="continue an existing study (the default anyway)")
-    se.add_argument("--storage", help="Optuna storage: an RDB URL or grpc://host:port (default: a journal file "
-                                      "in the study folder)")
-    se.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
+    _store_args(se, "use")
     se.add_argument("--ray-address", help="join an existing Ray cluster (default: start a local one)")
     se.add_argument("--json", action="store_true", help="print a JSON summary")
     _energy_arg(se)
@@ -391,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa = sub.add_parser("pareto", help="print a study's Pareto front")
     pa.add_argument("--study", required=True)
     pa.add_argument("--json", action="store_true")
+    _store_args(pa)
     pa.set_defaults(func=_cmd_pareto)
 
     ex = sub.add_parser("export", help="write chosen designs as Timeloop/Accelergy inputs")
@@ -401,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, help="folder to write into")
     ex.add_argument("--force", action="store_true", help="replace existing exports")
     _energy_arg(ex)
+    _store_args(ex)
     ex.set_defaults(func=_cmd_export)
 
     ve = sub.add_parser("verify", help="re-evaluate a study's designs with a reference engine",
@@ -416,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--no-mapper", action="store_true", help="only run the native mappings through the model")
     ve.add_argument("--tolerance", type=float, default=0.05, help="flag relative differences above this")
     ve.add_argument("--seed", type=int, default=0)
-    ve.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
+    _store_args(ve)
     ve.add_argument("--json", action="store_true")
     ve.set_defaults(func=_cmd_verify)
 

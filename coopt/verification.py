@@ -32,17 +32,20 @@ def choose_trials(spec: str, records: list, objectives: list, study: str) -> lis
     return numbers
 
 
-def verify_study(study: str, meta: dict, records: list, numbers: list[int], *, engine: str,
+def verify_study(study: str, settings: dict, records: list, numbers: list[int], *, engine: str,
                  timeloop_bin: str | None = None, mapper: bool = True, seed: int = 0, tolerance: float = 0.05,
-                 tracking_uri: str | None = None) -> list[tuple]:
-    """[(check, logged to MLflow)] per trial, in order; the mapper settings are the study's."""
+                 tracking_uri: str | None = None, log: bool = True) -> list[tuple]:
+    """[(check, logged to MLflow)] per trial, in order; the mapper settings are the study's.
+
+    ``log=False`` when the MLflow store does not exist: reading a study never creates one.
+    """
     by_number = {r.number: r for r in records}
     backend = get_backend(engine, timeloop_bin=timeloop_bin)
-    m = meta["settings"]["mapper"]
+    m = settings["mapper"]
     opts = MapperOptions(metric=tuple(m["metric"]), budget=m["budget"], seed=seed)
     out = []
     for n in numbers:
         check = verify_trial(by_number[n], backend, mapper=mapper, options=opts, tolerance=tolerance)
-        logged = log_verification(tracking_uri, study, n, engine, check.ratios, check.csv(), check.flagged)
+        logged = log and log_verification(tracking_uri, study, n, engine, check.ratios, check.csv(), check.flagged)
         out.append((check, logged))
     return out

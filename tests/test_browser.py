@@ -74,11 +74,15 @@ def study(tmp_path_factory):
 
 
 def front_by_hand(study_dir: Path) -> set[int]:
-    """Feasible trials no other feasible trial beats on every objective (from the records on disk)."""
+    """Feasible trials no other feasible trial beats on every objective (from the records on disk);
+    a design proposed again counts once, as its first trial."""
     meta = json.loads((study_dir / "study.json").read_text())
     objectives = meta["settings"]["objectives"]
     recs = [json.loads(p.read_text()) for p in sorted((study_dir / "trials").glob("*.json"))]
-    feas = [r for r in recs if r["feasible"]]
+    first = {}
+    for r in recs:                                   # sorted by trial number: the first of each design
+        first.setdefault(json.dumps(r["params"], sort_keys=True), r)
+    feas = [r for r in first.values() if r["feasible"]]
 
     def loss(r):
         return [r["metrics"][n] * (1 if d == "minimize" else -1) for n, d in objectives]

@@ -388,7 +388,8 @@ def test_pareto_numbers(study, tmp_path):
     recs = [dataclasses.replace(base[0], number=0, feasible=False, reasons=["over budget"]),
             dataclasses.replace(base[1], number=1, feasible=True),
             dataclasses.replace(base[2], number=2, feasible=True),
-            dataclasses.replace(base[1], number=3, feasible=True, metrics={**base[1].metrics,
+            dataclasses.replace(base[1], number=3, feasible=True, params={**base[1].params, "altered": 1},
+                                metrics={**base[1].metrics,
                                                             "energy_uj": base[1].metrics["energy_uj"] * 0.9,
                                                             "throughput_ips": base[1].metrics["throughput_ips"] * 1.1})]
     for r in recs:

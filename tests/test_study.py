@@ -28,8 +28,10 @@ TINY = str(ROOT / "search_spaces" / "tiny.yaml")
 
 def _study(name):
     import optuna
-    from coopt.study.runner import make_storage, study_dir
-    return optuna.load_study(study_name=name, storage=make_storage(None, study_dir(name)))
+
+    from coopt.study.runner import study_dir
+    from coopt.study.storage import open_storage
+    return optuna.load_study(study_name=name, storage=open_storage(None, study_dir(name), create=False))
 
 
 def _runs():
@@ -93,6 +95,21 @@ def test_small_study_end_to_end(tmp_path, monkeypatch, capsys):
     assert main(["export", "--study", "e2e", "--trial", str(front_csv[0]), "--out", "exp"]) == 2   # no --force
 
 
+def _holding(path: str) -> list[int]:
+    """Processes with ``path`` in their command line or among their open files."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            if path in (p / "cmdline").read_bytes().decode(errors="replace") or any(
+                    os.readlink(fd).startswith(path) for fd in (p / "fd").iterdir()):
+                out.append(int(p.name))
+        except OSError:
+            pass
+    return out
+
+
 def test_killed_search_resumes_without_loss_or_duplicates(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cmd = [sys.executable, "-m", "coopt.cli", "search", "--space", TINY, "--trials", "40", "--workers", "2",
@@ -103,9 +120,13 @@ def test_killed_search_resumes_without_loss_or_duplicates(tmp_path, monkeypatch)
     while time.time() < deadline and (not trials.is_dir() or len(list(trials.glob("*.json"))) < 3):
         time.sleep(0.2)
     assert trials.is_dir(), "the study never started"
-    os.killpg(proc.pid, signal.SIGKILL)
+    ray_tmp = os.readlink(tmp_path / "mlruns" / "studies" / "k" / "ray")
+    os.kill(proc.pid, signal.SIGKILL)               # the driver alone, as `kill -9 PID` would
     proc.wait()
-    time.sleep(3)                                   # Ray's own processes notice the dead driver and exit
+    deadline = time.time() + 60                     # its Ray processes end and its temp folder goes
+    while time.time() < deadline and (os.path.exists(ray_tmp) or _holding(ray_tmp)):
+        time.sleep(0.5)
+    assert not os.path.exists(ray_tmp) and not _holding(ray_tmp)
     before = len(list(trials.glob("*.json")))
     assert 3 <= before < 40
     assert main(["search", "--space", TINY, "--trials", "12", "--workers", "2", "--sampler", "random",
@@ -128,10 +149,23 @@ def test_killed_search_resumes_without_loss_or_duplicates(tmp_path, monkeypatch)
 
 
 def test_actor_dying_mid_trial_is_rerun(tmp_path, monkeypatch):
+    """A test-only evaluation kills its actor process on trial 1 (once): the trial is failed, its
+    design re-run on a new actor, and the study completes."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("COOPT_FAULT_DIE_ON_TRIAL", "1")
-    assert main(["search", "--space", TINY, "--trials", "5", "--workers", "2", "--sampler", "random",
-                 "--study", "d", "--seed", "1"]) == 0
+    from coopt.study.runner import StudyConfig, run_study
+    marker = str(tmp_path / "died")
+
+    def dying(task):
+        import os
+
+        from coopt.study.cluster import evaluate_task
+        if task["number"] == 1 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)
+        return evaluate_task(task)
+
+    run_study(StudyConfig(space_path=TINY, study="d", trials=5, workers=2, sampler="random", seed=1),
+              evaluate=dying)
     from optuna.trial import TrialState
     study = _study("d")
     trials = study.get_trials()
@@ -139,7 +173,7 @@ def test_actor_dying_mid_trial_is_rerun(tmp_path, monkeypatch):
     assert trials[1].state == TrialState.FAIL
     rerun = [t for t in trials if t.user_attrs.get("coopt.rerun_of") == 1]
     assert len(rerun) == 1 and rerun[0].state == TrialState.COMPLETE and rerun[0].params == trials[1].params
-    assert (tmp_path / "mlruns" / "studies" / "d" / ".fault-injected").exists()
+    assert (tmp_path / "died").exists()
 
 
 def test_rdb_storage_and_grid_sampler(tmp_path, monkeypatch):
@@ -153,3 +187,56 @@ def test_rdb_storage_and_grid_sampler(tmp_path, monkeypatch):
     done = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 4
     assert len({tuple(sorted(t.params.items())) for t in done}) == 4
+
+
+def _designs(study):
+    from optuna.trial import TrialState
+    return [tuple(sorted(t.params.items())) for t in sorted(study.get_trials(), key=lambda t: t.number)
+            if t.state == TrialState.COMPLETE]
+
+
+def test_extending_a_study_continues_instead_of_replaying(tmp_path, monkeypatch, capsys):
+    """--trials 4 then --trials 8 on the same study: trials 4-7 are not trials 0-3 again; a fresh study
+    with the same seed and one worker proposes the same designs; a design proposed again reuses its
+    record (no evaluation) and counts once in the front and its tags."""
+    monkeypatch.chdir(tmp_path)
+    base = ["search", "--space", TINY, "--workers", "1", "--sampler", "random", "--seed", "7"]
+    assert main(base + ["--trials", "4", "--study", "x"]) == 0
+    assert main(base + ["--trials", "8", "--study", "x"]) == 0
+    assert main(base + ["--trials", "4", "--study", "y"]) == 0
+    x, y = _designs(_study("x")), _designs(_study("y"))
+    assert len(x) == 8 and x[:4] == y                       # reproducible on a fresh study
+    assert x[4:] != x[:4]                                   # continued, not replayed
+    # a design proposed again (queued through Optuna's public API) is not evaluated again
+    study = _study("x")
+    first = study.trials[0]
+    study.enqueue_trial(dict(first.params))
+    assert main(base + ["--trials", "9", "--study", "x"]) == 0
+    from coopt.study.records import read_record
+    from coopt.study.runner import study_dir
+    again = read_record(study_dir("x"), 8)
+    orig = read_record(study_dir("x"), 0)
+    assert again.params == orig.params and again.metrics == orig.metrics
+    assert again.started_at is None and orig.started_at is not None and orig.finished_at >= orig.started_at
+    capsys.readouterr()
+    assert main(["pareto", "--study", "x", "--json"]) == 0
+    import json
+    shown = json.loads(capsys.readouterr().out)
+    numbers = [d["trial"] for d in shown]
+    assert 8 not in numbers and len(numbers) == len(set(numbers))
+    if 0 in numbers:
+        assert [d["same_design"] for d in shown if d["trial"] == 0] == [[8]]
+    tags = {int(r.data.tags["coopt.trial"]): r.data.tags["pareto"] for r in _children(_runs(), "x")}
+    assert tags[8] == "false" and sorted(n for n, v in tags.items() if v == "true") == sorted(numbers)
+
+
+def test_workers_above_the_machine_cpus_are_capped(tmp_path, monkeypatch, capsys):
+    """--workers 200 on a local cluster: one line of warning, as many workers as CPUs, temp folder gone."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--space", TINY, "--trials", "1", "--workers", "200", "--sampler", "random",
+                 "--study", "cap", "--json"]) == 0
+    cpus = os.cpu_count()
+    err = capsys.readouterr().err
+    assert f"--workers 200 capped at {cpus}: this machine has {cpus} CPUs" in err
+    link = tmp_path / "mlruns" / "studies" / "cap" / "ray"
+    assert not link.is_symlink() and not link.exists()                       # link and folder removed

@@ -163,7 +163,7 @@ def test_verify_logs_ratios_against_the_reference(fake, monkeypatch, tmp_path, c
     tracker.start()
     tracker.log_trial(rec)
     tracker.finish()
-    # no Optuna study here: _told_records falls back to all records
+    # no Optuna study here: the read side falls back to the record files
     rc = main(["verify", "--study", "v", "--trials", "0", "--engine", "timeloop", "--timeloop-bin", str(FAKE),
                "--no-mapper", "--json"])
     out = json.loads(capsys.readouterr().out)

@@ -23,9 +23,19 @@ def nondominated(points: np.ndarray, directions: list[str]) -> np.ndarray:
     return keep
 
 
-def pareto_front(records: list[TrialRecord], objectives: list[tuple[str, str]]) -> list[TrialRecord]:
-    """Feasible, non-dominated records, sorted by the first objective."""
-    feas = [r for r in records if r.feasible]
+def first_of_each_design(records: list[TrialRecord]) -> list[TrialRecord]:
+    """One record per design (the lowest trial number): a design proposed again counts once."""
+    seen: dict[str, TrialRecord] = {}
+    for r in sorted(records, key=lambda r: r.number):
+        seen.setdefault(repr(sorted(r.params.items())), r)
+    return list(seen.values())
+
+
+def pareto_front(records: list[TrialRecord], objectives: list[tuple[str, str]], *,
+                 fold: bool = True) -> list[TrialRecord]:
+    """Feasible, non-dominated records, sorted by the first objective; with ``fold`` (the default) a
+    design evaluated by several trials appears once, as its first trial."""
+    feas = [r for r in (first_of_each_design(records) if fold else records) if r.feasible]
     if not feas:
         return []
     pts = np.array([[r.metrics[name] for name, _ in objectives] for r in feas])
@@ -49,8 +59,8 @@ def distinct_designs(front: list[TrialRecord]) -> list[tuple[TrialRecord, list[i
 
 
 def hypervolume(points, directions: list[str], reference: list[float]) -> float:
-    """Volume dominated by ``points`` and bounded by ``reference`` (a worse-than-all corner)."""
-    from optuna._hypervolume import compute_hypervolume
+    """Volume dominated by ``points`` and bounded by ``reference`` (a worse-than-all corner), by moocore."""
+    import moocore
 
     if len(points) == 0:
         return 0.0
@@ -59,7 +69,7 @@ def hypervolume(points, directions: list[str], reference: list[float]) -> float:
     inside = np.all(l < ref, axis=1)
     if not inside.any():
         return 0.0
-    return float(compute_hypervolume(l[inside], ref))
+    return float(moocore.hypervolume(l[inside], ref=ref))
 
 
 def front_hypervolume(records: list[TrialRecord], objectives: list[tuple[str, str]], reference: list[float]) -> float:

@@ -7,8 +7,10 @@ so nothing needs re-evaluating and nothing depends on MLflow being up.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -60,7 +62,7 @@ class TrialRecord:
         return asdict(self)
 
     @staticmethod
-    def from_json(d: dict) -> "TrialRecord":
+    def from_json(d: dict) -> TrialRecord:
         d = dict(d)
         d["layers"] = [LayerRecord(**l) for l in d.get("layers", [])]
         return TrialRecord(**d)
@@ -91,3 +93,24 @@ def read_records(study_dir: Path) -> list[TrialRecord]:
 def read_record(study_dir: Path, number: int) -> TrialRecord | None:
     p = trials_dir(study_dir) / f"{number:06d}.json"
     return TrialRecord.from_json(json.loads(p.read_text())) if p.exists() else None
+
+
+RECORD_ATTR = "coopt.record"
+CHUNK = 60_000                 # characters per user attribute (MySQL's TEXT holds 64 KiB)
+
+
+def record_attrs(rec: TrialRecord) -> dict[str, str]:
+    """The record as Optuna user attributes (compressed, in chunks): the storage then holds every
+    result, so the read side works from any machine that reaches the storage."""
+    blob = base64.b64encode(zlib.compress(json.dumps(rec.to_json()).encode(), 6)).decode()
+    parts = [blob[i:i + CHUNK] for i in range(0, len(blob), CHUNK)] or [""]
+    return {f"{RECORD_ATTR}.{i}": part for i, part in enumerate(parts)} | {f"{RECORD_ATTR}.parts": str(len(parts))}
+
+
+def record_from_attrs(attrs: dict) -> TrialRecord | None:
+    """The record kept in a trial's user attributes, None when it has none."""
+    n = attrs.get(f"{RECORD_ATTR}.parts")
+    if n is None:
+        return None
+    blob = "".join(attrs[f"{RECORD_ATTR}.{i}"] for i in range(int(n)))
+    return TrialRecord.from_json(json.loads(zlib.decompress(base64.b64decode(blob))))

@@ -1,31 +1,39 @@
-"""Run a study: Ray actors ask Optuna for designs, evaluate them and tell the results.
+"""Run a study: the driver asks Optuna for designs, Ray actors evaluate them, the driver tells.
 
-The driver (this module, in the ``coopt search`` process) keeps exactly
-``workers`` trials in flight, logs every finished trial to MLflow (one writer
-for the store), keeps the Pareto front current, and makes the study
-resumable: a trial's record is written before it is told to Optuna, trials
-left RUNNING by a killed process are failed and their designs re-queued, and
-trials already logged to MLflow are never logged twice.  An actor that dies
-mid-trial has its trial failed and re-queued and is replaced.
+The driver (this module, in the ``coopt search`` process) owns the study: it
+holds the run lock (``coopt.study.lock``), is the only process that asks,
+tells, writes trial records and logs to MLflow, and keeps exactly ``workers``
+designs in flight on Ray actors that need nothing from its disk
+(``coopt.study.cluster``).  Each record is stored before its trial is told:
+in the study folder and in the trial's Optuna user attributes, so that the
+storage alone answers ``coopt pareto``/``export`` from any machine.  Resuming
+continues the study: trials a killed run left RUNNING are failed and their
+designs queued again, the sampler is reseeded from the number of trials
+already there (so an extended study never replays its first designs), and a
+design proposed again reuses its record instead of being evaluated.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from coopt.errors import CooptError
-from coopt.study.records import TrialRecord, read_records, write_record
+from coopt.study.records import (
+    TrialRecord,
+    read_records,
+    record_attrs,
+    record_from_attrs,
+    write_record,
+)
 from coopt.study.samplers import make_sampler
 from coopt.study.space import SearchSpace, load_space
+from coopt.study.storage import check_study_name, describe, open_storage, rdb_url
 
-FAULT_ENV = "COOPT_FAULT_DIE_ON_TRIAL"      # tests: an actor exits abruptly on this trial number (once)
+SETTINGS_ATTR = "coopt.settings"
+DISPATCHED = "coopt.worker_slot"      # set on a trial when its whole design is sent to an actor
 
 
 @dataclass
@@ -43,89 +51,20 @@ class StudyConfig:
 
     @property
     def study_dir(self) -> Path:
-        return Path(self.root) / "studies" / self.study
+        return study_dir(self.study, self.root)
 
 
 def study_dir(name: str, root: str | Path | None = None) -> Path:
-    return Path(root or Path.cwd() / "mlruns") / "studies" / name
+    """``<root>/studies/<name>`` for a checked name (never outside ``studies``)."""
+    return Path(root or Path.cwd() / "mlruns") / "studies" / check_study_name(name)
 
 
-def make_storage(spec: str | None, sdir: Path):
-    """Journal file in the study folder by default; an RDB URL or grpc://host:port for clusters."""
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+def quiet_optuna():
+    import warnings
 
-    if spec is None or spec.startswith("journal:") or spec.endswith(".journal"):
-        path = str(sdir / "optuna.journal") if spec is None else spec.removeprefix("journal:")
-        return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
-    if spec.startswith("grpc://"):
-        host, _, port = spec.removeprefix("grpc://").partition(":")
-        return optuna.storages.GrpcStorageProxy(host=host, port=int(port or 13000))
-    return optuna.storages.RDBStorage(spec)
-
-
-def _quiet_optuna():
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    import warnings
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-class TrialWorker:
-    """A Ray actor: its own sampler on the shared storage; one ask-evaluate-tell per call."""
-
-    def __init__(self, cfg: dict, worker_id: str, seed: int | None):
-        _quiet_optuna()
-        import optuna
-
-        self.cfg = StudyConfig(**cfg)
-        self.worker_id = worker_id
-        sdir = self.cfg.study_dir
-        self.space = load_space(sdir / "search_space.yaml")
-        self.study = optuna.load_study(study_name=self.cfg.study, storage=make_storage(self.cfg.storage, sdir),
-                                       sampler=make_sampler(self.cfg.sampler, self.space, seed, self.cfg.trials))
-
-    def run_one(self) -> dict:
-        from optuna.trial import TrialState
-        from coopt.study.trial import evaluate_design
-
-        trial = self.study.ask()
-        trial.set_user_attr("coopt.worker", self.worker_id)
-        try:
-            params = self.space.suggest(trial)
-            self._maybe_die(trial.number)
-            sp = self.space
-            rec = self._repeat(trial, params) or evaluate_design(trial.number, params, sp.template.name, sp.template_params(params), sp.dataflow,
-                                  sp.network, sp.mapper, sp.budgets, sp.objectives, worker=self.worker_id)
-            for key, value in sorted(rec.violations.items()):
-                trial.set_constraint(key, value)
-            write_record(self.cfg.study_dir, rec)            # before tell: a told trial always has a record
-            self.study.tell(trial, rec.objectives)
-            return {"record": rec.to_json()}
-        except Exception as e:  # a bug or an unexpected input: fail this trial, keep the study going
-            self.study.tell(trial, state=TrialState.FAIL)
-            return {"error": f"{type(e).__name__}: {e}", "number": trial.number}
-
-    def _repeat(self, trial, params) -> TrialRecord | None:
-        """A design already evaluated (samplers do re-propose on discrete spaces): reuse its record."""
-        from dataclasses import replace
-        from optuna.trial import TrialState
-        from coopt.study.records import read_record
-
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.params == trial.params:
-                rec = read_record(self.cfg.study_dir, t.number)
-                if rec is not None:
-                    return replace(rec, number=trial.number, worker=self.worker_id, seconds=0.0)
-        return None
-
-    def _maybe_die(self, number: int):
-        target = os.environ.get(FAULT_ENV)
-        marker = self.cfg.study_dir / ".fault-injected"
-        if target is not None and int(target) == number and not marker.exists():
-            marker.write_text(str(number))
-            os._exit(1)
 
 
 @dataclass
@@ -137,13 +76,22 @@ class StudyProgress:
     hypervolume: float
 
 
+def sampler_seed(seed: int | None, trials_so_far: int) -> int | None:
+    """The seed itself for a fresh study (reproducible); for a continued one a seed derived from how
+    many trials it already has, so that the sampler does not replay the designs of the first run."""
+    if seed is None or trials_so_far == 0:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"{seed}:{trials_so_far}".encode()).digest()[:4], "little")
+
+
 def _settings(cfg: StudyConfig, space: SearchSpace) -> dict:
     return {"study": cfg.study, "space_file": str(Path(cfg.space_path).resolve()), "space_name": space.name,
             "template": space.template.name, "dataflow": space.dataflow, "network": space.network.name,
             "sampler": cfg.sampler, "seed": cfg.seed, "objectives": space.objectives, "budgets": space.budgets,
             "reference_point": space.reference, "mapper": {"metric": list(space.mapper.metric),
                                                            "budget": space.mapper.budget,
-                                                           "strategy": space.mapper.strategy}}
+                                                           "strategy": space.mapper.strategy},
+            "storage": describe(cfg.storage) if cfg.storage else None, "tracking_uri": cfg.tracking_uri}
 
 
 def prepare_study_dir(cfg: StudyConfig, space: SearchSpace) -> dict:
@@ -170,150 +118,149 @@ def prepare_study_dir(cfg: StudyConfig, space: SearchSpace) -> dict:
 
 
 def recover_stale_trials(study) -> list[int]:
-    """Fail trials left RUNNING by a dead process and queue their designs again."""
+    """Fail trials left RUNNING by a dead run and queue their designs again.
+
+    Only called with the study's run lock held, so every RUNNING trial belongs to a dead run."""
     from optuna.trial import TrialState
 
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        if t.params:
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        if t.params and DISPATCHED in t.user_attrs:    # a complete design (a run killed mid-suggest is not)
             study.enqueue_trial(dict(t.params), user_attrs={"coopt.rerun_of": t.number}, skip_if_exists=False)
         failed.append(t.number)
     return failed
 
 
-def _fail_worker_trials(study, worker_id: str) -> list[int]:
+def completed_records(study, sdir: Path | None) -> dict[int, TrialRecord]:
+    """Records of the COMPLETE trials: from the storage, else from the study folder's files."""
     from optuna.trial import TrialState
 
-    out = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("coopt.worker") == worker_id:
-            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-            if t.params:
-                study.enqueue_trial(dict(t.params), user_attrs={"coopt.rerun_of": t.number}, skip_if_exists=False)
-            out.append(t.number)
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    files = {r.number: r for r in read_records(sdir)} if sdir is not None else {}
+    out = {}
+    for t in done:
+        rec = record_from_attrs(t.user_attrs) or files.get(t.number)
+        if rec is not None:
+            out[t.number] = rec
     return out
 
 
-def _ray_start(cfg: StudyConfig):
-    import logging
-
-    import ray
-
-    if ray.is_initialized():
-        return False
-    # Ray 2.60 turns token auth on for new local clusters and says so; keep it, quietly.
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    if cfg.ray_address:
-        ray.init(address=cfg.ray_address, log_to_driver=False, configure_logging=False)
-        return True
-    tmp = tempfile.mkdtemp(prefix="coopt-ray-")             # short: Ray's socket paths must stay < 108 chars
-    link = cfg.study_dir / "ray"
-    if link.is_symlink() or link.exists():
-        link.unlink() if link.is_symlink() else shutil.rmtree(link, ignore_errors=True)
-    link.symlink_to(tmp)
-    ray.init(num_cpus=max(1, cfg.workers), include_dashboard=False, _node_ip_address="127.0.0.1",
-             _temp_dir=tmp, log_to_driver=False, configure_logging=False)
-    return True
+def _design_key(params: dict) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
 
 
-def completed_records(study, sdir: Path) -> dict[int, TrialRecord]:
-    from optuna.trial import TrialState
-
-    done = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
-    return {r.number: r for r in read_records(sdir) if r.number in done}
-
-
-def run_study(cfg: StudyConfig, *, on_progress=None) -> dict:
-    """Run (or resume) a study until ``cfg.trials`` trials are complete; returns a summary."""
-    _quiet_optuna()
-    import optuna
-
-    from coopt.study.front import front_hypervolume, pareto_front
+def _open_tracker(cfg: StudyConfig, meta: dict, space: SearchSpace):
+    """Start the MLflow mirror; a local sqlite store's first use is serialised (schema creation)."""
+    from coopt.study.lock import store_init_lock
     from coopt.tracking import StudyTracker
+    from coopt.tracking.mlflow_tracker import resolve_uri, sqlite_path
 
+    tracker = StudyTracker(cfg.tracking_uri, cfg.study, meta["settings"], space.objectives, space.reference,
+                           space_file=str(cfg.study_dir / "search_space.yaml"))
+    db = sqlite_path(resolve_uri(cfg.tracking_uri))
+    if db is None:
+        return tracker, tracker.start()
+    with store_init_lock(db.parent / ".mlflow-init.lock"):
+        return tracker, tracker.start()
+
+
+def run_study(cfg: StudyConfig, *, on_progress=None, evaluate=None, warn=None, on_continue=None) -> dict:
+    """Run (or continue) a study until ``cfg.trials`` trials are complete; returns a summary.
+
+    ``evaluate`` replaces the design evaluation inside the actors (a picklable ``task -> TrialRecord``;
+    tests use it to inject faults).  ``on_continue()`` is called, with the run lock held, when the study
+    already exists."""
+    from coopt.study.lock import StudyLock
+
+    check_study_name(cfg.study)
     space = load_space(cfg.space_path)
     if cfg.trials < 1 or cfg.workers < 1:
         raise CooptError("--trials and --workers must be at least 1", key="--trials/--workers")
     make_sampler(cfg.sampler, space, cfg.seed, cfg.trials)          # fail fast on a bad sampler
+    rdb = rdb_url(cfg.storage)                                      # fail fast on a bad storage URL
+    cfg.study_dir.mkdir(parents=True, exist_ok=True)
+    with StudyLock(cfg.study, cfg.study_dir, rdb, label=cfg.storage) as lock:
+        if on_continue is not None and (cfg.study_dir / "study.json").exists():
+            on_continue()
+        return _run_locked(cfg, space, lock, on_progress, evaluate, warn)
+
+
+def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluate, warn) -> dict:
+    quiet_optuna()
+    import optuna
+    from optuna.trial import TrialState
+
+    from coopt.study.cluster import RayCluster
+    from coopt.study.front import front_hypervolume, pareto_front
+
     meta = prepare_study_dir(cfg, space)
     sdir = cfg.study_dir
-    storage = make_storage(cfg.storage, sdir)
-    study = optuna.create_study(study_name=cfg.study, storage=storage, load_if_exists=True,
-                                directions=[d for _, d in space.objectives])
+    storage = open_storage(cfg.storage, sdir)
+    directions = [d for _, d in space.objectives]
+    study = optuna.create_study(study_name=cfg.study, storage=storage, load_if_exists=True, directions=directions)
+    if study.user_attrs.get(SETTINGS_ATTR) is None:
+        study.set_user_attr(SETTINGS_ATTR, meta["settings"])
     stale = recover_stale_trials(study)
-    tracker = StudyTracker(cfg.tracking_uri, cfg.study, meta["settings"], space.objectives, space.reference,
-                           space_file=str(sdir / "search_space.yaml"))
-    logged = tracker.start()
+    so_far = len(study.get_trials(deepcopy=False))
+    study = optuna.load_study(study_name=cfg.study, storage=storage,
+                              sampler=make_sampler(cfg.sampler, space, sampler_seed(cfg.seed, so_far), cfg.trials))
+    tracker, logged = _open_tracker(cfg, meta, space)
     records = completed_records(study, sdir)
     for n in sorted(set(records) - logged):                          # told but not logged before a crash
         tracker.log_trial(records[n])
+    by_design = {}
+    for n in sorted(records):
+        by_design.setdefault(_design_key(records[n].params), records[n])
     total = cfg.trials
-    if space.size() is not None:
-        total = min(total, space.size()) if cfg.sampler == "grid" else total
+    if space.size() is not None and cfg.sampler == "grid":
+        total = min(total, space.size())
     step = len(records)
+    last_front = [0.0]
 
-    def front_update(force=False, _last=[0.0]):  # noqa: B006 - a deliberate per-call memo
-        if force or time.time() - _last[0] > 3.0:
+    def front_update(force=False):
+        if force or time.time() - last_front[0] > 3.0:
             tracker.update_front(list(records.values()), step=step)
-            _last[0] = time.time()
-        front = pareto_front(list(records.values()), space.objectives)
-        return len(front), front_hypervolume(list(records.values()), space.objectives, space.reference)
+            last_front[0] = time.time()
+        recs = list(records.values())
+        return len(pareto_front(recs, space.objectives)), front_hypervolume(recs, space.objectives, space.reference)
 
     def report():
         fs, hv = front_update()
         if on_progress:
             on_progress(StudyProgress(len(records), total, sum(r.feasible for r in records.values()), fs, hv))
 
+    def finish(trial, rec: TrialRecord):
+        """Store the record (folder and storage), then tell; then mirror to MLflow."""
+        nonlocal step
+        for key, value in sorted(rec.violations.items()):
+            trial.set_constraint(key, value)
+        write_record(sdir, rec)
+        for k, v in record_attrs(rec).items():
+            trial.set_user_attr(k, v)
+        study.tell(trial, rec.objectives)
+        records[rec.number] = rec
+        by_design.setdefault(_design_key(rec.params), rec)
+        tracker.log_trial(rec)
+        step += 1
+        report()
+
+    def fail(trial, rerun: bool):
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        if rerun and trial.params:
+            study.enqueue_trial(dict(trial.params), user_attrs={"coopt.rerun_of": trial.number},
+                                skip_if_exists=False)
+
     remaining = total - len(records)
     status = "FINISHED"
-    started_ray = False
-    errors = []
+    errors: list[str] = []
+    in_flight: dict = {}
     try:
         report()
         if remaining > 0:
-            import ray
-
-            started_ray = _ray_start(cfg)
-            actor_cls = ray.remote(num_cpus=1, max_restarts=0)(TrialWorker)
-            session = uuid.uuid4().hex[:8]
-            cfg_dict = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
-            gen = [0] * cfg.workers
-
-            def spawn(i):
-                seed = None if cfg.seed is None else cfg.seed * 1000 + i + 1000 * 97 * gen[i]
-                wid = f"{session}-{i}-{gen[i]}"
-                return actor_cls.remote(cfg_dict, wid, seed), wid
-
-            actors = [spawn(i) for i in range(cfg.workers)]
-            in_flight = {}
-            for i in range(min(cfg.workers, remaining)):
-                in_flight[actors[i][0].run_one.remote()] = i
-            finished = 0
-            while in_flight:
-                ready, _ = ray.wait(list(in_flight), num_returns=1)
-                ref = ready[0]
-                i = in_flight.pop(ref)
-                try:
-                    out = ray.get(ref)
-                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
-                    _fail_worker_trials(study, actors[i][1])
-                    gen[i] += 1
-                    actors[i] = spawn(i)
-                    out = None
-                if out is not None and "record" in out:
-                    rec = TrialRecord.from_json(out["record"])
-                    records[rec.number] = rec
-                    tracker.log_trial(rec)
-                    step += 1
-                    finished += 1
-                    report()
-                elif out is not None:
-                    errors.append(out["error"])
-                    if len(errors) >= 5 and len(errors) > finished:
-                        raise CooptError(f"trials keep failing, last: {out['error']}", key="search")
-                if finished + len(in_flight) < remaining:
-                    in_flight[actors[i][0].run_one.remote()] = i
+            with RayCluster(cfg.ray_address, cfg.workers, sdir, warn=warn) as cluster:
+                _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_design, finish, fail,
+                       errors)
     except KeyboardInterrupt:
         status = "KILLED"
         raise
@@ -321,15 +268,92 @@ def run_study(cfg: StudyConfig, *, on_progress=None) -> dict:
         status = "FAILED"
         raise
     finally:
+        for trial in list(in_flight.values()):      # designs interrupted here run again next time
+            try:
+                fail(trial[1], rerun=True)
+            except Exception:
+                pass
         try:
             front_update(force=True)
-            tracker.finish(status)
         finally:
-            if started_ray:
-                import ray
-                ray.shutdown()
-    front = pareto_front(list(records.values()), space.objectives)
-    return {"study": cfg.study, "trials": len(records), "feasible": sum(r.feasible for r in records.values()),
+            tracker.finish(status)
+    recs = list(records.values())
+    front = pareto_front(recs, space.objectives)
+    return {"study": cfg.study, "trials": len(records), "feasible": sum(r.feasible for r in recs),
             "front": [r.number for r in front], "errors": errors, "recovered": stale,
-            "hypervolume": front_hypervolume(list(records.values()), space.objectives, space.reference),
-            "study_dir": str(sdir)}
+            "hypervolume": front_hypervolume(recs, space.objectives, space.reference), "study_dir": str(sdir)}
+
+
+def _task(space: SearchSpace, number: int, params: dict) -> dict:
+    """Everything an actor needs to evaluate a design: no file of the driver's is read remotely.
+    The energy estimator (``--energy``) travels too: a worker node's environment is not the driver's."""
+    from coopt.energy.select import method as energy_method
+    return {"number": number, "params": params, "template": space.template.name,
+            "template_params": space.template_params(params), "dataflow": space.dataflow,
+            "network": space.network, "mapper": space.mapper, "budgets": space.budgets,
+            "objectives": space.objectives, "energy": energy_method()}
+
+
+def _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_design, finish, fail, errors):
+    """Keep ``cluster.workers`` designs in flight until ``remaining`` trials are told COMPLETE."""
+    import ray
+
+    from coopt.study.cluster import RayError
+
+    actors = [cluster.actor(evaluate) for _ in range(min(cluster.workers, remaining))]
+    finished = 0
+    deaths = 0                                      # actor deaths since the last finished trial
+
+    def submit(i) -> None:
+        nonlocal finished
+        while finished + len(in_flight) < remaining:
+            trial = study.ask()
+            params = space.suggest(trial)
+            again = by_design.get(_design_key(params))
+            if again is not None:                   # proposed again: reuse the record, no evaluation
+                finish(trial, replace(again, number=trial.number, seconds=0.0, started_at=None,
+                                      finished_at=None))
+                finished += 1
+                continue
+            trial.set_user_attr(DISPATCHED, i)
+            in_flight[actors[i].evaluate.remote(_task(space, trial.number, params))] = (i, trial)
+            return
+
+    for i in range(len(actors)):
+        submit(i)
+    while in_flight:
+        if lock.lost:
+            raise CooptError(f"study '{cfg.study}': this run lost its lease in the storage database",
+                             key="--storage", expected="a reachable database; run again to continue")
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=5.0)
+        if not ready:
+            continue
+        i, trial = in_flight.pop(ready[0])
+        try:
+            out = ray.get(ready[0])
+        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
+            fail(trial, rerun=True)                 # the actor died: its design runs again on a new one
+            deaths += 1
+            text = str(e)
+            if "creation task" in text or deaths > 2 * len(actors) + 2:
+                lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("^")]
+                raise RayError(f"Ray workers cannot evaluate designs: {lines[-1][:300] if lines else 'they die'}",
+                               key="--ray-address", expected="coopt and its dependencies installed on every "
+                                                             "Ray node (the same version as here)") from None
+            actors[i] = cluster.actor(evaluate)
+            submit(i)
+            continue
+        except ray.exceptions.RayTaskError as e:    # the evaluation raised: a bug or unexpected input
+            fail(trial, rerun=False)
+            cause = e.cause if getattr(e, "cause", None) is not None else e
+            errors.append(f"{type(cause).__name__}: {cause}")
+            if len(errors) >= 5 and len(errors) > finished:
+                raise CooptError(f"trials keep failing, last: {errors[-1]}", key="search") from None
+            submit(i)
+            continue
+        rec = TrialRecord.from_json(out)
+        rec.number = trial.number
+        finish(trial, rec)
+        finished += 1
+        deaths = 0
+        submit(i)

@@ -91,7 +91,8 @@ def open_study(name: str, storage: str | None):
 
     import optuna
 
-    from coopt.study.runner import _quiet_optuna, make_storage, study_dir
+    from coopt.study.runner import quiet_optuna, study_dir
+    from coopt.study.storage import open_storage
     from coopt.study.space import load_space
 
     sdir = study_dir(name)
@@ -102,10 +103,10 @@ def open_study(name: str, storage: str | None):
         raise CooptError(f"no study '{name}' under {root}", key="--study",
                          expected=f"one of {known}" if known else "run coopt search first")
     meta = json.loads(meta_path.read_text())
-    _quiet_optuna()
+    quiet_optuna()
     space = load_space(Path(sdir) / "search_space.yaml")
     try:
-        source = optuna.load_study(study_name=name, storage=make_storage(storage, sdir))
+        source = optuna.load_study(study_name=name, storage=open_storage(storage, sdir, create=False))
     except KeyError:
         raise CooptError(f"study '{name}' is not in the storage {storage or sdir / 'optuna.journal'}",
                          key="--storage", expected="the storage the study was run with") from None

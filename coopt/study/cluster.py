@@ -1,0 +1,240 @@
+"""Ray for a study: a private local cluster, or an existing one; actors that only evaluate.
+
+Why the actors only evaluate: a worker on another machine sees nothing of the
+driver's disk, so everything a trial needs (design parameters, template name,
+workload, mapper options, budgets) travels with the task and the result comes
+back as data; the driver alone asks, tells, writes records and logs.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from coopt.errors import CooptError
+
+
+class RayError(CooptError):
+    """Ray cannot be started or joined."""
+
+
+def evaluate_task(task: dict):
+    """Default evaluation: map the network on the design (coopt.study.trial.evaluate_design)."""
+    from coopt.energy.select import set_method
+    from coopt.study.trial import evaluate_design
+
+    set_method(task.get("energy"))
+    return evaluate_design(task["number"], task["params"], task["template"], task["template_params"],
+                           task["dataflow"], task["network"], task["mapper"], task["budgets"],
+                           task["objectives"])
+
+
+class Evaluator:
+    """A Ray actor: evaluates one design per call with ``fn`` and returns the record as JSON plus where
+    and when it ran (host, pid, Ray node)."""
+
+    def __init__(self, fn=None):
+        self.fn = fn or evaluate_task
+        try:
+            import ray
+            self.node = ray.get_runtime_context().get_node_id() or ""
+        except Exception:
+            self.node = ""
+        self.where = f"{socket.gethostname()}:{os.getpid()}"
+
+    def evaluate(self, task: dict) -> dict:
+        started = time.time()
+        rec = self.fn(task)
+        rec.worker = f"{self.where}:{self.node[:12]}"
+        rec.started_at, rec.finished_at = started, time.time()
+        return rec.to_json()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def token_available() -> bool:
+    """Ray's token sources, in its order: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return Path(path).is_file() and Path(path).stat().st_size > 0
+
+
+def _reachable(address: str, timeout: float = 5.0) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+# Run beside a private local cluster: when the driver dies (even by SIGKILL) it stops every process
+# that still holds the cluster's temporary folder (Ray's agents outlive the raylet) and deletes it.
+REAPER = r"""
+import os, shutil, signal, sys, time
+pid, tmp = int(sys.argv[1]), sys.argv[2]
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+while pid > 0:                      # pid 0: the driver is already gone
+    if not os.path.isdir(tmp):
+        sys.exit(0)                     # the driver ended normally and cleaned up
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1)
+def holders():
+    out = set()
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or int(p) == os.getpid():
+            continue
+        try:
+            if tmp in open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace"):
+                out.add(int(p)); continue
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                if os.readlink(f"/proc/{p}/fd/{fd}").startswith(tmp):
+                    out.add(int(p)); break
+        except OSError:
+            pass
+    return out
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for p in holders():
+        try:
+            os.kill(p, sig)
+        except OSError:
+            pass
+    time.sleep(2)
+shutil.rmtree(tmp, ignore_errors=True)
+"""
+
+
+def reap_after(pid: int, tmp: str) -> None:
+    """Start the reaper for ``tmp`` (its own session: a Ctrl-C to the driver's group leaves it)."""
+    import subprocess
+
+    subprocess.Popen([sys.executable, "-c", REAPER, str(pid), tmp], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+class _stderr_captured:
+    """Redirect file descriptor 2 into a temporary file (C++ log lines included) and give its text."""
+
+    def __enter__(self):
+        self.file = tempfile.TemporaryFile()
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        os.dup2(self.file.fileno(), 2)
+        return self.text
+
+    def text(self) -> str:
+        self.file.seek(0)
+        return self.file.read().decode(errors="replace")
+
+    def __exit__(self, *exc):
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        return False
+
+
+class RayCluster:
+    """``with RayCluster(address, workers, study_dir) as ray_cluster``: start or join Ray, cap the workers
+    at the cluster's CPUs, and on exit shut down and delete the local cluster's temporary folder."""
+
+    def __init__(self, address: str | None, workers: int, study_dir: Path, warn=None):
+        self.address, self.workers, self.study_dir = address, workers, Path(study_dir)
+        self.warn = warn or (lambda msg: print(msg, file=sys.stderr))
+        self.tmp: str | None = None
+        self.started = False
+
+    def __enter__(self) -> RayCluster:
+        if self.address:                  # read by Ray when it is imported: set before
+            os.environ.setdefault("RAY_AUTH_MODE", "token")        # Ray 2.60 clusters require the token
+            os.environ.setdefault("RAY_py_gcs_connect_timeout_s", "8")
+        import ray
+
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        if ray.is_initialized():
+            return self._cap()
+        if self.address:
+            self._join()
+        else:
+            self._start_local()
+        self.started = True
+        return self._cap()
+
+    def _join(self) -> None:
+        import ray
+
+        addr = self.address.removeprefix("ray://") if self.address != "auto" else self.address
+        if addr != "auto" and not _reachable(addr):
+            raise RayError(f"no Ray cluster answers at {self.address}", key="--ray-address",
+                           expected="the head's HOST:PORT as printed by `ray start --head`")
+        if os.environ.get("RAY_AUTH_MODE") == "token" and not token_available():
+            raise RayError("the Ray cluster needs its auth token and none is set", key="--ray-address",
+                           expected="RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token as on the head "
+                                    "(`ray get-auth-token` there prints it)")
+        with _stderr_captured() as captured:       # Ray's C++ core retries loudly on stderr
+            try:
+                ray.init(address=addr, log_to_driver=False, configure_logging=False)
+                return
+            except Exception as e:
+                error = " ".join(str(e).split())[:200] or type(e).__name__
+        if "InvalidAuthToken" in captured() or "Unauthenticated" in captured():
+            raise RayError(f"the Ray cluster at {self.address} refused this client's auth token",
+                           key="--ray-address", expected="the head's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
+                                                         "or ~/.ray/auth_token (`ray get-auth-token` on the head)")
+        raise RayError(f"cannot join the Ray cluster at {self.address}: {error}", key="--ray-address",
+                       expected="a running cluster (ray start --head) and its token")
+
+    def _start_local(self) -> None:
+        import ray
+
+        link = self.study_dir / "ray"
+        if link.is_symlink():                          # a killed run's folder: we hold the study lock
+            old = os.readlink(link)
+            if Path(old).name.startswith("coopt-ray-") and Path(old).is_dir():
+                reap_after(0, old)                     # stop what is left of it, delete it
+            link.unlink()
+        self.tmp = tempfile.mkdtemp(prefix="coopt-ray-")   # short: Ray's socket paths must stay < 108 chars
+        link.symlink_to(self.tmp)
+        reap_after(os.getpid(), self.tmp)
+        cpus = max(1, min(self.workers, os.cpu_count() or 1))     # a private cluster needs no more
+        if self.workers > cpus:
+            self.warn(f"coopt search: --workers {self.workers} capped at {cpus}: this machine has {cpus} CPUs")
+            self.workers = cpus
+        ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=self.tmp,
+                 log_to_driver=False, configure_logging=False)
+
+    def _cap(self) -> RayCluster:
+        import ray
+
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if cpus and self.workers > cpus:
+            self.warn(f"coopt search: --workers {self.workers} capped at {cpus}: the Ray cluster has {cpus} CPUs")
+            self.workers = cpus
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.started:
+            import ray
+            ray.shutdown()
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            link = self.study_dir / "ray"
+            if link.is_symlink():
+                link.unlink()
+
+    def actor(self, fn=None):
+        """A new evaluating actor (one CPU)."""
+        import ray
+
+        if getattr(self, "_cls", None) is None:
+            self._cls = ray.remote(num_cpus=1, max_restarts=0)(Evaluator)
+        return self._cls.remote(fn)

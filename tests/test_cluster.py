@@ -1,0 +1,154 @@
+"""A real two-node Ray cluster on this machine (``ray start --head`` + ``ray start --address``).
+
+The worker node has its own temporary folder and runs in a different working
+directory; coopt reaches it as an installed package would (PYTHONPATH).  The
+driver runs as its own process with the cluster's token.  Processes are
+stopped by pid (only those of this cluster: never ``ray stop``, other test
+runs may have Ray clusters of their own).
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "search_spaces" / "tiny.yaml")
+RAY = str(Path(sys.executable).with_name("ray"))
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pids_under(base: str) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if base in (p / "cmdline").read_bytes().decode(errors="replace"):
+                    out.append(int(p.name))
+            except OSError:
+                pass
+    return out
+
+
+def _stop(base: str) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in _pids_under(base):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        time.sleep(2)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    base = tempfile.mkdtemp(prefix="cc-")             # short: Ray's socket paths must stay < 108 chars
+    token = secrets.token_hex(32)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    port = free_port()
+    for d in ("head", "work", "driver"):
+        os.makedirs(f"{base}/{d}")
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats",
+              "--dashboard-agent-listen-port", str(free_port())]
+    try:
+        subprocess.run([RAY, "start", "--head", "--port", str(port), "--temp-dir", f"{base}/th",
+                        "--include-dashboard", "false", "--dashboard-port", str(free_port()),
+                        "--ray-client-server-port", str(free_port()), *common],
+                       cwd=f"{base}/head", env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run([RAY, "start", "--address", f"127.0.0.1:{port}", "--temp-dir", f"{base}/tw", *common],
+                       cwd=f"{base}/work", env=env, check=True, capture_output=True, timeout=120)
+        yield {"address": f"127.0.0.1:{port}", "env": env, "base": base}
+    finally:
+        _stop(base)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+DRIVER = """
+import json, os, sys
+from coopt.study.runner import StudyConfig, run_study
+
+LOG = sys.argv[2]
+
+def located(task):
+    import os, ray
+    from coopt.study.cluster import evaluate_task
+    with open(LOG, "a") as f:
+        f.write(json.dumps({"number": task["number"], "node": ray.get_runtime_context().get_node_id(),
+                            "cwd": os.getcwd(), "task_keys": sorted(task)}) + "\\n")
+    return evaluate_task(task)
+
+out = run_study(StudyConfig(space_path=sys.argv[3], study="two", trials=6, workers=2, sampler="random", seed=2,
+                            ray_address=sys.argv[1]), evaluate=located)
+print(json.dumps(out))
+"""
+
+
+def test_trials_run_on_both_nodes_without_the_driver_folder(cluster, tmp_path):
+    driver = Path(cluster["base"]) / "driver"
+    log = tmp_path / "where.jsonl"
+    p = subprocess.run([sys.executable, "-c", DRIVER, cluster["address"], str(log), TINY], cwd=driver,
+                       env=cluster["env"], capture_output=True, text=True, timeout=400)
+    assert p.returncode == 0, p.stderr[-2000:]
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    assert summary["trials"] == 6
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len({r["node"] for r in rows}) == 2                      # both nodes evaluated designs
+    assert all(not r["cwd"].startswith(str(driver)) for r in rows)  # no worker ran in the driver's folder
+    assert all(r["task_keys"] == ["budgets", "dataflow", "energy", "mapper", "network", "number", "objectives",
+                                  "params", "template", "template_params"] for r in rows)   # no paths travel
+    import optuna
+    from optuna.trial import TrialState
+
+    from coopt.study.records import record_from_attrs
+    from coopt.study.storage import open_storage
+    study = optuna.load_study(study_name="two", storage=open_storage(None, driver / "mlruns" / "studies" / "two",
+                                                                        create=False))
+    done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert len(done) == 6 and not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
+    recs = [record_from_attrs(t.user_attrs) for t in done]
+    assert len({r.worker.rsplit(":", 1)[1] for r in recs}) == 2     # the records say where they ran
+    assert all(r.finished_at >= r.started_at for r in recs)
+
+
+def _cli(args, env, cwd):
+    return subprocess.run([sys.executable, "-m", "coopt.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_missing_or_wrong_token_is_one_line(cluster, tmp_path):
+    base = ["search", "--space", TINY, "--trials", "1", "--study", "t", "--ray-address", cluster["address"]]
+    env = {k: v for k, v in cluster["env"].items() if k not in ("RAY_AUTH_TOKEN", "RAY_AUTH_MODE")}
+    env["HOME"] = str(tmp_path)                                     # no ~/.ray/auth_token either
+    p = _cli(base, env, tmp_path)
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "auth token" in p.stderr, p.stderr
+    p = _cli([*base, "--study", "t2"], {**env, "RAY_AUTH_TOKEN": "0" * 64}, tmp_path)
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0, p.stderr
+    assert "refused this client's auth token" in p.stderr
+    p = _cli(["search", "--space", TINY, "--trials", "1", "--study", "t", "--ray-address", f"127.0.0.1:{free_port()}"],
+             cluster["env"], tmp_path)
+    assert p.returncode == 2 and "no Ray cluster answers" in p.stderr
+
+
+def test_workers_above_the_cluster_cpus_are_capped(cluster, tmp_path):
+    p = _cli(["search", "--space", TINY, "--trials", "2", "--workers", "5", "--study", "cap", "--sampler", "random",
+              "--ray-address", cluster["address"], "--json"], cluster["env"], tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "--workers 5 capped at 2: the Ray cluster has 2 CPUs" in p.stderr
