@@ -358,17 +358,24 @@ def _instances(geom):
     return offsets, neighbours
 
 
+@lru_cache(maxsize=4096)
+def _neighbour_pairs(geom):
+    """The instance offsets and every (instance, mesh neighbour) pair as two index arrays."""
+    offsets, neighbours = _instances(geom)
+    src = np.array([i for i, nb in enumerate(neighbours) for _ in nb], dtype=np.int64)
+    dst = np.array([j for nb in neighbours for j in nb], dtype=np.int64)
+    return offsets, src, dst
+
+
 @lru_cache(maxsize=65536)
 def _link_profile(geom, move: tuple) -> tuple[int, int]:
     """(instances that find their data at a neighbour, distinct offsets among the others)."""
-    offsets, neighbours = _instances(geom)
+    offsets, src, dst = _neighbour_pairs(geom)
     mv = np.array(move, dtype=np.int64)
     linked = np.zeros(len(offsets), dtype=bool)
-    for i, nb in enumerate(neighbours):
-        for j in nb:
-            if np.array_equal(offsets[j] - offsets[i], mv):
-                linked[i] = True
-                break
+    if len(src):
+        # instance i finds its data at a neighbour j when offsets[j] - offsets[i] == move
+        linked[src[((offsets[dst] - offsets[src]) == mv).all(axis=1)]] = True
     rest = offsets[~linked]
     distinct = len({tuple(r) for r in rest})
     return int(linked.sum()), distinct
