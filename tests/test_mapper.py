@@ -16,7 +16,7 @@ from coopt.energy.estimate import estimate
 from coopt.inputs import load_inputs
 from coopt.mapper.constraints import constraints_from_inputs, parse_constraints
 from coopt.mapper.sample import random_batch
-from coopt.mapper.search import _factorizations, enumerate_space, parse_metric, search
+from coopt.mapper.search import _count_factorizations, _factorizations, enumerate_space, parse_metric, search
 from coopt.mapper.space import MapSpace
 from coopt.model.evaluate import evaluate
 from coopt.workload.networks import resnet50
@@ -34,7 +34,7 @@ def _divisors(n):
 def test_factorization_counts_match_brute_force(n, k):
     brute = sum(1 for t in itertools.product(_divisors(n), repeat=k) if np.prod(t) == n)
     got = list(_factorizations(n, k))
-    assert len(got) == brute == len(set(got))
+    assert len(got) == brute == len(set(got)) == _count_factorizations(n, k)
     assert all(np.prod(t) == n for t in got)
 
 
