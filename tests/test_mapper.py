@@ -237,10 +237,13 @@ def _same(a, b):
     return all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("tf", "tperm", "sf", "sperm", "split", "keep"))
 
 
-@pytest.mark.skipif(not __import__("coopt.mapper.kernel", fromlist=["x"]).HAVE_NUMBA, reason="numba missing")
+@pytest.mark.skipif(not __import__("coopt.model.jit", fromlist=["x"]).AVAILABLE, reason="numba missing")
 def test_compiled_mapspace_loops_equal_the_python_reference(monkeypatch):
     """Sampling, neighbours, canonical form, prefilter and keys: same rows from the same seed."""
     import coopt.mapper.space as space_mod
+    from coopt.model import jit
+
+    jit.enable()
     accepted = rejected = 0
     for space in _spaces():
         got = {}
@@ -266,3 +269,43 @@ def test_compiled_mapspace_loops_equal_the_python_reference(monkeypatch):
         assert _same(space.canonical(c1, compiled=True), c1)
     # the checks both accept and reject rows: the comparison is not vacuous
     assert accepted and rejected
+
+
+_JIT_PROBE = """
+import json, sys
+from coopt.inputs import load_inputs
+from coopt.mapper.constraints import constraints_from_inputs
+from coopt.mapper.search import search
+d = sys.argv[1]
+inp = load_inputs([d + '/input.yaml', d + '/ERT.yaml', d + '/ART.yaml'])
+cons = constraints_from_inputs(inp.raw, inp.arch, inp.problem, inp.sources)
+r = search(inp.problem, inp.arch, inp.tables, cons, budget=int(sys.argv[2]), seed=4)
+print(json.dumps({"energy": r.eval.energy_pj, "cycles": r.eval.cycles, "evaluated": r.stats.evaluated,
+                  "mapping": [[l.temporal, l.permutation, l.spatial, l.spatial_permutation, l.split, sorted(l.keep)]
+                              for l in r.mapping.levels],
+                  "numba": "numba" in sys.modules}))
+"""
+
+
+@pytest.mark.skipif(not __import__("coopt.model.jit", fromlist=["x"]).AVAILABLE, reason="numba missing")
+def test_small_jobs_skip_numba_and_both_paths_find_the_same_mapping():
+    """A one-layer map with a small budget never imports numba (its start-up costs more than it
+    saves); forced either way, the search finds the very same mapping."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    case = next((str(c) for c in MAPPER_CASES if "resnet50" in str(c)), None)
+    if case is None:
+        pytest.skip("reference mapper case missing")
+    out = {}
+    for mode in ("", "0", "1"):
+        env = {**os.environ, "PYTHONPATH": str(root), "COOPT_JIT": mode}
+        res = subprocess.run([sys.executable, "-c", _JIT_PROBE, case, "2000"], env=env, capture_output=True,
+                             text=True, timeout=300, check=True)
+        out[mode] = json.loads(res.stdout)
+    assert out[""]["numba"] is False and out["0"]["numba"] is False and out["1"]["numba"] is True
+    assert out["0"] == {**out["1"], "numba": False}
+    assert out["0"]["evaluated"] > 1000

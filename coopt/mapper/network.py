@@ -31,6 +31,7 @@ def map_network(network: Network, arch: Architecture, tables: EnergyTables, targ
                 progress: Callable[[LayerResult], None] | None = None) -> NetworkResult:
     t0 = time.perf_counter()
     layers = list(network.layers)
+    _announce_work(layers, options, engine)
     results: list[LayerResult | None] = [None] * len(layers)
     if workers <= 1 or len(layers) == 1:
         for i, layer in enumerate(layers):
@@ -52,6 +53,14 @@ def map_network(network: Network, arch: Architecture, tables: EnergyTables, targ
     area = _area(arch, tables)
     return NetworkResult(network=network.name, arch=arch, layers=results, area_um2=area,
                          seconds=time.perf_counter() - t0)
+
+
+def _announce_work(layers: list, options: MapperOptions, engine: str) -> None:
+    """A whole network is enough work for the compiled kernels (coopt.model.jit): switch them
+    on before the worker processes fork, so each loads them once."""
+    if engine == "native":
+        from coopt.model import jit
+        jit.request(len(layers) * options.budget)
 
 
 def _area(arch: Architecture, tables: EnergyTables) -> float:

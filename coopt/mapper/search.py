@@ -20,6 +20,7 @@ from coopt.energy.tables import EnergyTables
 from coopt.errors import CooptError
 from coopt.mapper.constraints import MapConstraints
 from coopt.mapper.space import MapSpace
+from coopt.model import jit
 from coopt.model.batch import MappingBatch
 from coopt.model.collapse import collapse
 from coopt.model.cost import ArchCosts, evaluate_costs
@@ -122,6 +123,7 @@ def search(problem: Problem, arch: Architecture, tables: EnergyTables, constrain
     """Best mapping of ``problem`` on ``arch`` by ``metric`` within ``budget`` model evaluations."""
     metric = parse_metric(metric)
     t0 = time.perf_counter()
+    jit.request(budget)
     stats = SearchStats()
     try:
         space = MapSpace(problem, arch, constraints)

@@ -16,13 +16,25 @@ import numpy as np
 from coopt.arch.spec import Architecture
 from coopt.errors import MappingError
 from coopt.mapper.constraints import MapConstraints
-from coopt.mapper.kernel import (HAVE_NUMBA, canonical_rows, fill_spatial_rows, fill_temporal_rows,
-                                 move_primes_rows, prefilter_rows)
+from coopt.model import jit
 from coopt.mapper.sample import prime_factors
 from coopt.model.batch import MappingBatch
 from coopt.model.nest import ProblemArrays
 from coopt.workload.problem import Problem
 
+
+HAVE_NUMBA = jit.AVAILABLE     # tests set it False to force the Python reference loops
+
+
+def _compiled(flag: bool | None) -> bool:
+    """Compiled loops unless told otherwise (``flag``), numba is missing or the policy says not yet."""
+    return flag if flag is not None else (HAVE_NUMBA and jit.enabled())
+
+
+def mk():
+    """The compiled loops (imported on first use: importing numba costs time)."""
+    from coopt.mapper import kernel
+    return kernel
 
 @dataclass
 class Prefilter:
@@ -164,9 +176,9 @@ class MapSpace:
         orders = rng.permuted(np.tile(np.arange(len(groups)), (len(rows), 1)), axis=1)
         coins = rng.random((len(rows), len(groups))) < fill
         picks = rng.random((len(rows), len(groups)))
-        if HAVE_NUMBA if compiled is None else compiled:
+        if _compiled(compiled):
             c = self._consts
-            fill_spatial_rows(sf, is_x, np.asarray(rows, dtype=np.int64), np.array(groups, dtype=np.int64),
+            mk().fill_spatial_rows(sf, is_x, np.asarray(rows, dtype=np.int64), np.array(groups, dtype=np.int64),
                               orders, coins, picks, c["free_s"], c["fixed_t"], self.bounds, c["fan"], c["caps_s"])
             return
         self._fill_spatial_py(sf, is_x, rows, groups, orders.tolist(), coins.tolist(), picks.tolist())
@@ -214,7 +226,7 @@ class MapSpace:
         n = len(rows)
         sub_tf = np.broadcast_to(np.where(self.fix_t > 0, self.fix_t, 1), (n, self.L, self.D)).copy()
         rest = self._rest(sf[rows])
-        if HAVE_NUMBA if compiled is None else compiled:
+        if _compiled(compiled):
             steps = []          # (dimension, prime, draws), drawn in the reference's order
             for d in range(self.D):
                 slots = self._t_slots[d]
@@ -231,7 +243,7 @@ class MapSpace:
                     draws[s, :, :S] = r
                     lv[s, :S] = self._t_slots[d]
                     nslots[s] = S
-                fill_temporal_rows(sub_tf, rest, np.array([st[0] for st in steps], dtype=np.int64),
+                mk().fill_temporal_rows(sub_tf, rest, np.array([st[0] for st in steps], dtype=np.int64),
                                    np.array([st[1] for st in steps], dtype=np.int64), lv, nslots, draws,
                                    self.cap_t)
             tf[rows] = sub_tf
@@ -322,8 +334,8 @@ class MapSpace:
                 p = primes[rng.integers(0, len(primes), size=len(rr))]
                 rand = rng.random((len(rr), len(slots)))
                 dst = rng.integers(0, len(slots) - 1, size=len(rr))
-                if HAVE_NUMBA if compiled is None else compiled:
-                    move_primes_rows(tf, sf, rr, int(d), lv, sp, p, rand, dst)
+                if _compiled(compiled):
+                    mk().move_primes_rows(tf, sf, rr, int(d), lv, sp, p, rand, dst)
                     continue
                 vals = np.where(sp[None, :], sf[rr][:, lv, d], tf[rr][:, lv, d])    # [m,S]
                 has = (vals % p[:, None] == 0) & (vals > 1)
@@ -340,10 +352,10 @@ class MapSpace:
     # ------------------------------------------------------------------ checks and canonical form
     def prefilter(self, mb: MappingBatch, *, compiled: bool | None = None) -> Prefilter:
         """Fan-outs, factor caps and buffer capacities: everything checkable without the model."""
-        if HAVE_NUMBA if compiled is None else compiled:
+        if _compiled(compiled):
             B = len(mb)
             fan_ok, cap_ok, util_ok = (np.zeros(B, dtype=bool) for _ in range(3))
-            prefilter_rows(mb.tf, mb.sf, mb.sperm, mb.split, mb.keep, self.pa.coef, self.fan_x, self.fan_y,
+            mk().prefilter_rows(mb.tf, mb.sf, mb.sperm, mb.split, mb.keep, self.pa.coef, self.fan_x, self.fan_y,
                            self.cap_s, self.cap_t, self.capacity, self._util_floor, fan_ok, cap_ok, util_ok)
             return Prefilter(ok=fan_ok & cap_ok & util_ok, fanout=fan_ok, capacity=cap_ok)
         is_x = np.argsort(mb.sperm, axis=2) < mb.split[:, :, None]
@@ -360,8 +372,8 @@ class MapSpace:
 
     def canonical(self, mb: MappingBatch, *, compiled: bool | None = None) -> MappingBatch:
         """Trivial loops last (in dimension order): Timeloop ignores them, so this changes nothing."""
-        if HAVE_NUMBA if compiled is None else compiled:
-            tperm, sperm, split = canonical_rows(mb.tf, mb.tperm, mb.sf, mb.sperm, mb.split)
+        if _compiled(compiled):
+            tperm, sperm, split = mk().canonical_rows(mb.tf, mb.tperm, mb.sf, mb.sperm, mb.split)
             for li, lc in enumerate(self.cons.levels):
                 if lc.s_order is not None:
                     sperm[:, li] = lc.s_order

@@ -30,9 +30,11 @@ import numpy as np
 from coopt.arch.spec import Architecture
 from coopt.model.batch import MappingBatch
 from coopt.model.collapse import NestStats
-from coopt.model.kernel import HAVE_NUMBA, master_sizes, prep_rows, walk_totals
+from coopt.model import jit
 from coopt.workload.problem import Problem
 
+
+HAVE_NUMBA = jit.AVAILABLE     # tests set it False to force the numpy path
 
 class ProblemArrays:
     """Projection of each data space as a [P, C, D] coefficient tensor (C = max coordinates)."""
@@ -105,7 +107,7 @@ def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestS
     Compiled (``kernel.prep_rows`` + ``kernel.walk_totals``) when numba is there; the numpy
     form below is the readable reference, and the tests hold the two equal.
     """
-    if HAVE_NUMBA:
+    if HAVE_NUMBA and jit.enabled():
         return _nest_stats_compiled(pa, arch, mb)
     return _nest_stats_numpy(pa, arch, mb)
 
@@ -173,6 +175,8 @@ def _prep_numpy(pa: ProblemArrays, mb: MappingBatch) -> dict:
 def _nest_stats_compiled(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestStats:
     """``nest_stats`` with the set-up and the walk totals compiled; rows with possible link
     transfers go through the numpy path (prep recomputed for those rows only)."""
+    from coopt.model.kernel import master_sizes, prep_rows, walk_totals
+
     B, L, D = mb.tf.shape
     P, C = pa.P, pa.C
     i64 = np.int64
