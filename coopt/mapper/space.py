@@ -16,12 +16,11 @@ import numpy as np
 from coopt.arch.spec import Architecture
 from coopt.errors import MappingError
 from coopt.mapper.constraints import MapConstraints
-from coopt.model import jit
 from coopt.mapper.sample import prime_factors
+from coopt.model import jit
 from coopt.model.batch import MappingBatch
 from coopt.model.nest import ProblemArrays
 from coopt.workload.problem import Problem
-
 
 HAVE_NUMBA = jit.AVAILABLE     # tests set it False to force the Python reference loops
 

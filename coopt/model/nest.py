@@ -28,11 +28,10 @@ from functools import lru_cache
 import numpy as np
 
 from coopt.arch.spec import Architecture
+from coopt.model import jit
 from coopt.model.batch import MappingBatch
 from coopt.model.collapse import NestStats
-from coopt.model import jit
 from coopt.workload.problem import Problem
-
 
 HAVE_NUMBA = jit.AVAILABLE     # tests set it False to force the numpy path
 
