@@ -27,6 +27,7 @@ from coopt.energy.estimate import estimate  # noqa: E402
 from coopt.mapper.sample import random_batch  # noqa: E402
 from coopt.model.collapse import collapse  # noqa: E402
 from coopt.model.cost import ArchCosts, evaluate_costs  # noqa: E402
+from coopt.model import jit  # noqa: E402
 from coopt.model.evaluate import evaluate  # noqa: E402
 from coopt.model.nest import ProblemArrays, nest_stats  # noqa: E402
 from coopt.workload.networks import resnet50  # noqa: E402
@@ -38,14 +39,17 @@ def main():
     ap.add_argument("--walk", type=int, default=10, help="mappings per layer for the literal walk")
     ap.add_argument("--layers", type=int, default=24, help="how many unique layers")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--numpy", type=int, default=2000,
+                    help="mappings per layer through the numpy reference path (0: skip)")
     args = ap.parse_args()
+    jit.enable()                      # the model as the mapper runs it in a network or a study
 
     arch = load_template("eyeriss_like").instantiate({})
     tables = estimate(arch)
     ac = ArchCosts(arch, tables)
     rng = np.random.default_rng(args.seed)
     net = resnet50()
-    fast_n = fast_t = walk_n = walk_t = 0.0
+    fast_n = fast_t = walk_n = walk_t = np_n = np_t = 0.0
     # warm-up (not timed): loads the compiled kernels, so the first layer is not charged for it
     warm = net.layers[0].problem
     wmb = random_batch(warm, arch, 64, np.random.default_rng(args.seed + 1))
@@ -62,6 +66,15 @@ def main():
         acc = collapse(ns, mb.keep, pa.read_write)
         evaluate_costs(ns, acc, ac)
         dt = time.process_time() - t0
+        if args.numpy:
+            sub = mb.take(np.arange(min(args.numpy, len(mb))))
+            os.environ["COOPT_JIT"] = "0"
+            t2 = time.process_time()
+            ns0 = nest_stats(pa, arch, sub)
+            evaluate_costs(ns0, collapse(ns0, sub.keep, pa.read_write), ac)
+            np_t += time.process_time() - t2
+            np_n += len(sub)
+            os.environ.pop("COOPT_JIT")
         names = [d.name for d in prob.dataspaces]
         targets = [lvl.name for lvl in arch.storage]
         t1 = time.process_time()
@@ -77,6 +90,9 @@ def main():
     else:
         print(f"vectorised model: {f:,.0f} mappings/s on one core; literal walk: {w:,.1f} mappings/s; "
               f"ratio {f / w:,.0f}x")
+    if np_n:
+        print(f"numpy reference path (same mappings, first {args.numpy} per layer): {np_n / np_t:,.0f} mappings/s; "
+              f"compiled {f / (np_n / np_t):.2f}x")
 
 
 def _row(name: str, fast: float, walk: float | None) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -56,14 +57,19 @@ def _child(budget: int, seeds: list[int]) -> None:
     print(json.dumps({"times": times, "energies": energies}))
 
 
-def cli(budget: int, workers: int) -> tuple[float, float]:
-    """Wall seconds and energy of ``coopt network`` as a fresh process."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def cli(budget: int, workers: int, tree: Path = ROOT) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (the command and its workers) and energy of ``coopt network``
+    as a fresh process; CPU time says more than wall time on a loaded machine."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     env.pop("COOPT_JIT", None)
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "coopt.cli", "network", "--budget", str(budget), "--workers",
-                          str(workers), "--json"], env=env, capture_output=True, text=True, check=True)
-    return time.perf_counter() - t0, json.loads(out.stdout)["energy_uj"]
+                          str(workers), "--json"], env=env, capture_output=True, text=True, check=True, cwd=tree)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return wall, cpu, json.loads(out.stdout)["energy_uj"]
 
 
 def main():
@@ -102,13 +108,15 @@ def main():
                   f"same energies: {same}")
     if args.no_cli:
         return
-    w1, e1 = cli(args.budget, 1)
-    print(f"coopt network --budget {args.budget} --workers 1: {w1:.2f} s wall (process start included), "
-          f"{e1:,.1f} uJ")
-    t1, f1 = cli(6000, 1)
-    t2, f2 = cli(6000, 2)
-    print(f"coopt network --budget 6000: --workers 1 {t1:.2f} s, --workers 2 {t2:.2f} s ({t1 / t2:.2f}x); "
-          f"{f2:,.1f} uJ")
+    trees = [("this checkout", ROOT)] + ([("baseline", args.baseline_tree.resolve())] if args.baseline_tree else [])
+    for label, tree in trees:
+        w1, c1, e1 = cli(args.budget, 1, tree)
+        print(f"[{label}] coopt network --budget {args.budget} --workers 1: {w1:.2f} s wall, {c1:.2f} s CPU "
+              f"(process start included), {e1:,.1f} uJ")
+        t1, _, _ = cli(6000, 1, tree)
+        t2, c2, f2 = cli(6000, 2, tree)
+        print(f"[{label}] coopt network --budget 6000: --workers 1 {t1:.2f} s, --workers 2 {t2:.2f} s wall "
+              f"({t1 / t2:.2f}x), {c2:.2f} s CPU; {f2:,.1f} uJ")
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 
