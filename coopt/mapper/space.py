@@ -103,6 +103,8 @@ class MapSpace:
         self._util_floor = np.where(np.isfinite(self.capacity), self.capacity, 0) * self.min_util
         # per-layer constants of the compiled fill loops, computed once
         self._t_slots = [[li for li in range(L) if self.fix_t[li, d] == 0] for d in range(D)]
+        self._groups: dict[tuple, tuple] = {}
+        self._sf_reset = np.where(self.fix_s > 0, self.fix_s, 1)
         self._consts = {
             "free_s": self.fix_s == 0,
             "fixed_t": np.prod(np.where(self.fix_t > 0, self.fix_t, 1), axis=0),
@@ -167,8 +169,8 @@ class MapSpace:
         The random draws are made here; the per-row choice runs compiled
         (``coopt.mapper.kernel``) or, as the reference, in plain Python.
         """
-        fan = [(int(self.fan_x[li]), int(self.fan_y[li])) for li in range(self.L)]
-        groups = [(li, ax) for li in levels for ax in (0, 1) if fan[li][ax] > 1]
+        levels = tuple(levels)
+        groups, garr = self._groups.get(levels) or self._groups.setdefault(levels, self._make_groups(levels))
         if not groups:
             return
         rows = list(rows)
@@ -177,10 +179,16 @@ class MapSpace:
         picks = rng.random((len(rows), len(groups)))
         if _compiled(compiled):
             c = self._consts
-            mk().fill_spatial_rows(sf, is_x, np.asarray(rows, dtype=np.int64), np.array(groups, dtype=np.int64),
-                              orders, coins, picks, c["free_s"], c["fixed_t"], self.bounds, c["fan"], c["caps_s"])
+            mk().fill_spatial_rows(sf, is_x, np.asarray(rows, dtype=np.int64), garr, orders, coins, picks,
+                                   c["free_s"], c["fixed_t"], self.bounds, c["fan"], c["caps_s"])
             return
         self._fill_spatial_py(sf, is_x, rows, groups, orders.tolist(), coins.tolist(), picks.tolist())
+
+    def _make_groups(self, levels: tuple):
+        """The (level, axis) pairs of ``levels`` that fan out, as a list and as an array."""
+        groups = [(li, ax) for li in levels for ax in (0, 1)
+                  if (self.fan_x[li] if ax == 0 else self.fan_y[li]) > 1]
+        return groups, np.array(groups, dtype=np.int64).reshape(-1, 2)
 
     def _fill_spatial_py(self, sf, is_x, rows, groups, orders, coins, picks):
         """Plain-Python reference of the per-row spatial choice (the option lists are cached)."""
@@ -313,7 +321,7 @@ class MapSpace:
             is_x = np.argsort(sperm, axis=2) < split[:, :, None]
             for r in r5:
                 li = int(rng.choice(spatial_levels))
-                sf[r, li] = np.where(self.fix_s[li] > 0, self.fix_s[li], 1)
+                sf[r, li] = self._sf_reset[li]
                 self._fill_spatial(sf, is_x, rng, [r], [li], 0.75)
             self._fill_temporal(tf, sf, rng, r5)
         return self.canonical(MappingBatch(tf=tf, tperm=tperm, sf=sf, sperm=sperm, split=split, keep=keep))
