@@ -153,7 +153,9 @@ def run_study(sampler: str, seed: int, trials: int, cache_dir: str, packed: list
         study.tell(t, rec["objectives"])
         trace["designs"].append(params)
         trace["full"].append(full)
-        out.write_text(json.dumps(trace))
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(trace))
+        tmp.replace(out)                # atomic: a concurrent report never reads half a file
     return trace
 
 
