@@ -314,7 +314,7 @@ def _search_args(p):
 def build_parser() -> argparse.ArgumentParser:
     from coopt.arch.template import available_templates
     from coopt.shipped import shipped_names
-    from coopt.study.samplers import sampler_help, sampler_names
+    from coopt.study.samplers import DEFAULT_SAMPLER, sampler_help, sampler_names
     from coopt.workload.networks import network_names
 
     p = _Parser(prog="coopt", description="Hardware-mapping co-optimizer for DNN accelerators.")
@@ -372,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "default edge) or a search-space YAML")
     se.add_argument("--trials", type=int, default=50, help="completed trials wanted in the study (default 50)")
     se.add_argument("--workers", type=_workers, default=2, help="Ray actors evaluating designs in parallel (default 2)")
-    se.add_argument("--sampler", default="nsga2", choices=sampler_names(), help=sampler_help())
+    se.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=sampler_names(), help=sampler_help())
     se.add_argument("--study", help="study name (default: the space's name); an existing study is continued")
     se.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     se.add_argument("--resume", action="store_true", help="continue an existing study (the default anyway)")

@@ -15,7 +15,8 @@ from coopt.energy.accelergy_io import read_tables
 from coopt.energy.estimate import estimate
 from coopt.inputs import load_inputs
 from coopt.mapper.constraints import constraints_from_inputs, parse_constraints
-from coopt.mapper.search import _factorizations, enumerate_space, parse_metric, search
+from coopt.mapper.sample import random_batch
+from coopt.mapper.search import _count_factorizations, _factorizations, enumerate_space, parse_metric, search
 from coopt.mapper.space import MapSpace
 from coopt.model.evaluate import evaluate
 from coopt.workload.networks import resnet50
@@ -33,7 +34,7 @@ def _divisors(n):
 def test_factorization_counts_match_brute_force(n, k):
     brute = sum(1 for t in itertools.product(_divisors(n), repeat=k) if np.prod(t) == n)
     got = list(_factorizations(n, k))
-    assert len(got) == brute == len(set(got))
+    assert len(got) == brute == len(set(got)) == _count_factorizations(n, k)
     assert all(np.prod(t) == n for t in got)
 
 
@@ -210,3 +211,101 @@ def test_network_cli_totals(capsys):
     assert out["power_mw"] == pytest.approx(out["energy_uj"] * 1e-6 / (out["latency_cycles"] * 1e-9) * 1e3)
     assert out["area_mm2"] > 0
     assert {"name", "count", "energy_pj", "cycles", "utilization", "mapping"} <= set(layers[0])
+
+
+def _spaces():
+    """Mapspaces with different constraint shapes: row stationary, free, and fan-outs at 3 levels."""
+    layers = [l for l in resnet50().layers if l.name in ("conv1", "layer1.0.conv2", "layer3.0.conv1", "fc")]
+    out = []
+    for dataflow in ("row_stationary", "free"):
+        design = design_from_template("eyeriss_like", dataflow=dataflow)
+        for layer in layers:
+            out.append(MapSpace(layer.problem, design.arch, parse_constraints(design.targets, design.arch,
+                                                                                  layer.problem)))
+    multi = Architecture("multi", (
+        StorageLevel("R0", instances=64, mesh_x=8, mesh_y=8, depth=16, word_bits=8),
+        StorageLevel("R1", instances=16, mesh_x=4, mesh_y=4, depth=64, word_bits=8),
+        StorageLevel("GLB", instances=2, mesh_x=2, mesh_y=1, depth=4096, word_bits=8, block_size=4),
+        StorageLevel("DRAM", technology="DRAM", word_bits=8)),
+        ArithmeticLevel("mac", instances=256, mesh_x=16, mesh_y=16))
+    prob = conv_problem("m", R=3, S=3, P=12, Q=12, C=8, M=16, N=2)
+    out.append(MapSpace(prob, multi, parse_constraints([], multi, prob)))
+    return out
+
+
+def _same(a, b):
+    return all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("tf", "tperm", "sf", "sperm", "split", "keep"))
+
+
+@pytest.mark.skipif(not __import__("coopt.model.jit", fromlist=["x"]).AVAILABLE, reason="numba missing")
+def test_compiled_mapspace_loops_equal_the_python_reference(monkeypatch):
+    """Sampling, neighbours, canonical form, prefilter and keys: same rows from the same seed."""
+    import coopt.mapper.space as space_mod
+    from coopt.model import jit
+
+    jit.enable()
+    accepted = rejected = 0
+    for space in _spaces():
+        got = {}
+        for compiled in (True, False):
+            monkeypatch.setattr(space_mod, "HAVE_NUMBA", compiled)
+            rng = np.random.default_rng(11)
+            a = space.sample(400, rng)
+            b = space.neighbours(a.take(np.arange(24)), rng, 30)
+            got[compiled] = (a, b, space.prefilter(a), space.prefilter(b), space.keys(b))
+        (a1, b1, pa1, pb1, k1), (a0, b0, pa0, pb0, k0) = got[True], got[False]
+        assert _same(a1, a0) and _same(b1, b0)
+        for x, y in ((pa1, pa0), (pb1, pb0)):
+            for f in ("ok", "fanout", "capacity"):
+                assert np.array_equal(getattr(x, f), getattr(y, f))
+        assert k1 == k0
+        accepted += int(pa1.ok.sum() + pb1.ok.sum())
+        rejected += int((~pa1.ok).sum() + (~pb1.ok).sum())
+        assert len(set(k1)) > 1
+        # canonical form of arbitrary (non-canonical) rows: same on both paths, and idempotent
+        raw = random_batch(space.problem, space.arch, 300, np.random.default_rng(5))
+        c1, c0 = space.canonical(raw, compiled=True), space.canonical(raw, compiled=False)
+        assert _same(c1, c0) and not _same(c1, raw)
+        assert _same(space.canonical(c1, compiled=True), c1)
+    # the checks both accept and reject rows: the comparison is not vacuous
+    assert accepted and rejected
+
+
+_JIT_PROBE = """
+import json, sys
+from coopt.inputs import load_inputs
+from coopt.mapper.constraints import constraints_from_inputs
+from coopt.mapper.search import search
+d = sys.argv[1]
+inp = load_inputs([d + '/input.yaml', d + '/ERT.yaml', d + '/ART.yaml'])
+cons = constraints_from_inputs(inp.raw, inp.arch, inp.problem, inp.sources)
+r = search(inp.problem, inp.arch, inp.tables, cons, budget=int(sys.argv[2]), seed=4)
+print(json.dumps({"energy": r.eval.energy_pj, "cycles": r.eval.cycles, "evaluated": r.stats.evaluated,
+                  "mapping": [[l.temporal, l.permutation, l.spatial, l.spatial_permutation, l.split, sorted(l.keep)]
+                              for l in r.mapping.levels],
+                  "numba": "numba" in sys.modules}))
+"""
+
+
+@pytest.mark.skipif(not __import__("coopt.model.jit", fromlist=["x"]).AVAILABLE, reason="numba missing")
+def test_small_jobs_skip_numba_and_both_paths_find_the_same_mapping():
+    """A one-layer map with a small budget never imports numba (its start-up costs more than it
+    saves); forced either way, the search finds the very same mapping."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    case = next((str(c) for c in MAPPER_CASES if "resnet50" in str(c)), None)
+    if case is None:
+        pytest.skip("reference mapper case missing")
+    out = {}
+    for mode in ("", "0", "1"):
+        env = {**os.environ, "PYTHONPATH": str(root), "COOPT_JIT": mode}
+        res = subprocess.run([sys.executable, "-c", _JIT_PROBE, case, "2000"], env=env, capture_output=True,
+                             text=True, timeout=300, check=True)
+        out[mode] = json.loads(res.stdout)
+    assert out[""]["numba"] is False and out["0"]["numba"] is False and out["1"]["numba"] is True
+    assert out["0"] == {**out["1"], "numba": False}
+    assert out["0"]["evaluated"] > 1000

@@ -69,7 +69,9 @@ def test_compiled_paths_equal_numpy_paths(arch_name):
     """The numba kernels (walk totals, collapse) give the numpy paths' numbers exactly."""
     from coopt.model.collapse import collapse, collapse_numpy
     import coopt.model.nest as nest_mod
+    from coopt.model import jit
 
+    jit.enable()
     arch = ARCHS[arch_name]()
     for problem in PROBLEMS:
         mb = random_batch(problem, arch, 300, np.random.default_rng(7))

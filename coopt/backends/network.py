@@ -44,6 +44,7 @@ def map_network(network: Network, arch: Architecture, tables: EnergyTables, targ
     layers = list(network.layers)
     if layers:       # bad constraints (unknown level or dimension, all bypassed) refused before any work
         parse_constraints(targets, arch, layers[0].problem, file=constraints_file)
+    _announce_work(layers, options, engine)
     results: list[LayerResult | None] = [None] * len(layers)
     if workers <= 1 or len(layers) == 1:
         for i, layer in enumerate(layers):
@@ -65,3 +66,12 @@ def map_network(network: Network, arch: Architecture, tables: EnergyTables, targ
                     progress(results[i])
     return NetworkResult(network=network.name, arch=arch, layers=results, area_um2=arch_area(arch, tables),
                          seconds=time.perf_counter() - t0)
+
+
+def _announce_work(layers: list, options: MapperOptions, engine: str) -> None:
+    """A whole network is enough work for the compiled kernels (coopt.model.jit): switch them
+    on before the worker processes fork, so each loads them once."""
+    if engine == "native":
+        from coopt.model import jit
+        jit.request(len(layers) * options.budget)
+

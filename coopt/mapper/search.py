@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from coopt.energy.tables import EnergyTables
 from coopt.errors import CooptError
 from coopt.mapper.constraints import MapConstraints
 from coopt.mapper.space import MapSpace
+from coopt.model import jit
 from coopt.model.batch import MappingBatch
 from coopt.model.collapse import collapse
 from coopt.model.cost import ArchCosts, evaluate_costs
@@ -121,6 +123,7 @@ def search(problem: Problem, arch: Architecture, tables: EnergyTables, constrain
     """Best mapping of ``problem`` on ``arch`` by ``metric`` within ``budget`` model evaluations."""
     metric = parse_metric(metric)
     t0 = time.perf_counter()
+    jit.request(budget)
     stats = SearchStats()
     try:
         space = MapSpace(problem, arch, constraints)
@@ -213,11 +216,19 @@ def _factorizations(n: int, k: int):
                 yield (d,) + rest
 
 
+@lru_cache(maxsize=4096)
+def _count_factorizations(n: int, k: int) -> int:
+    """How many ordered ways to write n as a product of k factors (= len(_factorizations))."""
+    if k == 1:
+        return 1
+    return sum(_count_factorizations(n // d, k - 1) for d in range(1, n + 1) if n % d == 0)
+
+
 def space_size_hint(space: MapSpace) -> int:
     total = 1
     for d in range(space.D):
         rest = int(np.prod(space.primes[d])) if space.primes[d] else 1
-        total *= sum(1 for _ in _factorizations(rest, max(1, len(space.free_slots[d]))))
+        total *= _count_factorizations(rest, max(1, len(space.free_slots[d])))
     return total
 
 

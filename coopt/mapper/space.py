@@ -17,10 +17,23 @@ from coopt.arch.spec import Architecture
 from coopt.errors import MappingError
 from coopt.mapper.constraints import MapConstraints
 from coopt.mapper.sample import prime_factors
+from coopt.model import jit
 from coopt.model.batch import MappingBatch
 from coopt.model.nest import ProblemArrays
 from coopt.workload.problem import Problem
 
+HAVE_NUMBA = jit.AVAILABLE     # tests set it False to force the Python reference loops
+
+
+def _compiled(flag: bool | None) -> bool:
+    """Compiled loops unless told otherwise (``flag``), numba is missing or the policy says not yet."""
+    return flag if flag is not None else (HAVE_NUMBA and jit.enabled())
+
+
+def mk():
+    """The compiled loops (imported on first use: importing numba costs time)."""
+    from coopt.mapper import kernel
+    return kernel
 
 @dataclass
 class Prefilter:
@@ -87,6 +100,17 @@ class MapSpace:
             self.free_slots.append(slots)
         self.capacity = np.array([np.inf if lvl.effective_size is None else lvl.effective_size
                                   for lvl in arch.storage], dtype=np.float64)
+        self._util_floor = np.where(np.isfinite(self.capacity), self.capacity, 0) * self.min_util
+        # per-layer constants of the compiled fill loops, computed once
+        self._t_slots = [[li for li in range(L) if self.fix_t[li, d] == 0] for d in range(D)]
+        self._groups: dict[tuple, tuple] = {}
+        self._sf_reset = np.where(self.fix_s > 0, self.fix_s, 1)
+        self._consts = {
+            "free_s": self.fix_s == 0,
+            "fixed_t": np.prod(np.where(self.fix_t > 0, self.fix_t, 1), axis=0),
+            "fan": np.stack([self.fan_x, self.fan_y], axis=1),
+            "caps_s": np.minimum(self.cap_s, 1 << 40),
+        }
 
     # ------------------------------------------------------------------ permutations
     def _perms(self, rng, n, prefix_of, suffix_of):
@@ -139,24 +163,41 @@ class MapSpace:
         fixed_t = np.prod(np.where(self.fix_t > 0, self.fix_t, 1), axis=0)
         return self.bounds[None, :] // (fixed_t[None, :] * np.prod(sf, axis=1))
 
-    def _fill_spatial(self, sf, is_x, rng, rows, levels, fill):
+    def _fill_spatial(self, sf, is_x, rng, rows, levels, fill, *, compiled: bool | None = None):
         """Choose the free spatial factors of ``levels`` for ``rows`` (in place).
 
-        Plain Python per row (the option lists are cached); numpy per element would be slower.
+        The random draws are made here; the per-row choice runs compiled
+        (``coopt.mapper.kernel``) or, as the reference, in plain Python.
         """
+        levels = tuple(levels)
+        groups, garr = self._groups.get(levels) or self._groups.setdefault(levels, self._make_groups(levels))
+        if not groups:
+            return
+        rows = list(rows)
+        orders = rng.permuted(np.tile(np.arange(len(groups)), (len(rows), 1)), axis=1)
+        coins = rng.random((len(rows), len(groups))) < fill
+        picks = rng.random((len(rows), len(groups)))
+        if _compiled(compiled):
+            c = self._consts
+            mk().fill_spatial_rows(sf, is_x, np.asarray(rows, dtype=np.int64), garr, orders, coins, picks,
+                                   c["free_s"], c["fixed_t"], self.bounds, c["fan"], c["caps_s"])
+            return
+        self._fill_spatial_py(sf, is_x, rows, groups, orders.tolist(), coins.tolist(), picks.tolist())
+
+    def _make_groups(self, levels: tuple):
+        """The (level, axis) pairs of ``levels`` that fan out, as a list and as an array."""
+        groups = [(li, ax) for li in levels for ax in (0, 1)
+                  if (self.fan_x[li] if ax == 0 else self.fan_y[li]) > 1]
+        return groups, np.array(groups, dtype=np.int64).reshape(-1, 2)
+
+    def _fill_spatial_py(self, sf, is_x, rows, groups, orders, coins, picks):
+        """Plain-Python reference of the per-row spatial choice (the option lists are cached)."""
         D = self.D
         free_s = (self.fix_s == 0).tolist()
         fixed_t = np.prod(np.where(self.fix_t > 0, self.fix_t, 1), axis=0).tolist()
         bounds = self.bounds.tolist()
         fan = [(int(self.fan_x[li]), int(self.fan_y[li])) for li in range(self.L)]
         caps_s = np.minimum(self.cap_s, 1 << 40).tolist()
-        groups = [(li, ax) for li in levels for ax in (0, 1) if fan[li][ax] > 1]
-        if not groups:
-            return
-        rows = list(rows)
-        orders = rng.permuted(np.tile(np.arange(len(groups)), (len(rows), 1)), axis=1).tolist()
-        coins = (rng.random((len(rows), len(groups))) < fill).tolist()
-        picks = rng.random((len(rows), len(groups))).tolist()
         sf_rows = sf[rows].tolist()
         x_rows = is_x[rows].tolist()
         for k, b in enumerate(rows):
@@ -187,11 +228,33 @@ class MapSpace:
                     srow[li][d] = f
             sf[b] = srow
 
-    def _fill_temporal(self, tf, sf, rng, rows):
+    def _fill_temporal(self, tf, sf, rng, rows, *, compiled: bool | None = None):
         """Spread what remains of each dimension over its free temporal loops (in place)."""
         n = len(rows)
         sub_tf = np.broadcast_to(np.where(self.fix_t > 0, self.fix_t, 1), (n, self.L, self.D)).copy()
         rest = self._rest(sf[rows])
+        if _compiled(compiled):
+            steps = []          # (dimension, prime, draws), drawn in the reference's order
+            for d in range(self.D):
+                slots = self._t_slots[d]
+                if not slots:
+                    continue
+                for p in rng.permutation(sorted(self.primes[d], reverse=True)):
+                    steps.append((d, int(p), rng.random((n, len(slots)))))
+            if steps:
+                draws = np.zeros((len(steps), n, self.L))
+                lv = np.zeros((len(steps), self.L), dtype=np.int64)
+                nslots = np.zeros(len(steps), dtype=np.int64)
+                for s, (d, _, r) in enumerate(steps):
+                    S = len(self._t_slots[d])
+                    draws[s, :, :S] = r
+                    lv[s, :S] = self._t_slots[d]
+                    nslots[s] = S
+                mk().fill_temporal_rows(sub_tf, rest, np.array([st[0] for st in steps], dtype=np.int64),
+                                   np.array([st[1] for st in steps], dtype=np.int64), lv, nslots, draws,
+                                   self.cap_t)
+            tf[rows] = sub_tf
+            return
         idx = np.arange(n)
         for d in range(self.D):
             slots = [li for li in range(self.L) if self.fix_t[li, d] == 0]
@@ -258,12 +321,12 @@ class MapSpace:
             is_x = np.argsort(sperm, axis=2) < split[:, :, None]
             for r in r5:
                 li = int(rng.choice(spatial_levels))
-                sf[r, li] = np.where(self.fix_s[li] > 0, self.fix_s[li], 1)
+                sf[r, li] = self._sf_reset[li]
                 self._fill_spatial(sf, is_x, rng, [r], [li], 0.75)
             self._fill_temporal(tf, sf, rng, r5)
         return self.canonical(MappingBatch(tf=tf, tperm=tperm, sf=sf, sperm=sperm, split=split, keep=keep))
 
-    def _move_primes(self, tf, sf, rng, rows, times):
+    def _move_primes(self, tf, sf, rng, rows, times, *, compiled: bool | None = None):
         movable = [d for d in range(self.D) if self.primes[d] and len(self.free_slots[d]) > 1]
         if not movable or not len(rows):
             return
@@ -274,13 +337,17 @@ class MapSpace:
                 slots = self.free_slots[d]
                 lv = np.array([s[0] for s in slots])
                 sp = np.array([s[1] for s in slots], dtype=bool)
-                vals = np.where(sp[None, :], sf[rr][:, lv, d], tf[rr][:, lv, d])    # [m,S]
                 primes = np.array(sorted(set(self.primes[d])))
                 p = primes[rng.integers(0, len(primes), size=len(rr))]
-                has = (vals % p[:, None] == 0) & (vals > 1)
-                src = np.argmax(np.where(has, rng.random(has.shape), -1), axis=1)
-                ok = has[np.arange(len(rr)), src]
+                rand = rng.random((len(rr), len(slots)))
                 dst = rng.integers(0, len(slots) - 1, size=len(rr))
+                if _compiled(compiled):
+                    mk().move_primes_rows(tf, sf, rr, int(d), lv, sp, p, rand, dst)
+                    continue
+                vals = np.where(sp[None, :], sf[rr][:, lv, d], tf[rr][:, lv, d])    # [m,S]
+                has = (vals % p[:, None] == 0) & (vals > 1)
+                src = np.argmax(np.where(has, rand, -1), axis=1)
+                ok = has[np.arange(len(rr)), src]
                 dst = np.where(dst >= src, dst + 1, dst)
                 rr, src, dst, p = rr[ok], src[ok], dst[ok], p[ok]
                 for which, arr in ((True, sf), (False, tf)):
@@ -290,8 +357,14 @@ class MapSpace:
                     arr[rr[m], lv[dst[m]], d] *= p[m]
 
     # ------------------------------------------------------------------ checks and canonical form
-    def prefilter(self, mb: MappingBatch) -> Prefilter:
+    def prefilter(self, mb: MappingBatch, *, compiled: bool | None = None) -> Prefilter:
         """Fan-outs, factor caps and buffer capacities: everything checkable without the model."""
+        if _compiled(compiled):
+            B = len(mb)
+            fan_ok, cap_ok, util_ok = (np.zeros(B, dtype=bool) for _ in range(3))
+            mk().prefilter_rows(mb.tf, mb.sf, mb.sperm, mb.split, mb.keep, self.pa.coef, self.fan_x, self.fan_y,
+                           self.cap_s, self.cap_t, self.capacity, self._util_floor, fan_ok, cap_ok, util_ok)
+            return Prefilter(ok=fan_ok & cap_ok & util_ok, fanout=fan_ok, capacity=cap_ok)
         is_x = np.argsort(mb.sperm, axis=2) < mb.split[:, :, None]
         x = np.prod(np.where(is_x, mb.sf, 1), axis=2)
         y = np.prod(np.where(is_x, 1, mb.sf), axis=2)
@@ -304,8 +377,15 @@ class MapSpace:
         util_ok = (used >= np.where(np.isfinite(self.capacity), self.capacity, 0) * self.min_util).all(axis=1)
         return Prefilter(ok=fan_ok & caps_ok & cap_ok & util_ok, fanout=fan_ok & caps_ok, capacity=cap_ok)
 
-    def canonical(self, mb: MappingBatch) -> MappingBatch:
+    def canonical(self, mb: MappingBatch, *, compiled: bool | None = None) -> MappingBatch:
         """Trivial loops last (in dimension order): Timeloop ignores them, so this changes nothing."""
+        if _compiled(compiled):
+            tperm, sperm, split = mk().canonical_rows(mb.tf, mb.tperm, mb.sf, mb.sperm, mb.split)
+            for li, lc in enumerate(self.cons.levels):
+                if lc.s_order is not None:
+                    sperm[:, li] = lc.s_order
+                    split[:, li] = mb.split[:, li]
+            return MappingBatch(tf=mb.tf, tperm=tperm, sf=mb.sf, sperm=sperm, split=split, keep=mb.keep)
         D = self.D
         pos = np.arange(D)[None, None, :]
         tn = np.take_along_axis(mb.tf, mb.tperm, axis=2)
@@ -329,7 +409,8 @@ class MapSpace:
         flat = np.concatenate([mb.tf.reshape(len(mb), -1), mb.tperm.reshape(len(mb), -1),
                                mb.sf.reshape(len(mb), -1), mb.sperm.reshape(len(mb), -1),
                                mb.split, mb.keep.reshape(len(mb), -1).astype(np.int64)], axis=1)
-        return [row.tobytes() for row in flat]
+        flat = np.ascontiguousarray(flat)
+        return flat.view(np.dtype((np.void, flat.shape[1] * flat.itemsize))).ravel().tolist()
 
 
 @lru_cache(maxsize=16384)

@@ -54,10 +54,12 @@ def collapse(nest: NestStats, keep: np.ndarray, read_write: np.ndarray) -> Acces
     The compiled loop form (``kernel.collapse_rows``) when numba is there, else numpy;
     tests hold the two equal.
     """
-    from coopt.model.kernel import HAVE_NUMBA, collapse_rows
+    from coopt.model import jit
 
-    if not HAVE_NUMBA:
+    if not jit.enabled():
         return collapse_numpy(nest, keep, read_write)
+    from coopt.model.kernel import collapse_rows
+
     B, L, P = nest.size.shape
     out = [np.zeros((B, L, P)) for _ in range(5)]
     collapse_rows(nest.size.astype(np.float64), nest.total.astype(np.float64),

@@ -335,3 +335,86 @@ def collapse_rows(size_in, total_in, weighted_in, link_in, msize, master, fanout
                     updates[b, cur, p] = 0.0
                     utilized[b, cur, p] = 0.0
                 partition_out[b, cur, p] = partf[cur]
+
+
+@njit(cache=True)
+def prep_rows(tf, tperm, sf, sperm, split, coef, ext, prev, mid, ext_coord, size, sn, svs, fan, fx, repl,
+              xexp, yexp, nj, dimj, vj, levj, compute):
+    """The closed form's per-mapping set-up (``nest._prep_numpy``) in one pass; returns J, the
+    most non-trivial temporal loops of any row (columns of ``nj`` etc. in use)."""
+    B, L, D = tf.shape
+    P, C = coef.shape[0], coef.shape[1]
+    LD = L * D
+    J = 1
+    tvs = np.empty(LD, dtype=np.int64)
+    tdim = np.empty(LD, dtype=np.int64)
+    tn = np.empty(LD, dtype=np.int64)
+    fy = np.empty(L, dtype=np.int64)
+    for b in range(B):
+        for d in range(D):
+            e = 1
+            for li in range(L):
+                f = sf[b, li, d] * tf[b, li, d]
+                prev[b, li, d] = e
+                mid[b, li, d] = e * sf[b, li, d]
+                e *= f
+                ext[b, li, d] = e
+        for li in range(L):
+            for p in range(P):
+                s = 1
+                for c in range(C):
+                    span = 1
+                    for d in range(D):
+                        span += coef[p, c, d] * (ext[b, li, d] - 1)
+                    ext_coord[b, li, p, c] = span
+                    s *= span
+                size[b, li, p] = s
+            fa = 1
+            x = 1
+            sp = split[b, li]
+            for i in range(D):
+                d = sperm[b, li, i]
+                sn[b, li, i] = sf[b, li, d]
+                svs[b, li, i] = prev[b, li, d]
+                fa *= sf[b, li, d]
+                if i < sp:
+                    x *= sf[b, li, d]
+                d = tperm[b, li, i]
+                tn[li * D + i] = tf[b, li, d]
+                tdim[li * D + i] = d
+                tvs[li * D + i] = mid[b, li, d]
+            fan[b, li] = fa
+            fx[b, li] = x
+            fy[li] = fa // x
+        r = 1
+        rx = 1
+        ry = 1
+        for li in range(L - 1, -1, -1):
+            repl[b, li] = r
+            xexp[b, li] = rx
+            yexp[b, li] = ry
+            r *= fan[b, li]
+            rx *= fx[b, li]
+            ry *= fy[li]
+        # non-trivial temporal loops first (innermost first), then the trivial ones, both in order
+        k = 0
+        comp = 1
+        for q in range(LD):
+            if tn[q] >= 2:
+                nj[b, k] = tn[q]
+                dimj[b, k] = tdim[q]
+                vj[b, k] = tvs[q]
+                levj[b, k] = q // D
+                comp *= tn[q]
+                k += 1
+        if k > J:
+            J = k
+        for q in range(LD):
+            if tn[q] < 2:
+                nj[b, k] = 1
+                dimj[b, k] = tdim[q]
+                vj[b, k] = tvs[q]
+                levj[b, k] = -1
+                k += 1
+        compute[b] = comp
+    return J

@@ -29,11 +29,12 @@ import numpy as np
 
 from coopt.arch.spec import Architecture
 from coopt.errors import SpecError
+from coopt.model import jit
 from coopt.model.batch import MappingBatch
 from coopt.model.collapse import NestStats
-from coopt.model.kernel import HAVE_NUMBA, master_sizes, walk_totals
 from coopt.workload.problem import Problem
 
+HAVE_NUMBA = jit.AVAILABLE     # tests set it False to force the numpy path
 
 class ProblemArrays:
     """Projection of each data space as a [P, C, D] coefficient tensor (C = max coordinates)."""
@@ -103,11 +104,32 @@ def _distinct_sums(terms: tuple[tuple[int, int], ...]) -> int:
 
 
 def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestStats:
-    """Nest-analysis statistics of every mapping in the batch (exactly Timeloop's)."""
-    B, L, D = mb.tf.shape
-    P = pa.P
-    coef = pa.coef                                                         # [P,C,D]
+    """Nest-analysis statistics of every mapping in the batch (exactly Timeloop's).
 
+    Compiled (``kernel.prep_rows`` + ``kernel.walk_totals``) when numba is there; the numpy
+    form below is the readable reference, and the tests hold the two equal.
+    """
+    if HAVE_NUMBA and jit.enabled():
+        return _nest_stats_compiled(pa, arch, mb)
+    return _nest_stats_numpy(pa, arch, mb)
+
+
+def _nest_stats_numpy(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestStats:
+    prep = _prep_numpy(pa, mb)
+    master = prep["master"]
+    msize = np.where(master[:, :, None], pa.sizes(prep["mid"]), 0)
+    total, weighted, link = _walk_totals_numpy(pa, arch, prep)
+    fan, repl = prep["fan"], prep["repl"]
+    return NestStats(size=prep["size"].astype(np.float64), total=total, weighted=weighted, link=link,
+                     msize=msize.astype(np.float64), master=master,
+                     fanout=fan.astype(np.float64), repl=repl.astype(np.float64),
+                     xexp=prep["xexp"].astype(np.float64), yexp=prep["yexp"].astype(np.float64),
+                     compute=prep["compute"], compute_repl=(repl[:, 0] * fan[:, 0]).astype(np.float64))
+
+
+def _prep_numpy(pa: ProblemArrays, mb: MappingBatch) -> dict:
+    """The closed form's per-mapping set-up: extents, tiles, fan-outs, compacted temporal loops."""
+    B, L, D = mb.tf.shape
     # Extents: below level l (prev), after its spatial fan-out (mid) and after it (ext).
     level_f = mb.sf * mb.tf
     ext = np.cumprod(level_f, axis=1)                                      # [B,L,D]
@@ -127,14 +149,12 @@ def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestS
 
     # Spatial fan-out per level.
     fan = np.prod(mb.sf, axis=2)                                           # [B,L]
-    master = fan > 1
     is_x = np.arange(D)[None, None, :] < mb.split[:, :, None]
     fx = np.prod(np.where(is_x, sn, 1), axis=2)
     fy = fan // fx
     above = lambda a: np.concatenate([np.cumprod(a[:, ::-1], axis=1)[:, ::-1][:, 1:],
                                       np.ones((B, 1), dtype=a.dtype)], axis=1)
     repl, xexp, yexp = above(fan), above(fx), above(fy)
-    compute_repl = repl[:, 0] * fan[:, 0]
 
     # Non-trivial temporal loops, innermost first, compacted to J columns.
     tn_all = tn.reshape(B, L * D)
@@ -149,34 +169,49 @@ def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestS
     vj = np.take_along_axis(tvs.reshape(B, L * D), order, axis=1)
     levj = np.where(livej, np.repeat(np.arange(L), D)[order], -1)
     compute = np.prod(nj, axis=1).astype(np.float64)
+    return dict(nj=nj, levj=levj, dimj=dimj, vj=vj, size=size, ext_coord=ext_coord, fan=fan, master=fan > 1,
+                compute=compute, sdim=sdim, sn=sn, svs=svs, split=mb.split, sf=mb.sf, prev=prev, mid=mid,
+                repl=repl, xexp=xexp, yexp=yexp)
 
-    if HAVE_NUMBA:
-        msize = np.zeros((B, L, P), dtype=np.int64)
-        master_sizes(mid, fan, coef, msize)
-    else:
-        msize = np.where(master[:, :, None], pa.sizes(mid), 0)
+
+def _nest_stats_compiled(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestStats:
+    """``nest_stats`` with the set-up and the walk totals compiled; rows with possible link
+    transfers go through the numpy path (prep recomputed for those rows only)."""
+    from coopt.model.kernel import master_sizes, prep_rows, walk_totals
+
+    B, L, D = mb.tf.shape
+    P, C = pa.P, pa.C
+    i64 = np.int64
+    tf, tperm, sf, sperm, split = (np.ascontiguousarray(a, dtype=i64) for a in
+                                   (mb.tf, mb.tperm, mb.sf, mb.sperm, mb.split))
+    ext, prev, mid, sn, svs = (np.empty((B, L, D), dtype=i64) for _ in range(5))
+    ext_coord = np.empty((B, L, P, C), dtype=i64)
+    size = np.empty((B, L, P), dtype=i64)
+    fan, fx, repl, xexp, yexp = (np.empty((B, L), dtype=i64) for _ in range(5))
+    nj, dimj, vj, levj = (np.empty((B, L * D), dtype=i64) for _ in range(4))
+    compute = np.empty(B)
+    J = prep_rows(tf, tperm, sf, sperm, split, pa.coef, ext, prev, mid, ext_coord, size, sn, svs, fan, fx,
+                  repl, xexp, yexp, nj, dimj, vj, levj, compute)
+    nj, dimj, vj, levj = nj[:, :J], dimj[:, :J], vj[:, :J], levj[:, :J]
+    msize = np.zeros((B, L, P), dtype=i64)
+    master_sizes(mid, fan, pa.coef, msize)
     total = np.zeros((B, L, P))
     weighted = np.zeros((B, L, P))
     link = np.zeros((B, L, P))
-    prep = dict(nj=nj, levj=levj, dimj=dimj, vj=vj, size=size, ext_coord=ext_coord, fan=fan, master=master,
-                compute=compute, sdim=sdim, sn=sn, svs=svs, split=mb.split, sf=mb.sf, prev=prev)
-    if HAVE_NUMBA:
-        # The kernel does the common rows; it hands back rows with possible link transfers.
-        flag = np.zeros(B, dtype=bool)
-        walk_totals(nj, levj, pa.codes, dimj, vj, size.astype(np.float64), ext_coord, coef, mb.sf, prev, fan,
-                    compute, sdim, sn, svs, pa.half, pa.radix, total, weighted, flag)
-        rows = np.nonzero(flag)[0]
-    else:
-        rows = np.arange(B)
+    flag = np.zeros(B, dtype=bool)
+    sizef = size.astype(np.float64)
+    walk_totals(nj, levj, pa.codes, dimj, vj, sizef, ext_coord, pa.coef, sf, prev, fan,
+                compute, sperm, sn, svs, pa.half, pa.radix, total, weighted, flag)
+    rows = np.nonzero(flag)[0]
     if len(rows):
-        t_, w_, l_ = _walk_totals_numpy(pa, arch, {k: v[rows] for k, v in prep.items()})
+        sub = MappingBatch(tf[rows], tperm[rows], sf[rows], sperm[rows], split[rows], mb.keep[rows])
+        t_, w_, l_ = _walk_totals_numpy(pa, arch, _prep_numpy(pa, sub))
         total[rows], weighted[rows], link[rows] = t_, w_, l_
-
-    return NestStats(size=size.astype(np.float64), total=total, weighted=weighted, link=link,
-                     msize=msize.astype(np.float64), master=master,
+    return NestStats(size=sizef, total=total, weighted=weighted, link=link,
+                     msize=msize.astype(np.float64), master=fan > 1,
                      fanout=fan.astype(np.float64), repl=repl.astype(np.float64),
                      xexp=xexp.astype(np.float64), yexp=yexp.astype(np.float64), compute=compute,
-                     compute_repl=compute_repl.astype(np.float64))
+                     compute_repl=(repl[:, 0] * fan[:, 0]).astype(np.float64))
 
 
 # ----------------------------------------------------------------------------- link transfers
@@ -361,17 +396,24 @@ def _instances(geom):
     return offsets, neighbours
 
 
+@lru_cache(maxsize=4096)
+def _neighbour_pairs(geom):
+    """The instance offsets and every (instance, mesh neighbour) pair as two index arrays."""
+    offsets, neighbours = _instances(geom)
+    src = np.array([i for i, nb in enumerate(neighbours) for _ in nb], dtype=np.int64)
+    dst = np.array([j for nb in neighbours for j in nb], dtype=np.int64)
+    return offsets, src, dst
+
+
 @lru_cache(maxsize=65536)
 def _link_profile(geom, move: tuple) -> tuple[int, int]:
     """(instances that find their data at a neighbour, distinct offsets among the others)."""
-    offsets, neighbours = _instances(geom)
+    offsets, src, dst = _neighbour_pairs(geom)
     mv = np.array(move, dtype=np.int64)
     linked = np.zeros(len(offsets), dtype=bool)
-    for i, nb in enumerate(neighbours):
-        for j in nb:
-            if np.array_equal(offsets[j] - offsets[i], mv):
-                linked[i] = True
-                break
+    if len(src):
+        # instance i finds its data at a neighbour j when offsets[j] - offsets[i] == move
+        linked[src[((offsets[dst] - offsets[src]) == mv).all(axis=1)]] = True
     rest = offsets[~linked]
     distinct = len({tuple(r) for r in rest})
     return int(linked.sum()), distinct

@@ -28,7 +28,7 @@ from coopt.study.records import (
     record_from_attrs,
     write_record,
 )
-from coopt.study.samplers import make_sampler
+from coopt.study.samplers import DEFAULT_SAMPLER, make_sampler
 from coopt.study.space import SearchSpace, load_space
 from coopt.study.storage import check_study_name, describe, open_storage, rdb_url
 
@@ -42,7 +42,7 @@ class StudyConfig:
     study: str
     trials: int = 50
     workers: int = 2
-    sampler: str = "nsga2"
+    sampler: str = DEFAULT_SAMPLER
     seed: int = 0
     storage: str | None = None
     tracking_uri: str | None = None

@@ -1,0 +1,39 @@
+"""When the compiled kernels run: numba's first use in a process costs about half a second
+(importing it and loading the cached machine code), which pays back only after some
+10,000 mapping evaluations.  So a process starts on the numpy/Python reference paths (the
+same numbers: the tests hold the two equal) and switches to the compiled ones once the
+work it has asked for reaches ``MIN_WORK`` evaluations: a whole-network mapping or a
+study's worker at once, a one-layer ``coopt map`` with a small budget never.
+
+``COOPT_JIT=1`` forces the compiled kernels from the start, ``COOPT_JIT=0`` never uses them.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+AVAILABLE = importlib.util.find_spec("numba") is not None
+MIN_WORK = 10_000
+
+_state = {"on": False, "asked": 0}
+
+
+def enabled() -> bool:
+    """Are the compiled kernels in use in this process?"""
+    mode = os.environ.get("COOPT_JIT", "")
+    if mode == "0" or not AVAILABLE:
+        return False
+    return _state["on"] or mode == "1"
+
+
+def request(work: int) -> bool:
+    """Tell the policy that ``work`` more evaluations are coming; returns whether they run compiled."""
+    _state["asked"] += max(0, int(work))
+    if _state["asked"] >= MIN_WORK:
+        _state["on"] = True
+    return enabled()
+
+
+def enable() -> None:
+    """Use the compiled kernels from now on (tests, long-lived workers)."""
+    _state["on"] = True
