@@ -46,19 +46,20 @@ def normalize_url(url: str) -> str:
             need = {"psycopg": "psycopg", "psycopg2": "psycopg2"}.get(driver, driver)
             if not _driver(need):
                 raise StorageError(f"storage scheme {scheme}:// needs the {need} package, which is not installed",
-                                   key="--storage", expected="pip install 'coopt[postgres]' (psycopg 3) "
+                                   key="--storage", expected="pip install 'psycopg[binary]' (installed with coopt) "
                                                              "and a postgresql:// URL")
             return url if base == "postgresql" else f"postgresql+{driver}://{rest}"
         for mod in ("psycopg", "psycopg2"):
             if _driver(mod):
                 return f"postgresql+{mod}://{rest}"
         raise StorageError("storage scheme postgresql:// needs a PostgreSQL driver, none is installed",
-                           key="--storage", expected="pip install 'coopt[postgres]' (installs psycopg 3)")
+                           key="--storage", expected="pip install 'psycopg[binary]' (installed with coopt)")
     if base in ("mysql", "mariadb"):
         drv = driver or "pymysql"
         if not _driver({"mysqldb": "MySQLdb"}.get(drv, drv)):
             raise StorageError(f"storage scheme {scheme}:// needs the {drv} package, which is not installed",
-                               key="--storage", expected="pip install 'coopt[mysql]' (installs PyMySQL)")
+                               key="--storage", expected=f"pip install {'mysqlclient' if drv == 'mysqldb' else drv}"
+                                                         " (PyMySQL is installed with coopt: use mysql://)")
         return f"mysql+{drv}://{rest}"
     if base == "sqlite":
         return url
@@ -120,7 +121,7 @@ def open_storage(spec: str | None, sdir: Path, *, create: bool = True):
                                           engine_kwargs={"pool_pre_ping": True})
     except ImportError as e:
         raise StorageError(f"storage {describe(spec)}: {e}", key="--storage",
-                           expected="pip install 'coopt[postgres]' or 'coopt[mysql]'") from None
+                           expected="pip install 'psycopg[binary]' or pymysql (both installed with coopt)") from None
     except Exception as e:           # unreachable server, bad credentials, no such database
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StorageError(f"cannot open storage {describe(spec)}: {first[:300]}", key="--storage",
