@@ -44,6 +44,8 @@ def read_text(path: str | Path, *, what: str = "file") -> str:
         raise SpecError(f"cannot read {what}: {exc.strerror or exc}", file=file) from None
     if stat.S_ISDIR(st.st_mode):
         raise SpecError("is a directory", file=file, expected=f"a {what}")
+    if stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):     # opening a FIFO waits for a writer
+        raise SpecError("is a named pipe or socket, not a file", file=file, expected=f"a {what}")
     try:
         with open(p, "rb") as fh:
             data = fh.read(MAX_FILE_BYTES + 1)

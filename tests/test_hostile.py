@@ -100,6 +100,9 @@ def test_file_size_limit_and_dev_zero(tmp_path, base):
     refused(cli("evaluate", big, cwd=tmp_path), "big.yaml", "larger than")
     refused(cli("evaluate", dump(tmp_path / "in.yaml", base), "--ert", "/dev/zero", cwd=tmp_path),
             "/dev/zero", "larger than")
+    fifo = tmp_path / "pipe.yaml"                    # nobody writes to it: opening it would wait forever
+    os.mkfifo(fifo)
+    refused(cli("evaluate", str(fifo), cwd=tmp_path), "pipe.yaml", "named pipe")
 
 
 # --- non-UTF-8 and binary content, wherever a file is read --------------------------------------------
