@@ -69,6 +69,8 @@ def test_cli_choices_come_from_the_registries(monkeypatch):
     assert not _accepts("verify", "--study", "s", "--engine", "native")     # verify needs a reference engine
     assert _accepts("search", "--sampler", "toy")
     assert all(_accepts("map", "x.yaml", "--strategy", name) for name in STRATEGIES)
+    from coopt.mapper.search import STRATEGY_RUNNERS
+    assert set(STRATEGY_RUNNERS) == set(STRATEGIES)        # every named strategy is implemented, and only those
     assert _accepts("network", "--network", "toy")
     assert networks.get_network("toy").name == "resnet18"
     # a registered engine is really used: the toy points at the native engine's class

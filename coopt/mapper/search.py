@@ -9,6 +9,7 @@ mapping of a small space.  All seeded; the model is the vectorised native one.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -117,6 +118,57 @@ class _Pool:
         return (float(self.energy[0]), float(self.cycles[0]))
 
 
+@dataclass
+class _Run:
+    """What a strategy drives: the mapspace, the seeded generator, the budget, and ``run(batch)``
+    (dedupe, prefilter, evaluate, keep the best; True when the best improved)."""
+    space: MapSpace
+    rng: np.random.Generator
+    budget: int
+    run: Callable[[MappingBatch], bool]
+    stats: SearchStats
+    pool: _Pool
+    out_of_time: Callable[[], bool]
+
+
+def _exhaustive(r: _Run) -> None:
+    for chunk in enumerate_space(r.space, limit=max(r.budget, 1)):
+        r.run(chunk)
+
+
+def _sample_until(r: _Run, target: int) -> None:
+    attempts = 0
+    while r.stats.evaluated < target and attempts < 40 and not r.out_of_time():
+        r.run(r.space.sample(min(2048, max(256, target - r.stats.evaluated)), r.rng))
+        attempts += 1
+
+
+def _random(r: _Run) -> None:
+    _sample_until(r, r.budget)
+
+
+def _hybrid(r: _Run) -> None:
+    if space_size_hint(r.space) <= r.budget:
+        # a space smaller than the budget is searched completely
+        small = list(enumerate_space(r.space, limit=r.budget + 1))
+        if sum(len(c) for c in small) <= r.budget:
+            for chunk in small:
+                r.run(chunk)
+            return
+    _sample_until(r, max(256, r.budget // 3))
+    stale = 0
+    while r.stats.evaluated < r.budget and stale < 6 and r.pool.mb is not None and not r.out_of_time():
+        parents = r.pool.mb.take(np.arange(min(16, len(r.pool.mb))))
+        per = max(8, min(256, (r.budget - r.stats.evaluated) // max(1, len(parents)) // 2))
+        improved = r.run(r.space.neighbours(parents, r.rng, per))
+        stale = 0 if improved else stale + 1
+
+
+# The implementations of the strategies named in coopt.mapper.options.STRATEGIES (same keys; tested).
+STRATEGY_RUNNERS: dict[str, Callable[[_Run], None]] = {"hybrid": _hybrid, "random": _random,
+                                                       "exhaustive": _exhaustive}
+
+
 def search(problem: Problem, arch: Architecture, tables: EnergyTables, constraints: MapConstraints, *,
            metric="edp", budget: int = 6000, seed: int = 0, strategy: str = "hybrid",
            timeout: float | None = None) -> MapperResult:
@@ -164,31 +216,11 @@ def search(problem: Problem, arch: Architecture, tables: EnergyTables, constrain
     def out_of_time():
         return timeout is not None and time.perf_counter() - t0 > timeout
 
-    small = None
-    if strategy == "hybrid" and space_size_hint(space) <= budget:
-        # a space smaller than the budget is searched completely
-        small = list(enumerate_space(space, limit=budget + 1))
-        if sum(len(c) for c in small) > budget:
-            small = None
-    if strategy == "exhaustive" or small is not None:
-        for chunk in small if small is not None else enumerate_space(space, limit=max(budget, 1)):
-            run(chunk)
-    elif strategy in ("hybrid", "random"):
-        init = budget if strategy == "random" else max(256, budget // 3)
-        attempts = 0
-        while stats.evaluated < init and attempts < 40 and not out_of_time():
-            run(space.sample(min(2048, max(256, init - stats.evaluated)), rng))
-            attempts += 1
-        if strategy == "hybrid":
-            stale = 0
-            while stats.evaluated < budget and stale < 6 and pool.mb is not None and not out_of_time():
-                parents = pool.mb.take(np.arange(min(16, len(pool.mb))))
-                per = max(8, min(256, (budget - stats.evaluated) // max(1, len(parents)) // 2))
-                improved = run(space.neighbours(parents, rng, per))
-                stale = 0 if improved else stale + 1
-    else:
+    runner = STRATEGY_RUNNERS.get(strategy)
+    if runner is None:
         raise CooptError(f"unknown search strategy {strategy!r}", key="strategy",
-                         expected="hybrid, random or exhaustive")
+                         expected=" or ".join(STRATEGY_RUNNERS))
+    runner(_Run(space, rng, budget, run, stats, pool, out_of_time))
     stats.seconds = time.perf_counter() - t0
     if pool.mb is None or not len(pool.energy):
         why = max(reasons, key=reasons.get) if stats.sampled else "none"
