@@ -288,7 +288,7 @@ def _task(space: SearchSpace, number: int, params: dict) -> dict:
     """Everything an actor needs to evaluate a design: no file of the driver's is read remotely.
     The energy estimator (``--energy``) travels too: a worker node's environment is not the driver's."""
     from coopt.energy.select import method as energy_method
-    return {"number": number, "params": params, "template": space.template.name,
+    return {"number": number, "params": params, "template": space.template,      # the parsed template itself
             "template_params": space.template_params(params), "dataflow": space.dataflow,
             "network": space.network, "mapper": space.mapper, "budgets": space.budgets,
             "objectives": space.objectives, "energy": energy_method()}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from coopt.mapper.options import MapperOptions
+from coopt.arch.template import Template
 from coopt.design import design_from_template
 from coopt.energy.select import method as energy_method
 from coopt.backends.network import map_network
@@ -24,10 +25,12 @@ def onchip_kib(arch) -> float:
     return bits / 8 / 1024
 
 
-def evaluate_design(number: int, params: dict, template: str, template_params: dict, dataflow: str | None,
+def evaluate_design(number: int, params: dict, template: Template | str, template_params: dict, dataflow: str | None,
                     network: Network, options: MapperOptions, budgets: dict[str, float],
                     objectives: list[tuple[str, str]], worker: str = "") -> TrialRecord:
-    """Map ``network`` on the template instance and return its record (never raises for bad designs)."""
+    """Map ``network`` on the template instance and return its record (never raises for bad designs).
+
+    ``template`` may be the parsed Template: a study sends it to workers that cannot read the file."""
     t0 = time.perf_counter()
     design = design_from_template(template, template_params, dataflow)
     result = map_network(network, design.arch, design.tables, design.targets, options, workers=1)
@@ -65,7 +68,7 @@ def evaluate_design(number: int, params: dict, template: str, template_params: d
             problem_yaml=problem_to_yaml(l.problem),
             mapping_yaml=mapping_to_yaml(l.mapping, arch, l.problem) if l.found else None))
     return TrialRecord(
-        number=number, params=dict(params), template=template, template_params=dict(design.params or {}),
+        number=number, params=dict(params), template=design.template, template_params=dict(design.params or {}),
         dataflow=design.dataflow, network=network.name, metrics=metrics, feasible=feasible,
         violations=violations, reasons=reasons,
         objectives=[float(metrics[name]) for name, _ in objectives],
