@@ -153,22 +153,31 @@ _AccelergyDumper.add_representer(_Quoted, lambda d, x: d.represent_scalar("tag:y
 _AccelergyDumper.add_representer(tuple, lambda d, x: d.represent_list(list(x)))
 
 
-def _is_literal(text: str) -> bool:
-    """True for words Accelergy 0.4 would fail to evaluate (``LPDDR4``, ``22nm``, ``must_specify``)."""
+def _is_literal(text: str, names: frozenset = frozenset()) -> bool:
+    """True for words Accelergy 0.4 would fail to evaluate (``LPDDR4``, ``22nm``, ``must_specify``).
+
+    A bare name that is an attribute in scope (``real_depth: depth``, ``width: memory_width``) is an
+    expression: Accelergy binds it to that attribute's value, and quoting it would make it the string.
+    """
     import ast
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError:
         return True
-    return isinstance(tree.body, ast.Name) and tree.body.id not in ("True", "False")
+    return (isinstance(tree.body, ast.Name) and tree.body.id not in ("True", "False")
+            and tree.body.id not in names)
 
 
-def _quote_attributes(node, in_attributes=False):
+def _quote_attributes(node, in_attributes=False, names: frozenset = frozenset()):
+    """Quote literal strings under ``attributes``; the names in scope are the enclosing class's
+    (or architecture node's) own attributes, which its subcomponents' attributes may refer to."""
     if isinstance(node, dict):
-        return {k: _quote_attributes(v, in_attributes or k == "attributes") for k, v in node.items()}
+        if isinstance(node.get("attributes"), dict) and not in_attributes:
+            names = names | frozenset(map(str, node["attributes"]))
+        return {k: _quote_attributes(v, in_attributes or k == "attributes", names) for k, v in node.items()}
     if isinstance(node, (list, tuple)):
-        return [_quote_attributes(v, in_attributes) for v in node]
-    if in_attributes and isinstance(node, str) and _is_literal(node):
+        return [_quote_attributes(v, in_attributes, names) for v in node]
+    if in_attributes and isinstance(node, str) and _is_literal(node, names):
         return _Quoted(node)
     return node
 
