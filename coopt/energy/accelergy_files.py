@@ -20,7 +20,7 @@ from coopt.energy.accelergy_io import leaf_name
 from coopt.energy.tables import EnergyTables
 
 __all__ = ["PRIMITIVES", "art_yaml", "component_path", "components_yaml", "dumps_accelergy", "ert_yaml",
-           "unknown_classes", "write_energy_files"]
+           "unknown_classes", "with_required_actions", "write_energy_files"]
 
 VERSION = "0.4"            # ERT/ART: as Accelergy writes them (a string); Timeloop reads them
 COMPONENTS_VERSION = 0.4   # components.yaml: a number, like arch.yaml's 0.3 (Accelergy compares the two)
@@ -115,6 +115,37 @@ def components_yaml(arch: Architecture) -> dict:
     need = _closure(_used(arch))
     return {"compound_components": {"version": COMPONENTS_VERSION,
                                      "classes": [copy.deepcopy(c) for c in _library() if c["name"] in need]}}
+
+
+STORAGE_ACTIONS = ("update", "read", "write", "leak")     # what Timeloop asks of a buffer
+COMPUTE_ACTIONS = ("compute", "leak")                    # ... and of an arithmetic unit
+
+
+def with_required_actions(arch_yaml: dict, arch: Architecture) -> dict:
+    """A copy of an architecture tree in which every component of a primitive class (DRAM, SRAM, ...)
+    lists ``required_actions``, as Timeloop's own front end writes them.
+
+    Why: Accelergy 0.4 gives a primitive without a class definition only the actions named there; without
+    them it leaves DRAM out of its ERT and Timeloop silently falls back to its internal DRAM model
+    (12.5 pJ/bit instead of the plug-in's, e.g. 8 pJ/bit for LPDDR4).  Compound classes define their own
+    actions and dummy_storage costs nothing, so they are left as they are.
+    """
+    arith = arch.arithmetic.name
+
+    def walk(node):
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: walk(v) for k, v in node.items()}
+        cls = node.get("class")
+        if (isinstance(cls, str) and cls in PRIMITIVES and cls != "dummy_storage" and "name" in node
+                and "required_actions" not in node):
+            leaf = leaf_name(str(node["name"]))
+            out["required_actions"] = list(COMPUTE_ACTIONS if leaf == arith else STORAGE_ACTIONS)
+        return out
+
+    return walk(copy.deepcopy(arch_yaml))
 
 
 def unknown_classes(arch: Architecture) -> list[str]:

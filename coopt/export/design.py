@@ -24,7 +24,8 @@ from pathlib import Path
 from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.select import arch_tables
 from coopt.errors import CooptError
-from coopt.energy.accelergy_files import art_yaml, components_yaml, dumps_accelergy, ert_yaml, unknown_classes
+from coopt.energy.accelergy_files import (art_yaml, components_yaml, dumps_accelergy, ert_yaml, unknown_classes,
+                                          with_required_actions)
 from coopt.numbers import energy, fmt
 from coopt.outputs import output_dir
 from coopt.study.breakdown import component_breakdown, headroom
@@ -250,7 +251,8 @@ def _files(rec: TrialRecord, budgets: dict, objectives: list) -> dict[str, str]:
     tables = arch_tables(arch, using=rec.energy_method)   # the tables the study used
     stems = _stems(rec.layers)
     notes = _notes(rec, stems, arch)
-    files = {"arch.yaml": dumps_accelergy(rec.arch_yaml), "components.yaml": dumps_accelergy(components_yaml(arch)),
+    files = {"arch.yaml": dumps_accelergy(with_required_actions(rec.arch_yaml, arch)),
+             "components.yaml": dumps_accelergy(components_yaml(arch)),
              "ERT.yaml": dumps_yaml(ert_yaml(arch, tables)), "ART.yaml": dumps_yaml(art_yaml(arch, tables))}
     for layer, stem in zip(rec.layers, stems):
         files[f"prob/{stem}.yaml"] = dumps_yaml(layer.problem_yaml)
