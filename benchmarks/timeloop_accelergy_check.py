@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         rc, tally = run_script(folder, env)
         w = res["worst_layer"]
         design = res["template"] + " " + ",".join(f"{k}={v}" for k, v in res["params"].items()
-                                                  if k not in FIXED)
+                                                  if FIXED.get(k) != v)
         print(f"{res['trial']:>5} {design[:58]:<58} {'equal' if res['cycles_equal'] else 'DIFFER':>7} "
               f"{res['ratio']:>12.6f}  {w['layer']} ({w['tl_pj'] / w['coopt_pj']:.6f})   "
               f"{'PASS' if rc == 0 else 'FAIL'} ({tally})")
