@@ -172,7 +172,8 @@ def _markdown(rec: TrialRecord, stems: list[str], notes: list[str], budgets: dic
             "coopt's energies.  One layer by hand, from this folder:", "",
             "```sh", *[timeloop_command(s) for s in mapped], "```", "",
             "Without the last two files Accelergy estimates energies and areas itself (it needs its plug-ins; "
-            "the compound classes are in `components.yaml`; energies will differ from coopt's): "
+            "the compound classes are in `components.yaml`; with the plug-in versions coopt's README names, "
+            "its energies agree with coopt's; other versions differ): "
             "`./run_timeloop.sh --accelergy` (outputs in `out-accelergy/<layer>/`, cycles compared only)."]
     if notes:
         out += ["", "## Notes", "", *[f"- {n}" for n in notes]]
