@@ -196,6 +196,85 @@ def test_export_files_are_what_accelergy_parses():
     assert yaml.safe_load(comps)["compound_components"]["version"] == 0.4
 
 
+def _attribute_scalars(text: str) -> dict:
+    """{(class, subcomponent, attribute): (value, double-quoted?)} of a compound-components file, as YAML
+    composes it (Accelergy 0.4 reads a double-quoted string as a literal and a plain one as an expression)."""
+    out = {}
+
+    def attrs(node, cls, sub):
+        for k, v in node.value:
+            if k.value == "attributes" and isinstance(v, yaml.MappingNode):
+                for a, val in v.value:
+                    out[(cls, sub, a.value)] = (val.value, val.style == '"')
+
+    root = yaml.compose(text)
+    comps = next(v for k, v in root.value if k.value == "compound_components")
+    classes = next(v for k, v in comps.value if k.value == "classes")
+    for cls_node in classes.value:
+        cls = next(v.value for k, v in cls_node.value if k.value == "name")
+        attrs(cls_node, cls, "")
+        for k, v in cls_node.value:
+            if k.value == "subcomponents":
+                for sub_node in v.value:
+                    attrs(sub_node, cls, next(x.value for y, x in sub_node.value if y.value == "name"))
+    return out
+
+
+@needs_ref
+@pytest.mark.parametrize("template, design", [("eyeriss_like", "eyeriss-45nm-glb4096"),
+                                              ("systolic_ws", "systolic-32nm-default")])
+def test_exported_classes_quote_like_the_reference(template, design):
+    """The exported components.yaml says what the reference file real Accelergy parsed says: an attribute
+    that names another (``real_depth: depth``, ``width: memory_width``) stays a bare expression, only
+    literals (``must_specify``) are quoted.  Quoting ``depth`` made Accelergy 0.4 crash on
+    ``real_depth >= 1`` (a string against an int).  intmac is coopt's own (a real multiplier)."""
+    from coopt.arch.template import load_template
+    t = load_template(template)
+    ours = _attribute_scalars(dumps_accelergy(components_yaml(t.instantiate(t.resolve({})))))
+    ref = _attribute_scalars((REF / "accelergy" / design / "components.yaml").read_text())
+    shared = [k for k in ref if k in ours and k[0] != "intmac"]
+    assert len(shared) >= 20
+    assert {k: ours[k] for k in shared} == {k: ref[k] for k in shared}
+    assert ours[("smartbuffer_SRAM", "", "real_depth")] == ("depth", False)
+    assert ours[("smartbuffer_SRAM", "storage", "width")] == ("memory_width", False)
+    assert ours[("smartbuffer_SRAM", "", "depth")] == ("must_specify", True)
+
+
+def _locals(tree):
+    """Every component entry (a dict with a class) of an architecture tree, by leaf name."""
+    out = {}
+    if isinstance(tree, dict):
+        if "class" in tree and "name" in tree:
+            out[leaf_name(str(tree["name"]))] = tree
+        for v in tree.values():
+            out.update(_locals(v))
+    elif isinstance(tree, list):
+        for v in tree:
+            out.update(_locals(v))
+    return out
+
+
+@needs_ref
+def test_primitive_components_name_their_actions_like_timeloops_front_end():
+    """DRAM (a primitive: no class definition) lists the actions Timeloop's front end listed in the
+    reference run; without them Accelergy 0.4 writes no DRAM entry and Timeloop falls back to its
+    internal 800 pJ per 64-bit DRAM access.  Compound classes keep their own action definitions."""
+    from coopt.arch.template import load_template
+    from coopt.arch.yaml_io import arch_from_yaml
+    from coopt.energy.accelergy_files import with_required_actions
+    ref = _locals(yaml.safe_load((REF / "model/06-eyeriss-like-convlayer-bestmap/input.yaml").read_text()))
+    for name in ("eyeriss_like", "systolic_ws"):
+        t = load_template(name)
+        tree = t.instantiate_yaml(t.resolve({}))
+        arch = arch_from_yaml(tree["architecture"])
+        out = with_required_actions(tree, arch)
+        comps = _locals(out)
+        assert comps["DRAM"]["required_actions"] == ref["DRAM"]["required_actions"]
+        assert [c for c, node in comps.items() if "required_actions" in node] == ["DRAM"]
+        assert "required_actions" not in _locals(tree)["DRAM"]          # the input is left alone
+        assert arch_from_yaml(out["architecture"]) == arch
+
+
 def test_multiplier_width_matters_in_shipped_intmac():
     lib = library()
     env = {"technology": "45nm", "global_cycle_seconds": 1e-9}

@@ -20,7 +20,7 @@ from coopt.energy.accelergy_io import leaf_name
 from coopt.energy.tables import EnergyTables
 
 __all__ = ["PRIMITIVES", "art_yaml", "component_path", "components_yaml", "dumps_accelergy", "ert_yaml",
-           "unknown_classes", "write_energy_files"]
+           "unknown_classes", "with_required_actions", "write_energy_files"]
 
 VERSION = "0.4"            # ERT/ART: as Accelergy writes them (a string); Timeloop reads them
 COMPONENTS_VERSION = 0.4   # components.yaml: a number, like arch.yaml's 0.3 (Accelergy compares the two)
@@ -117,6 +117,37 @@ def components_yaml(arch: Architecture) -> dict:
                                      "classes": [copy.deepcopy(c) for c in _library() if c["name"] in need]}}
 
 
+STORAGE_ACTIONS = ("update", "read", "write", "leak")     # what Timeloop asks of a buffer
+COMPUTE_ACTIONS = ("compute", "leak")                    # ... and of an arithmetic unit
+
+
+def with_required_actions(arch_yaml: dict, arch: Architecture) -> dict:
+    """A copy of an architecture tree in which every component of a primitive class (DRAM, SRAM, ...)
+    lists ``required_actions``, as Timeloop's own front end writes them.
+
+    Why: Accelergy 0.4 gives a primitive without a class definition only the actions named there; without
+    them it leaves DRAM out of its ERT and Timeloop silently falls back to its internal DRAM model
+    (12.5 pJ/bit instead of the plug-in's, e.g. 8 pJ/bit for LPDDR4).  Compound classes define their own
+    actions and dummy_storage costs nothing, so they are left as they are.
+    """
+    arith = arch.arithmetic.name
+
+    def walk(node):
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: walk(v) for k, v in node.items()}
+        cls = node.get("class")
+        if (isinstance(cls, str) and cls in PRIMITIVES and cls != "dummy_storage" and "name" in node
+                and "required_actions" not in node):
+            leaf = leaf_name(str(node["name"]))
+            out["required_actions"] = list(COMPUTE_ACTIONS if leaf == arith else STORAGE_ACTIONS)
+        return out
+
+    return walk(copy.deepcopy(arch_yaml))
+
+
 def unknown_classes(arch: Architecture) -> list[str]:
     """Classes of ``arch`` that are neither in the shipped library nor Accelergy primitives."""
     lib = {c["name"] for c in _library()}
@@ -153,22 +184,31 @@ _AccelergyDumper.add_representer(_Quoted, lambda d, x: d.represent_scalar("tag:y
 _AccelergyDumper.add_representer(tuple, lambda d, x: d.represent_list(list(x)))
 
 
-def _is_literal(text: str) -> bool:
-    """True for words Accelergy 0.4 would fail to evaluate (``LPDDR4``, ``22nm``, ``must_specify``)."""
+def _is_literal(text: str, names: frozenset = frozenset()) -> bool:
+    """True for words Accelergy 0.4 would fail to evaluate (``LPDDR4``, ``22nm``, ``must_specify``).
+
+    A bare name that is an attribute in scope (``real_depth: depth``, ``width: memory_width``) is an
+    expression: Accelergy binds it to that attribute's value, and quoting it would make it the string.
+    """
     import ast
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError:
         return True
-    return isinstance(tree.body, ast.Name) and tree.body.id not in ("True", "False")
+    return (isinstance(tree.body, ast.Name) and tree.body.id not in ("True", "False")
+            and tree.body.id not in names)
 
 
-def _quote_attributes(node, in_attributes=False):
+def _quote_attributes(node, in_attributes=False, names: frozenset = frozenset()):
+    """Quote literal strings under ``attributes``; the names in scope are the enclosing class's
+    (or architecture node's) own attributes, which its subcomponents' attributes may refer to."""
     if isinstance(node, dict):
-        return {k: _quote_attributes(v, in_attributes or k == "attributes") for k, v in node.items()}
+        if isinstance(node.get("attributes"), dict) and not in_attributes:
+            names = names | frozenset(map(str, node["attributes"]))
+        return {k: _quote_attributes(v, in_attributes or k == "attributes", names) for k, v in node.items()}
     if isinstance(node, (list, tuple)):
-        return [_quote_attributes(v, in_attributes) for v in node]
-    if in_attributes and isinstance(node, str) and _is_literal(node):
+        return [_quote_attributes(v, in_attributes, names) for v in node]
+    if in_attributes and isinstance(node, str) and _is_literal(node, names):
         return _Quoted(node)
     return node
 

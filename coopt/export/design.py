@@ -24,7 +24,8 @@ from pathlib import Path
 from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.select import arch_tables
 from coopt.errors import CooptError
-from coopt.energy.accelergy_files import art_yaml, components_yaml, dumps_accelergy, ert_yaml, unknown_classes
+from coopt.energy.accelergy_files import (art_yaml, components_yaml, dumps_accelergy, ert_yaml, unknown_classes,
+                                          with_required_actions)
 from coopt.numbers import energy, fmt
 from coopt.outputs import output_dir
 from coopt.study.breakdown import component_breakdown, headroom
@@ -171,7 +172,8 @@ def _markdown(rec: TrialRecord, stems: list[str], notes: list[str], budgets: dic
             "coopt's energies.  One layer by hand, from this folder:", "",
             "```sh", *[timeloop_command(s) for s in mapped], "```", "",
             "Without the last two files Accelergy estimates energies and areas itself (it needs its plug-ins; "
-            "the compound classes are in `components.yaml`; energies will differ from coopt's): "
+            "the compound classes are in `components.yaml`; with the plug-in versions coopt's README names, "
+            "its energies agree with coopt's; other versions differ): "
             "`./run_timeloop.sh --accelergy` (outputs in `out-accelergy/<layer>/`, cycles compared only)."]
     if notes:
         out += ["", "## Notes", "", *[f"- {n}" for n in notes]]
@@ -250,7 +252,8 @@ def _files(rec: TrialRecord, budgets: dict, objectives: list) -> dict[str, str]:
     tables = arch_tables(arch, using=rec.energy_method)   # the tables the study used
     stems = _stems(rec.layers)
     notes = _notes(rec, stems, arch)
-    files = {"arch.yaml": dumps_accelergy(rec.arch_yaml), "components.yaml": dumps_accelergy(components_yaml(arch)),
+    files = {"arch.yaml": dumps_accelergy(with_required_actions(rec.arch_yaml, arch)),
+             "components.yaml": dumps_accelergy(components_yaml(arch)),
              "ERT.yaml": dumps_yaml(ert_yaml(arch, tables)), "ART.yaml": dumps_yaml(art_yaml(arch, tables))}
     for layer, stem in zip(rec.layers, stems):
         files[f"prob/{stem}.yaml"] = dumps_yaml(layer.problem_yaml)
