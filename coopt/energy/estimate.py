@@ -66,18 +66,14 @@ import re
 from typing import Any
 
 from coopt.arch.spec import ArithmeticLevel, Architecture, StorageLevel
+from coopt.energy.scaling import AREA_FROM_45 as _AREA_FROM_45
+from coopt.energy.scaling import ENERGY_AT as _ENERGY_AT
+from coopt.energy.scaling import NODES_NM
 from coopt.energy.tables import EnergyTables
 from coopt.errors import SpecError
 
-# --- technology scaling (Stillmaker & Baas 2017) -----------------------------
-_NODES = (130.0, 90.0, 65.0, 45.0, 32.0, 20.0, 16.0, 14.0, 10.0, 7.0)
-_AREA_FROM_45 = (6.4, 2.8, 1.5, 1.0, 0.46, 0.21, 0.19, 0.17, 0.1, 0.059)
-_ENERGY_POLY = ((7.171, -6.709, 2.904), (4.762, -4.781, 2.092), (3.755, -4.398, 1.975),
-                (1.103, -0.362, 0.2767), (0.9559, -0.7823, 0.471), (0.373, -0.1582, 0.04104),
-                (0.2958, -0.1241, 0.03024), (0.2363, -0.09675, 0.02239),
-                (0.2068, -0.09311, 0.02375), (0.1776, -0.09097, 0.02447))
-_VDD = 0.8
-_ENERGY_AT = tuple(a * _VDD ** 2 + b * _VDD + c for a, b, c in _ENERGY_POLY)
+# --- technology scaling (Stillmaker & Baas 2017: coopt/energy/scaling.py) -----
+_NODES = tuple(float(n) for n in NODES_NM)
 
 
 def parse_node(tech: Any) -> float:

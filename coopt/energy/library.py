@@ -25,15 +25,13 @@ DRAM: pJ per bit by ``type`` from the Accelergy 0.4 CACTI plug-in's table
 """
 from __future__ import annotations
 
+from coopt.energy.scaling import AREA_FROM_45 as _AREA_FROM_45
+from coopt.energy.scaling import ENERGY_POLY as _ENERGY_POLY
+from coopt.energy.scaling import NODES_NM
+from coopt.energy.scaling import VDD as _VDD
 from coopt.errors import SpecError
 
-TECH_NODES = (130, 90, 65, 45, 32, 20, 16, 14, 10, 7)
-_AREA_FROM_45 = (6.4, 2.8, 1.5, 1.0, 0.46, 0.21, 0.19, 0.17, 0.1, 0.059)
-_ENERGY_POLY = ((7.171, -6.709, 2.904), (4.762, -4.781, 2.092), (3.755, -4.398, 1.975),
-                (1.103, -0.362, 0.2767), (0.9559, -0.7823, 0.471), (0.373, -0.1582, 0.04104),
-                (0.2958, -0.1241, 0.03024), (0.2363, -0.09675, 0.02239),
-                (0.2068, -0.09311, 0.02375), (0.1776, -0.09097, 0.02447))
-_VDD = 0.8
+TECH_NODES = NODES_NM
 
 # Aladdin entries at 45 nm, 1 ns cycle: {class: (columns that scale, {action: pJ}, area um^2)}.
 # Width-like columns: (column names, reference value).
