@@ -87,18 +87,24 @@ def build(dest: Path | None = None, *, quiet: bool = False) -> Path:
             raise CactiError(f"building CACTI failed: {proc.stderr.strip().splitlines()[-1:]}",
                              key=str(work), expected="g++ and make on PATH")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if _runs(binary):
-            return binary               # another process (a study's other worker) finished first
-        if dest.exists():
-            shutil.rmtree(dest, ignore_errors=True)
-        try:
-            os.replace(work, dest)      # atomic: concurrent builders leave one complete copy
-        except OSError:
-            if not _runs(binary):
-                raise
+        publish_build(work, dest, binary, _runs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return binary
+
+
+def publish_build(work: Path, dest: Path, product: Path, runs) -> None:
+    """Move a finished build folder ``work`` to ``dest`` atomically, so that builders racing in
+    parallel (a study's workers) leave one complete copy; ``runs(product)`` says a copy is usable."""
+    if runs(product):
+        return                          # another process finished first
+    if dest.exists():
+        shutil.rmtree(dest, ignore_errors=True)
+    try:
+        os.replace(work, dest)
+    except OSError:
+        if not runs(product):
+            raise
 
 
 @lru_cache(maxsize=1)

@@ -9,7 +9,6 @@ other setting for it.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from functools import lru_cache
 from importlib import metadata, resources
 from pathlib import Path
 
-from coopt.energy.cacti import cache_root
+from coopt.energy.cacti import cache_root, publish_build
 from coopt.errors import CooptError
 
 
@@ -69,15 +68,7 @@ def build(dest: Path | None = None, *, quiet: bool = False) -> Path:
                                 key=str(work), expected="g++ with OpenMP and make on PATH")
         for o in work.glob("*.o"):
             o.unlink()
-        if _runs(exe):
-            return exe                  # another process finished first
-        if dest.exists():
-            shutil.rmtree(dest, ignore_errors=True)
-        try:
-            os.replace(work, dest)
-        except OSError:
-            if not _runs(exe):
-                raise
+        publish_build(work, dest, exe, _runs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return exe
