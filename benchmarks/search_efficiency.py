@@ -14,12 +14,13 @@ cache into one JSON-lines file (the data kept under ``benchmarks/data/``), which
 is read back as cache.  Everything is seeded: a sampler seed gives the same
 designs, a design the same numbers.
 
-``tpe-mf`` is a multi-fidelity scheme on top of TPE: every design is first
-mapped with a cheap mapper budget (``--cheap-budget``); only a design whose
-cheap result is not clearly dominated by the full-budget front found so far
-(energy within ``--mf-slack`` of it) or that breaks a budget gets the full
-budget; the sampler is told the full result when there is one, else the cheap
-one.  Its cost is counted in full-budget design equivalents.
+``tpe-mf`` is the multi-fidelity scheme of ``coopt search --screen-budget``
+(coopt/study/screening.py) on top of TPE: every design is first mapped with a
+cheap mapper budget (``--cheap-budget``); only a design whose cheap result,
+made ``--mf-slack`` better in every objective, is not dominated by the
+full-budget front found so far gets the full budget; the sampler is told the
+full result when there is one, else the cheap one.  Its cost is counted in
+full-budget design equivalents.
 
     python benchmarks/search_efficiency.py [--samplers tpe,nsga2,random,tpe-mf] [--seeds 0-4]
         [--trials 200] [--extra 0] [--workers 2] [--cache DIR] [--pack FILE] [--report FILE]
@@ -40,6 +41,7 @@ import numpy as np
 
 from coopt.study.front import hypervolume, nondominated
 from coopt.study.samplers import make_sampler
+from coopt.study.screening import could_enter_front
 from coopt.study.space import load_space
 from coopt.study.trial import evaluate_design
 
@@ -139,7 +141,7 @@ def run_study(sampler: str, seed: int, trials: int, cache_dir: str, packed: list
         if mf:
             cheap = evaluate(cache, sp, params, cheap_budget)
             trace["cost"] += cheap_budget / budget
-            if _promising(cheap, front_pts, directions, slack):
+            if could_enter_front(cheap["objectives"], cheap["violations"], front_pts, directions, slack):
                 rec = evaluate(cache, sp, params, budget)
                 trace["cost"] += 1.0
                 full = True
@@ -160,20 +162,6 @@ def run_study(sampler: str, seed: int, trials: int, cache_dir: str, packed: list
         tmp.write_text(json.dumps(trace))
         tmp.replace(out)                # atomic: a concurrent report never reads half a file
     return trace
-
-
-def _promising(cheap: dict, front: list, directions: list[str], slack: float) -> bool:
-    """Could this design enter the full-budget front?  Budget breakers are checked in full too
-    (the full mapping may bring power under the budget); unmappable designs are not."""
-    if cheap["violations"].get("unmapped_layers", 0) > 0:
-        return False
-    if not front:
-        return True
-    sign = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
-    pt = np.array(cheap["objectives"]) * sign
-    pt[0] = pt[0] * (1 - slack)                 # the full budget finds lower energies
-    ref = np.array(front) * sign
-    return not bool((np.all(ref <= pt, axis=1) & np.any(ref < pt, axis=1)).any())
 
 
 def evaluate_extra(index_seed: int, n: int, cache_dir: str, packed: list[str], budget: int) -> int:

@@ -108,7 +108,8 @@ def _cmd_search(args) -> int:
     name = space.name if args.study is None else args.study
     cfg = StudyConfig(space_path=args.space, study=name, trials=args.trials, workers=args.workers,
                       sampler=args.sampler, seed=args.seed, storage=args.storage, tracking_uri=args.tracking_uri,
-                      ray_address=args.ray_address)
+                      ray_address=args.ray_address, screen_budget=args.screen_budget or None,
+                      screen_slack=args.screen_slack)
     from coopt.study.storage import check_study_name
     check_study_name(name)                               # a bad --study exits 2 before anything starts
 
@@ -124,6 +125,9 @@ def _cmd_search(args) -> int:
         print(f"study {name}: {summary['trials']} trials, {summary['feasible']} feasible, "
               f"Pareto front {len(summary['front'])} designs {summary['front']}, "
               f"hypervolume {summary['hypervolume']:.6g}")
+        if summary["screened"]:
+            print(f"{summary['screened']} designs screened out at mapper budget {cfg.screen_budget} "
+                  f"(they could not enter the front); the others were mapped at the space's full budget")
         if summary["recovered"]:
             print(f"re-ran the designs of trials {summary['recovered']} left unfinished by an earlier run")
         print(f"browse: coopt ui   |   front: coopt pareto --study {name}   |   "
@@ -315,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     from coopt.arch.template import available_templates
     from coopt.shipped import shipped_names
     from coopt.study.samplers import DEFAULT_SAMPLER, sampler_help, sampler_names
+    from coopt.study.screening import DEFAULT_SLACK
     from coopt.workload.networks import network_names
 
     p = _Parser(prog="coopt", description="Hardware-mapping co-optimizer for DNN accelerators.")
@@ -378,6 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--resume", action="store_true", help="continue an existing study (the default anyway)")
     _store_args(se, "use")
     se.add_argument("--ray-address", help="join an existing Ray cluster (default: start a local one)")
+    se.add_argument("--screen-budget", type=int, default=0, metavar="N",
+                    help="multi-fidelity: map each design with N mappings per layer first and with the space's "
+                         "full budget only if it could enter the front (0: off, the default)")
+    se.add_argument("--screen-slack", type=float, default=DEFAULT_SLACK, metavar="F",
+                    help="how much better (fraction, every objective) the full budget may make a screened "
+                         f"design (default {DEFAULT_SLACK})")
     se.add_argument("--json", action="store_true", help="print a JSON summary")
     _energy_arg(se)
     se.set_defaults(func=_cmd_search)

@@ -24,14 +24,34 @@ class RayError(CooptError):
 
 
 def evaluate_task(task: dict):
-    """Default evaluation: map the network on the design (coopt.study.trial.evaluate_design)."""
+    """Default evaluation: map the network on the design (coopt.study.trial.evaluate_design); with a
+    screening budget, map it cheaply first and in full only if it could enter the task's front."""
+    from dataclasses import replace
+
     from coopt.energy.select import set_method
+    from coopt.study.screening import could_enter_front
     from coopt.study.trial import evaluate_design
 
     set_method(task.get("energy"))
-    return evaluate_design(task["number"], task["params"], task["template"], task["template_params"],
-                           task["dataflow"], task["network"], task["mapper"], task["budgets"],
-                           task["objectives"])
+
+    def at(budget: int):
+        rec = evaluate_design(task["number"], task["params"], task["template"], task["template_params"],
+                              task["dataflow"], task["network"], replace(task["mapper"], budget=budget),
+                              task["budgets"], task["objectives"])
+        rec.mapper_budget = budget
+        return rec
+
+    screen = task.get("screen")
+    if screen:
+        cheap = at(screen["budget"])
+        directions = [d for _, d in task["objectives"]]
+        if not could_enter_front(cheap.objectives, cheap.violations, screen["front"], directions, screen["slack"]):
+            cheap.screened = True
+            return cheap
+        full = at(task["mapper"].budget)
+        full.seconds += cheap.seconds
+        return full
+    return at(task["mapper"].budget)
 
 
 class Evaluator:

@@ -57,6 +57,8 @@ class TrialRecord:
     started_at: float | None = None        # wall clock (epoch seconds) when the evaluation began
     finished_at: float | None = None       # ... and ended; None in records written before these existed
     energy_method: str | None = None       # estimator of the energy tables (coopt.energy.select); None: default
+    mapper_budget: int | None = None       # mappings per layer searched for this record; None: the space's
+    screened: bool = False                 # mapped at the screening budget only: it could not enter the front
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -29,6 +29,7 @@ from coopt.study.records import (
     write_record,
 )
 from coopt.study.samplers import DEFAULT_SAMPLER, make_sampler
+from coopt.study.screening import DEFAULT_SLACK, screen_settings
 from coopt.study.space import SearchSpace, load_space
 from coopt.study.storage import check_study_name, describe, open_storage, rdb_url
 
@@ -47,6 +48,8 @@ class StudyConfig:
     storage: str | None = None
     tracking_uri: str | None = None
     ray_address: str | None = None
+    screen_budget: int | None = None      # multi-fidelity: map every design at this budget first (None: off)
+    screen_slack: float = DEFAULT_SLACK
     root: str = field(default_factory=lambda: str(Path.cwd() / "mlruns"))
 
     @property
@@ -91,6 +94,7 @@ def _settings(cfg: StudyConfig, space: SearchSpace) -> dict:
             "reference_point": space.reference, "mapper": {"metric": list(space.mapper.metric),
                                                            "budget": space.mapper.budget,
                                                            "strategy": space.mapper.strategy},
+            "screen_budget": cfg.screen_budget, "screen_slack": cfg.screen_slack if cfg.screen_budget else None,
             "storage": describe(cfg.storage) if cfg.storage else None, "tracking_uri": cfg.tracking_uri}
 
 
@@ -178,6 +182,13 @@ def run_study(cfg: StudyConfig, *, on_progress=None, evaluate=None, warn=None, o
     if cfg.trials < 1 or cfg.workers < 1:
         raise CooptError("--trials and --workers must be at least 1", key="--trials/--workers")
     make_sampler(cfg.sampler, space, cfg.seed, cfg.trials)          # fail fast on a bad sampler
+    if cfg.screen_budget is not None and not 1 <= cfg.screen_budget < space.mapper.budget:
+        raise CooptError(f"--screen-budget {cfg.screen_budget} is not below the space's mapper budget",
+                         key="--screen-budget",
+                         expected=f"an integer from 1 to {space.mapper.budget - 1} (mappings per layer), or 0 for off")
+    if not 0 <= cfg.screen_slack < 1:
+        raise CooptError(f"--screen-slack {cfg.screen_slack} is out of range", key="--screen-slack",
+                         expected="a fraction from 0 to below 1 (0.05: 5 %)")
     rdb = rdb_url(cfg.storage)                                      # fail fast on a bad storage URL
     cfg.study_dir.mkdir(parents=True, exist_ok=True)
     with StudyLock(cfg.study, cfg.study_dir, rdb, label=cfg.storage) as lock:
@@ -280,18 +291,20 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
     recs = list(records.values())
     front = pareto_front(recs, space.objectives)
     return {"study": cfg.study, "trials": len(records), "feasible": sum(r.feasible for r in recs),
+            "screened": sum(r.screened for r in recs),
             "front": [r.number for r in front], "errors": errors, "recovered": stale,
             "hypervolume": front_hypervolume(recs, space.objectives, space.reference), "study_dir": str(sdir)}
 
 
-def _task(space: SearchSpace, number: int, params: dict) -> dict:
+def _task(space: SearchSpace, number: int, params: dict, screen: dict | None = None) -> dict:
     """Everything an actor needs to evaluate a design: no file of the driver's is read remotely.
-    The energy estimator (``--energy``) travels too: a worker node's environment is not the driver's."""
+    The energy estimator (``--energy``) travels too: a worker node's environment is not the driver's;
+    so does the screening budget with the current front (``coopt.study.screening``)."""
     from coopt.energy.select import method as energy_method
     return {"number": number, "params": params, "template": space.template,      # the parsed template itself
             "template_params": space.template_params(params), "dataflow": space.dataflow,
             "network": space.network, "mapper": space.mapper, "budgets": space.budgets,
-            "objectives": space.objectives, "energy": energy_method()}
+            "objectives": space.objectives, "energy": energy_method(), "screen": screen}
 
 
 def _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_design, finish, fail, errors):
@@ -316,7 +329,8 @@ def _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_
                 finished += 1
                 continue
             trial.set_user_attr(DISPATCHED, i)
-            in_flight[actors[i].evaluate.remote(_task(space, trial.number, params))] = (i, trial)
+            screen = screen_settings(cfg.screen_budget, cfg.screen_slack, by_design.values(), space.objectives)
+            in_flight[actors[i].evaluate.remote(_task(space, trial.number, params, screen))] = (i, trial)
             return
 
     for i in range(len(actors)):

@@ -247,9 +247,11 @@ class StudyTracker:
         run = client.create_run(self.experiment_id, start_time=start_ms, run_name=run_name(rec), tags={
             "mlflow.parentRunId": self.parent_id, "coopt.study": self.study_name, "coopt.role": "trial",
             "coopt.trial": str(rec.number), "feasible": "true" if rec.feasible else "false", "pareto": "false",
+            "screened": "true" if rec.screened else "false",
             "mlflow.note.content": trial_note(rec, self.budgets)})
         run_id = run.info.run_id
-        params = {**rec.params, "template": rec.template, "dataflow": rec.dataflow, "network": rec.network}
+        params = {**rec.params, "template": rec.template, "dataflow": rec.dataflow, "network": rec.network,
+                  **({"mapper_budget": rec.mapper_budget} if rec.mapper_budget else {})}
         plist = [Param(str(k)[:250], param_value(v)) for k, v in params.items()]
         mlist = [Metric(k, v, end_ms, 0) for k, v in trial_metrics(rec, self.budgets).items()]
         client.log_batch(run_id, metrics=mlist, params=plist[:BATCH])
