@@ -254,6 +254,7 @@ def test_front_updates_tags_and_artifacts(store, records):
         assert (f"(#/experiments/{exp_id}/runs/{rid})" in note) == (n in front2), n
     assert f"{len(second)} trials, {sum(r.feasible for r in second)} feasible" in note
     assert f"**{len(front2)} designs on the front**" in note
+    assert "front page: http://127.0.0.1:PORT/study/s1" in note                 # where the clickable plot is
 
     rows = list(csv.DictReader(read_artifact(pid, "pareto/front.csv").decode().splitlines()))
     assert [int(r["trial"]) for r in rows] == front2
@@ -479,23 +480,12 @@ def test_front_page_links_each_point_to_its_run(store, records):
         get(server.base + "/")
 
 
-def _legacy_store(study: str, trials: int, sampler: str = "random") -> None:
-    """What coopt wrote before one experiment per study: experiment 'coopt', a parent run and trial runs."""
-    c = client()
-    eid = c.create_experiment("coopt")
-    parent = c.create_run(eid, run_name=study, tags={"coopt.study": study, "coopt.role": "parent"})
-    c.log_param(parent.info.run_id, "sampler", sampler)
-    c.log_param(parent.info.run_id, "storage", "None")
-    for n in range(trials):
-        run = c.create_run(eid, run_name=f"trial-{n}", tags={"coopt.study": study, "coopt.role": "trial",
-                                                             "coopt.trial": str(n)})
-        c.set_terminated(run.info.run_id, "FINISHED")
-
-
 def test_ui_on_an_old_store_says_what_to_do(store, capsys):
     from coopt.cli import main
 
-    _legacy_store("old", 3)
+    from legacy_store import make_legacy_store
+
+    make_legacy_store(client(), "old", 3)
     assert main(["ui", "--study", "old", "--port", str(free_port())]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "shared experiment 'coopt'" in err

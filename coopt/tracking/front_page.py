@@ -145,7 +145,7 @@ def front_svg(data: FrontData, mlflow_base: str) -> str:
     out.append(f'<text transform="translate(18,{(top + HEIGHT - bottom) / 2}) rotate(-90)" text-anchor="middle" '
                f'font-size="14">{html.escape(axis_label(yn, yd))}{" (log scale)" if sy.log else ""}</text>')
     front = sorted((p for p in pts if p.pareto), key=lambda p: _value(p, xn))
-    if len(front) > 1:
+    if len(front) > 1 and len(data.objectives) == 2:      # with a third objective the 2-D points need no line
         line = " ".join(f"{sx(_value(p, xn)):.1f},{sy(_value(p, yn)):.1f}" for p in front)
         out.append(f'<polyline points="{line}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>')
     for p in sorted(pts, key=lambda p: p.pareto):            # the front drawn last, on top
@@ -159,8 +159,9 @@ def front_svg(data: FrontData, mlflow_base: str) -> str:
         else:
             mark = (f'<path d="M{x - 4:.1f},{y - 4:.1f}L{x + 4:.1f},{y + 4:.1f}M{x - 4:.1f},{y + 4:.1f}'
                     f'L{x + 4:.1f},{y - 4:.1f}" stroke="#d62728" stroke-opacity="0.5" stroke-width="1.5"/>')
+        label = f'<text x="{x + 9:.1f}" y="{y - 7:.1f}" font-size="11">t{p.number:03d}</text>' if p.pareto else ""
         out.append(f'<a class="{cls}" href="{href}" data-trial="{p.number}" data-run="{p.run_id}">'
-                   f'<title>{html.escape(_tip(p, data.objectives))}</title>{mark}</a>')
+                   f'<title>{html.escape(_tip(p, data.objectives))}</title>{mark}{label}</a>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -191,7 +192,7 @@ PAGE = """<!doctype html>
 body {{ font-family: sans-serif; margin: 24px; color: #222; }}
 table {{ border-collapse: collapse; margin-top: 12px; }}
 th, td {{ border: 1px solid #ddd; padding: 4px 8px; text-align: right; font-size: 13px; }}
-th {{ background: #f3f3f3; }} td:first-child {{ text-align: left; }}
+th {{ background: #f3f3f3; }} td:first-child, th:first-child {{ text-align: left; }}
 a.trial {{ cursor: pointer; }} a.trial:hover circle {{ stroke: #000; stroke-width: 2; }}
 .legend span {{ margin-right: 18px; }}
 </style></head><body>
@@ -214,7 +215,9 @@ setInterval(() => fetch("{version_url}", {{cache: "no-store"}}).then(r => r.text
 def front_page(data: FrontData, mlflow_base: str) -> str:
     feasible = sum(p.feasible for p in data.points)
     summary = (f"{len(data.points)} trials, {feasible} feasible; <b>{len(data.front)} designs on the front</b>.  "
-               f"Objectives: " + ", ".join(html.escape(axis_label(n, d)) for n, d in data.objectives) + ".")
+               f"Objectives: " + ", ".join(html.escape(axis_label(n, d)) for n, d in data.objectives) + "."
+               + ("  The plot shows the first two; a front point may look beaten there and win on another."
+                  if len(data.objectives) > 2 else ""))
     quoted = urllib.parse.quote(data.study, safe="")
     return PAGE.format(study=html.escape(data.study), summary=summary,
                        experiment=html.escape(experiment_url(mlflow_base, data.experiment_id)),
