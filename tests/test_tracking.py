@@ -486,10 +486,17 @@ def test_ui_on_an_old_store_says_what_to_do(store, capsys):
     from legacy_store import make_legacy_store
 
     make_legacy_store(client(), "old", 3)
+    capsys.readouterr()                                               # MLflow's own lines creating the store
     assert main(["ui", "--study", "old", "--port", str(free_port())]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "shared experiment 'coopt'" in err
     assert "coopt search --study old --space SPACE.yaml --sampler random --trials 3, then coopt ui again" in err
+    from coopt.tracking.ui import legacy_studies
+
+    assert legacy_studies(None) == {"old": {"trials": 3, "sampler": "random", "storage": "None",
+                                            "space_file": "SPACE.yaml"}}
+    tracker("old").start()                                            # logged again, into coopt/old
+    assert legacy_studies(None) == {}
 
 
 def test_front_port_checks(store, records, capsys):
