@@ -202,7 +202,7 @@ def _cmd_verify(args) -> int:
 
 def _cmd_ui(args) -> int:
     from coopt.tracking import launch_ui
-    return launch_ui(args.tracking_uri, port=args.port, study=args.study)
+    return launch_ui(args.tracking_uri, port=args.port, study=args.study, front_port=args.front_port)
 
 
 def _cmd_dashboard(args) -> int:
@@ -430,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the study store")
     ui.add_argument("--port", type=_port, default=5000)
     ui.add_argument("--study", help="print only this study's URL (default: every study in the store)")
+    ui.add_argument("--front-port", type=_port, help="port of the front pages, whose points open the trial "
+                                                     "runs (default: a free one)")
     ui.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
     ui.set_defaults(func=_cmd_ui)
 

@@ -108,12 +108,19 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def ui(study, tmp_path_factory):
+def ui_urls(study, tmp_path_factory):
+    """`coopt ui` on the study: {"experiment": the study's runs view, "front": its front page}."""
     port = free_port()
-    proc, line = _serve(["ui", "--port", str(port), "--study", STUDY], study, f"study {STUDY}: ",
-                        tmp_path_factory.mktemp("ui") / "ui.log")
-    yield line.split(": ", 1)[1].strip()
+    log = tmp_path_factory.mktemp("ui") / "ui.log"
+    proc, line = _serve(["ui", "--port", str(port), "--study", STUDY], study, "front page: ", log)
+    (exp,) = [l for l in log.read_text().splitlines() if f"study {STUDY}: " in l]
+    yield {"experiment": exp.split(": ", 1)[1].strip(), "front": line.split(": ", 1)[1].strip()}
     _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def ui(ui_urls):
+    return ui_urls["experiment"]
 
 
 def shot(driver, name: str, tmp_path: Path) -> None:
@@ -225,3 +232,72 @@ def test_dashboard_shows_the_pareto_front(study, browser, tmp_path):
         assert any(str(r["params"]["glb_depth"]) in body for r in records)     # 2048, not 11
     finally:
         _stop(proc)
+
+
+def plotted_by_hand(study_dir: Path) -> int:
+    """Trials with finite energy and throughput (what MLflow holds for them, hence what the page draws)."""
+    import math
+
+    recs = [json.loads(p.read_text()) for p in (study_dir / "trials").glob("*.json")]
+    return sum(all(math.isfinite(r["metrics"].get(k, math.nan)) for k in ("energy_uj", "throughput_ips"))
+               for r in recs)
+
+
+def test_front_page_points_open_the_trial_runs(study, ui_urls, browser, tmp_path):
+    """`coopt ui`'s front page: every trial drawn, exactly the study's front highlighted, and clicking a front
+    point lands on that trial's MLflow run."""
+    from mlflow.tracking import MlflowClient
+    from selenium.webdriver.common.by import By
+
+    expected = front_by_hand(study / "mlruns/studies" / STUDY)
+    browser.get(ui_urls["front"])
+    wait_text(browser, f"Pareto front of study {STUDY}", f"{len(expected)} designs on the front")
+    points = browser.find_elements(By.CSS_SELECTOR, "#front-plot a.trial")
+    front = browser.find_elements(By.CSS_SELECTOR, "#front-plot a.front")
+    assert len(points) == plotted_by_hand(study / "mlruns/studies" / STUDY)
+    assert len(front) == len(expected)
+    assert {int(a.get_attribute("data-trial")) for a in front} == expected
+    rows = browser.find_elements(By.CSS_SELECTOR, "#front-table a")
+    assert len(rows) == len(expected)
+    shot(browser, "front-page.png", tmp_path)
+    client = MlflowClient(f"sqlite:///{study / 'mlruns' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(f"coopt/{STUDY}")
+    number = sorted(expected)[-1]
+    (run,) = client.search_runs([exp.experiment_id], f"tags.`coopt.trial` = '{number}'")
+    (point,) = [a for a in front if int(a.get_attribute("data-trial")) == number]
+    point.find_element(By.CSS_SELECTOR, "circle").click()
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline and not browser.current_url.endswith(f"/runs/{run.info.run_id}"):
+        time.sleep(0.3)
+    assert browser.current_url.endswith(f"#/experiments/{exp.experiment_id}/runs/{run.info.run_id}")
+    assert browser.current_url.startswith(ui_urls["experiment"].split("/#/")[0])     # the MLflow UI coopt ui runs
+    body = wait_text(browser, run.info.run_name, run.info.run_id, "energy_uj")
+    assert f"Pareto front of study {STUDY}" not in body
+
+
+def test_old_store_hint_gives_the_study_its_experiment(study, tmp_path):
+    """A store of the old layout (all studies in the experiment 'coopt'): `coopt ui --study` says in one line
+    what to run; that command logs the study into its own experiment without evaluating a trial again."""
+    from legacy_store import make_legacy_store
+    from mlflow.tracking import MlflowClient
+
+    shutil.copytree(study / "mlruns" / "studies", tmp_path / "mlruns" / "studies")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    trials = sorted((tmp_path / "mlruns/studies" / STUDY / "trials").glob("*.json"))
+    make_legacy_store(client, STUDY, len(trials))
+    run = subprocess.run([sys.executable, "-m", "coopt.cli", "ui", "--study", STUDY, "--port", str(free_port())],
+                         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr, run.stderr
+    command = run.stderr.split("(no trial runs again): ", 1)[1].split(", then")[0]
+    assert command.startswith(f"coopt search --study {STUDY} ")
+    before = {p.name: p.stat().st_mtime_ns for p in trials}
+    again = subprocess.run([sys.executable, "-m", "coopt.cli", *command.split()[1:]], cwd=tmp_path, env=_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "mlruns/studies" / STUDY / "trials").glob("*.json")}
+    assert after == before                                            # no trial evaluated again
+    exp = client.get_experiment_by_name(f"coopt/{STUDY}")
+    runs = client.search_runs([exp.experiment_id], "tags.`coopt.role` = 'trial'")
+    assert len(runs) == len(trials)
+    assert {int(r.data.tags["coopt.trial"]) for r in runs if r.data.tags["pareto"] == "true"} == \
+        front_by_hand(tmp_path / "mlruns/studies" / STUDY)

@@ -10,7 +10,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -252,6 +254,7 @@ def test_front_updates_tags_and_artifacts(store, records):
         assert (f"(#/experiments/{exp_id}/runs/{rid})" in note) == (n in front2), n
     assert f"{len(second)} trials, {sum(r.feasible for r in second)} feasible" in note
     assert f"**{len(front2)} designs on the front**" in note
+    assert "front page: http://127.0.0.1:PORT/study/s1" in note                 # where the clickable plot is
 
     rows = list(csv.DictReader(read_artifact(pid, "pareto/front.csv").decode().splitlines()))
     assert [int(r["trial"]) for r in rows] == front2
@@ -379,7 +382,7 @@ def test_ui_server_serves_the_store(store, records, how):
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None and "study s1:" not in (store / "ui.log").read_text():
+        while time.monotonic() < deadline and proc.poll() is None and "front page:" not in (store / "ui.log").read_text():
             time.sleep(0.3)
         out = (store / "ui.log").read_text()
         url = f"http://127.0.0.1:{port}/#/experiments/{t.experiment_id}/runs?viewStateShareKey=coopt-trials"
@@ -387,18 +390,131 @@ def test_ui_server_serves_the_store(store, records, how):
         assert _health(port)                                  # printed only once the server answers
         code, body = get(f"http://127.0.0.1:{port}/get-artifact?path=pareto/front.csv&run_uuid={t.parent_id}")
         assert code == 200 and body.startswith(b"trial,")
+        front = out.split("front page: ", 1)[1].split()[0]
+        assert front.startswith("http://127.0.0.1:") and front.endswith("/study/s1")
+        code, page = get(front)
+        assert code == 200 and f"/#/experiments/{t.experiment_id}/runs/{t.trial_runs[1]}".encode() in page
         proc.send_signal(getattr(signal, how))                # what `timeout`, a service manager or kill -9 sends
         proc.wait(30)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and _health(port):
             time.sleep(0.3)
         assert not _health(port), f"the MLflow server outlived `coopt ui` ({how})"
+        with pytest.raises(OSError):                          # the front pages ended with coopt ui
+            get(front)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         log.close()
+
+
+class _Links(HTMLParser):
+    """The page's links: (class, href, data-trial) of the plot's points; hrefs of the front table."""
+
+    def __init__(self):
+        super().__init__()
+        self.points, self.table, self._in_table = [], [], False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table" and a.get("id") == "front-table":
+            self._in_table = True
+        elif tag == "a" and "trial" in (a.get("class") or "").split():
+            self.points.append((a["class"].split(), a["href"], int(a["data-trial"])))
+        elif tag == "a" and self._in_table:
+            self.table.append(a["href"])
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._in_table = False
+
+
+def front_links(html_text: str) -> _Links:
+    parser = _Links()
+    parser.feed(html_text)
+    return parser
+
+
+def test_front_page_links_each_point_to_its_run(store, records):
+    """The front page's plot: every logged trial a point; the front's points (and table rows) link to exactly
+    the runs of the front computed here by brute force; it follows the study (version changes)."""
+    from coopt.tracking.front_page import FrontServer
+
+    t = tracker()
+    t.start()
+    for rec in records[:5]:
+        t.log_trial(rec)
+    t.update_front(records[:5], step=5)
+    base = "http://127.0.0.1:5999"
+    server = FrontServer(t.tracking_uri, base).start()
+    try:
+        assert server.base.startswith("http://127.0.0.1:") and server.port != 5999
+        with urllib.request.urlopen(server.base + "/", timeout=10) as r:        # one study: / is its page
+            assert r.url == server.url("s1")
+            page = r.read().decode()
+        links = front_links(page)
+        run_of = {int(r.data.tags["coopt.trial"]): r.info.run_id for r in children()}
+        expected = brute_force_front(records[:5])
+        assert expected and {n for _, _, n in links.points} == set(range(5))
+        front = {n: href for cls, href, n in links.points if "front" in cls}
+        assert set(front) == expected
+        for n, href in front.items():
+            assert href == f"{base}/#/experiments/{t.experiment_id}/runs/{run_of[n]}"
+        assert sorted(links.table) == sorted(front.values())
+        assert f"{len(expected)} designs on the front" in page
+        version = get(server.url("s1") + "/version")[1].decode()
+        assert f'const version = "{version}"' in page
+        for rec in records[5:]:                                                   # the study moves on
+            t.log_trial(rec)
+        t.update_front(records, step=len(records))
+        assert get(server.url("s1") + "/version")[1].decode() != version
+        links = front_links(get(server.url("s1"))[1].decode())
+        assert {n for cls, _, n in links.points if "front" in cls} == brute_force_front(records)
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            get(server.base + "/study/nope")
+    finally:
+        server.close()
+    with pytest.raises(OSError):
+        get(server.base + "/")
+
+
+def test_ui_on_an_old_store_says_what_to_do(store, capsys):
+    from coopt.cli import main
+
+    from legacy_store import make_legacy_store
+
+    make_legacy_store(client(), "old", 3)
+    capsys.readouterr()                                               # MLflow's own lines creating the store
+    assert main(["ui", "--study", "old", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "shared experiment 'coopt'" in err
+    assert "coopt search --study old --space SPACE.yaml --sampler random --trials 3, then coopt ui again" in err
+    from coopt.tracking.ui import legacy_studies
+
+    assert legacy_studies(None) == {"old": {"trials": 3, "sampler": "random", "storage": "None",
+                                            "space_file": "SPACE.yaml"}}
+    tracker("old").start()                                            # logged again, into coopt/old
+    assert legacy_studies(None) == {}
+
+
+def test_front_port_checks(store, records, capsys):
+    from coopt.cli import main
+
+    t = tracker()
+    t.start()
+    t.finish()
+    port = free_port()
+    assert main(["ui", "--port", str(port), "--front-port", str(port)]) == 2
+    assert "--front-port" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        assert main(["ui", "--port", str(free_port()), "--front-port", str(taken)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--front-port: port {taken} on 127.0.0.1 is already in use" in err
 
 
 def test_dashboard_mirror_names_objectives_and_user_units(tmp_path):

@@ -74,7 +74,8 @@ def front_html(records, front, objectives, path: Path) -> None:
     """Interactive plotly scatter; hovering a point names its trial's run (as in the runs table).
 
     Points do not open runs: MLflow 3.17 shows HTML artifacts in a sandboxed frame that may not open
-    pages, and serves them as downloads; the study run's description holds the clickable front."""
+    pages, and serves them as downloads; the clickable front is ``coopt ui``'s front page
+    (``front_page.py``) and the study run's description."""
     import plotly.graph_objects as go
 
     (xn, xd), (yn, yd) = plot_axes(objectives)

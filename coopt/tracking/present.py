@@ -111,8 +111,10 @@ def front_markdown(study: str, records: list[TrialRecord], front: list[TrialReco
                                        + [str(r.params.get(k, "–")) for k in params]) + " |")
     lines += ["", "Each trial opens its run: parameters, metrics, the per-layer table and the energy/area "
               "breakdown.  In the runs table, the filter `tags.pareto = 'true'` lists the front; "
-              "`tags.feasible = 'true'` the designs within budget.  Plots: the chart view of the runs table, and "
-              "the artifacts `pareto/front.png` and `pareto/front.html` (hover a point for its run's name)."]
+              "`tags.feasible = 'true'` the designs within budget.  **A clickable front plot**: the *front page* "
+              "`coopt ui` prints (`front page: http://127.0.0.1:PORT/study/" + study + "`), where each point "
+              "opens its trial's run.  Other plots: the chart view of the runs table, and the artifacts "
+              "`pareto/front.png` and `pareto/front.html` (hover a point for its run's name)."]
     return "\n".join(lines) + "\n"
 
 

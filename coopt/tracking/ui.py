@@ -6,7 +6,9 @@ It runs under a small watchdog (``python -m coopt.tracking.watchdog``) in a
 process group of its own: the watchdog stops the whole group (uvicorn and
 huey workers included) when ``coopt ui`` ends, however it ends — Ctrl-C,
 SIGTERM, or SIGKILL (the watchdog gets a parent-death signal on Linux and
-also polls its parent).
+also polls its parent).  Next to it, in a thread of ``coopt ui`` itself (so it
+ends with it, SIGKILL included), a small page server shows each study's front
+with points that open their runs (``coopt.tracking.front_page``).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import time
 import urllib.request
 
 from coopt.errors import CooptError
-from coopt.tracking.mlflow_tracker import artifact_root, resolve_uri, sqlite_path
+from coopt.tracking.mlflow_tracker import artifact_root, filter_string, resolve_uri, sqlite_path
 
 READY_TIMEOUT_S = 120
 
@@ -40,19 +42,20 @@ def ui_env() -> dict[str, str]:
     return env
 
 
-def check_port(port: int, host: str = "127.0.0.1") -> None:
+def check_port(port: int, host: str = "127.0.0.1", key: str = "--port") -> None:
     """Fail fast, in one line, on a port that is out of range or already taken."""
     if not isinstance(port, int) or not 1 <= port <= 65535:
-        raise CooptError(f"invalid port {port}", key="--port", expected="an integer from 1 to 65535")
+        raise CooptError(f"invalid port {port}", key=key, expected="an integer from 1 to 65535")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
             s.bind((host, port))
         except PermissionError:
-            raise CooptError(f"port {port} needs privileges on {host}", key="--port",
+            raise CooptError(f"port {port} needs privileges on {host}", key=key,
                              expected="a port above 1023") from None
         except OSError:
-            raise CooptError(f"port {port} on {host} is already in use", key="--port",
-                             expected="a free port, e.g. --port 5001") from None
+            raise CooptError(f"port {port} on {host} is already in use", key=key,
+                             expected=f"a free port, e.g. {key} 5001" if key == "--port"
+                             else f"a free port, or no {key} to get one") from None
 
 
 def study_experiments(tracking_uri: str | None) -> list[tuple[str, str]]:
@@ -77,11 +80,51 @@ def study_urls(tracking_uri: str | None, base: str, study: str | None = None) ->
     if study is not None:
         hit = [x for x in found if x[0] == study]
         if not hit:
+            old = legacy_studies(tracking_uri)
+            if study in old:
+                raise CooptError(legacy_hint(study, old[study]), key="--study")
             known = ", ".join(s for s, _ in found) or "none yet"
             raise CooptError(f"no study '{study}' in the MLflow store", key="--study",
                              expected=f"one of: {known}")
         found = hit
     return [(s, experiment_url(base, eid)) for s, eid in found]
+
+
+def legacy_studies(tracking_uri: str | None) -> dict[str, dict]:
+    """Studies logged by coopt before one experiment per study (all in the experiment ``coopt``) and not
+    logged again since: name -> {"trials": finished trial runs, "sampler": ..., "storage": ...}."""
+    from coopt.tracking.mlflow_tracker import LEGACY_EXPERIMENT
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(resolve_uri(tracking_uri))
+    exp = client.get_experiment_by_name(LEGACY_EXPERIMENT)
+    if exp is None or exp.lifecycle_stage == "deleted":
+        return {}
+    current = {s for s, _ in study_experiments(tracking_uri)}
+    out = {}
+    for run in client.search_runs([exp.experiment_id], "tags.`coopt.role` = 'parent'", max_results=1000):
+        name = run.data.tags.get("coopt.study")
+        if name and name not in current:
+            trials = client.search_runs([exp.experiment_id], filter_string(
+                {"coopt.study": name, "coopt.role": "trial"}) + " and attributes.status = 'FINISHED'",
+                max_results=1000)
+            out[name] = {"trials": len(trials), "sampler": run.data.params.get("sampler", "tpe"),
+                         "storage": run.data.params.get("storage", "None"),
+                         "space_file": run.data.params.get("space_file", "SPACE.yaml")}
+    return out
+
+
+def legacy_hint(study: str, info: dict) -> str:
+    """One line: where an old store keeps the study and the command that gives it an experiment of its own
+    (a resume that asks for no new trial: the driver logs every trial not yet in the study's experiment)."""
+    from coopt.study.runner import study_dir
+
+    space = study_dir(study) / "search_space.yaml"
+    shown = os.path.relpath(space) if space.is_file() else info.get("space_file", "SPACE.yaml")
+    storage = " --storage URL" if info.get("storage") not in (None, "", "None") else ""
+    return (f"study '{study}' was logged by an older coopt into the shared experiment 'coopt'; give it an "
+            f"experiment of its own (no trial runs again): coopt search --study {study} --space {shown} "
+            f"--sampler {info.get('sampler', 'tpe')} --trials {max(1, info['trials'])}{storage}, then coopt ui again")
 
 
 def _wait_ready(proc: subprocess.Popen, url: str, timeout: float) -> bool:
@@ -97,15 +140,29 @@ def _wait_ready(proc: subprocess.Popen, url: str, timeout: float) -> bool:
 
 
 def launch_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "127.0.0.1",
-              study: str | None = None) -> int:
-    """Run the UI in the foreground until Ctrl-C or SIGTERM; print the studies' URLs once it answers."""
+              study: str | None = None, front_port: int | None = None) -> int:
+    """Run the UI in the foreground until Ctrl-C or SIGTERM; print the studies' URLs once it answers.
+
+    ``front_port``: the port of the front pages (None: a free one)."""
+    from coopt.tracking.front_page import FrontServer
+
     uri = resolve_uri(tracking_uri)
     db = sqlite_path(uri)
     if db is not None and not db.is_file():
         raise CooptError(f"no studies here yet: run coopt search first (no MLflow store at {db})")
     check_port(port, host)
+    if front_port is not None:
+        if front_port == port:
+            raise CooptError(f"--front-port {front_port} is also --port", key="--front-port",
+                             expected="another port than the MLflow UI's")
+        check_port(front_port, host, key="--front-port")
     base = f"http://{host}:{port}"
     urls = study_urls(uri, base, study)
+    old = {} if study is not None else legacy_studies(uri)
+    front = FrontServer(uri, base, port=front_port or 0, host=host, study=study)
+    if front.port == port:                                   # the free port picked is the one MLflow wants
+        front.close()
+        front = FrontServer(uri, base, port=0, host=host, study=study)
     cmd = [sys.executable, "-m", "coopt.tracking.watchdog", str(os.getpid()), "--", *ui_command(uri, port, host)]
     proc = subprocess.Popen(cmd, env=ui_env(), start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -121,14 +178,20 @@ def launch_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "12
             time.sleep(0.2)
             last = next((l for l in reversed(tail) if "rror" in l), tail[-1] if tail else "")
             raise CooptError(f"the MLflow server did not start on {base}" + (f": {last.strip()}" if last else ""))
+        front.start()
         print(f"MLflow UI: {base}  (Ctrl-C to stop)", flush=True)
+        print(f"Front pages: {front.base}  (each front point opens its trial's MLflow run)", flush=True)
         for name, url in urls:
             print(f"  study {name}: {url}", flush=True)
+            print(f"    front page: {front.url(name)}", flush=True)
+        for name, info in old.items():
+            print(f"  {legacy_hint(name, info)}", flush=True)
         return proc.wait()
     except KeyboardInterrupt:
         _stop(proc)
         return 0
     finally:
+        front.close()
         signal.signal(signal.SIGTERM, previous)
 
 
