@@ -178,9 +178,9 @@ def run_study(cfg: StudyConfig, *, on_progress=None, evaluate=None, warn=None, o
     if cfg.trials < 1 or cfg.workers < 1:
         raise CooptError("--trials and --workers must be at least 1", key="--trials/--workers")
     make_sampler(cfg.sampler, space, cfg.seed, cfg.trials)          # fail fast on a bad sampler
-    rdb = rdb_url(cfg.storage)                                      # fail fast on a bad storage URL
+    rdb_url(cfg.storage)                                            # fail fast on a bad storage URL
     cfg.study_dir.mkdir(parents=True, exist_ok=True)
-    with StudyLock(cfg.study, cfg.study_dir, rdb, label=cfg.storage) as lock:
+    with StudyLock(cfg.study, cfg.study_dir, cfg.storage) as lock:
         if on_continue is not None and (cfg.study_dir / "study.json").exists():
             on_continue()
         return _run_locked(cfg, space, lock, on_progress, evaluate, warn)
@@ -323,7 +323,7 @@ def _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_
         submit(i)
     while in_flight:
         if lock.lost:
-            raise CooptError(f"study '{cfg.study}': this run lost its lease in the storage database",
+            raise CooptError(f"study '{cfg.study}': this run lost its lease in the storage",
                              key="--storage", expected="a reachable database; run again to continue")
         ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=5.0)
         if not ready:
