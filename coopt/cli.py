@@ -197,8 +197,18 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_ui(args) -> int:
+    """The tracking URI: --tracking-uri, else the study's settings record (in --storage or its folder)."""
     from coopt.tracking import launch_ui
-    return launch_ui(args.tracking_uri, port=args.port, study=args.study)
+    uri = args.tracking_uri
+    if args.storage is not None and args.study is None:
+        raise CooptError("--storage names where a study's settings are", key="--storage",
+                         expected="--study NAME with it (or --tracking-uri alone)")
+    if uri is None and args.study is not None:
+        from coopt.study.results import load_study_settings
+        from coopt.study.runner import study_dir
+        if args.storage is not None or (study_dir(args.study) / "study.json").is_file():
+            uri = load_study_settings(args.study, storage=args.storage).get("tracking_uri")
+    return launch_ui(uri, port=args.port, study=args.study)
 
 
 def _cmd_dashboard(args) -> int:
@@ -418,8 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the study store")
     ui.add_argument("--port", type=_port, default=5000)
-    ui.add_argument("--study", help="print only this study's URL (default: every study in the store)")
-    ui.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
+    ui.add_argument("--study", help="print only this study's URL (default: every study in the store); its "
+                                    "settings record names the MLflow store")
+    _store_args(ui)
     ui.set_defaults(func=_cmd_ui)
 
     en = sub.add_parser("energy", help="estimate ERT/ART like Accelergy (compound classes, CACTI, Library)",

@@ -333,3 +333,42 @@ def test_grpc_storage_proxy(grpc_proxy, tmp_path, monkeypatch):
     study = optuna.load_study(study_name="g", storage=backend)
     assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 2
     assert optuna.get_all_study_names(backend) == ["g"]             # the run's lease study is gone
+
+
+# -- coopt ui --storage: the study's settings record names the MLflow store -------------------
+@pytest.mark.slow
+def test_ui_finds_the_tracking_store_in_the_storage(tmp_path, monkeypatch, capsys):
+    import urllib.request
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    monkeypatch.chdir(runs)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    tracking = f"sqlite:///{tmp_path / 'track' / 'mlflow.db'}"
+    assert main(["search", "--space", TINY, "--trials", "1", "--workers", "1", "--sampler", "random",
+                 "--study", "u", "--storage", storage, "--tracking-uri", tracking]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    # reading creates nothing: a wrong --storage, or --storage without --study, is one line, exit 2
+    assert main(["ui", "--study", "u", "--storage", f"sqlite:///{tmp_path / 'nope.db'}"]) == 2
+    assert main(["ui", "--storage", storage]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "no study storage" in err[0] and "--study NAME" in err[1]
+    assert not (tmp_path / "nope.db").exists() and not (elsewhere / "mlruns").exists()
+    port = free_port()
+    ui = subprocess.Popen([sys.executable, "-m", "coopt.cli", "ui", "--study", "u", "--storage", storage,
+                           "--port", str(port)], cwd=elsewhere, stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+    try:
+        lines = [ui.stdout.readline() for _ in range(2)]
+        assert lines[1].strip().startswith(f"study u: http://127.0.0.1:{port}/#/experiments/"), lines
+        experiment = lines[1].split("/experiments/")[1].split("/")[0].split("?")[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get?"
+                                    f"experiment_id={experiment}", timeout=30) as r:
+            exp = json.loads(r.read())["experiment"]
+        assert exp["name"] == "coopt/u"                          # the store named in the settings record
+        assert not (elsewhere / "mlruns").exists()
+    finally:
+        ui.send_signal(signal.SIGTERM)
+        ui.wait(timeout=60)
