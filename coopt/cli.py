@@ -108,7 +108,7 @@ def _cmd_search(args) -> int:
     name = space.name if args.study is None else args.study
     cfg = StudyConfig(space_path=args.space, study=name, trials=args.trials, workers=args.workers,
                       sampler=args.sampler, seed=args.seed, storage=args.storage, tracking_uri=args.tracking_uri,
-                      ray_address=args.ray_address)
+                      ray_address=args.ray_address, energy=args.energy)
     from coopt.study.storage import check_study_name
     check_study_name(name)                               # a bad --study exits 2 before anything starts
 
@@ -405,7 +405,6 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--pareto", action="store_true", help="every design on the Pareto front")
     ex.add_argument("--out", required=True, help="folder to write into")
     ex.add_argument("--force", action="store_true", help="replace existing exports")
-    _energy_arg(ex)
     _store_args(ex)
     ex.set_defaults(func=_cmd_export)
 

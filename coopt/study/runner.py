@@ -47,6 +47,7 @@ class StudyConfig:
     storage: str | None = None
     tracking_uri: str | None = None
     ray_address: str | None = None
+    energy: str | None = None            # --energy as asked (None: the study's own, else the default)
     root: str = field(default_factory=lambda: str(Path.cwd() / "mlruns"))
 
     @property
@@ -91,7 +92,24 @@ def _settings(cfg: StudyConfig, space: SearchSpace) -> dict:
             "reference_point": space.reference, "mapper": {"metric": list(space.mapper.metric),
                                                            "budget": space.mapper.budget,
                                                            "strategy": space.mapper.strategy},
-            "storage": describe(cfg.storage) if cfg.storage else None, "tracking_uri": cfg.tracking_uri}
+            "storage": describe(cfg.storage) if cfg.storage else None, "tracking_uri": cfg.tracking_uri,
+            "energy": study_energy(cfg, {})}
+
+
+def study_energy(cfg: StudyConfig, settings: dict) -> str:
+    """The energy estimator of a study for life: mixing estimators would mix the trials' energies.
+    A fresh study takes ``--energy`` (else ``COOPT_ENERGY``, else the default); a continued one keeps
+    its own, and a different explicit ``--energy`` is refused."""
+    from coopt.energy.select import method
+
+    stored = settings.get("energy")
+    if stored is None:                   # fresh, or a study from before the estimator was kept
+        return cfg.energy or method()
+    if cfg.energy is not None and cfg.energy != stored:
+        raise CooptError(f"study '{cfg.study}' was run with --energy {stored}, not --energy {cfg.energy}",
+                         key="--energy", expected=f"--energy {stored} (or no --energy) to continue it, "
+                                                  "or a new study name")
+    return stored
 
 
 def prepare_study_dir(cfg: StudyConfig, space: SearchSpace) -> dict:
@@ -110,6 +128,7 @@ def prepare_study_dir(cfg: StudyConfig, space: SearchSpace) -> dict:
         if meta["settings"]["sampler"] != cfg.sampler:
             raise CooptError(f"study '{cfg.study}' uses the {meta['settings']['sampler']} sampler", key="--sampler",
                              expected=f"--sampler {meta['settings']['sampler']} to resume it, or a new study name")
+        study_energy(cfg, meta["settings"])
         return meta
     meta = {"space_sha256": digest, "settings": _settings(cfg, space), "created": time.time()}
     (sdir / "search_space.yaml").write_text(text)
@@ -181,12 +200,10 @@ def run_study(cfg: StudyConfig, *, on_progress=None, evaluate=None, warn=None, o
     rdb_url(cfg.storage)                                            # fail fast on a bad storage URL
     cfg.study_dir.mkdir(parents=True, exist_ok=True)
     with StudyLock(cfg.study, cfg.study_dir, cfg.storage) as lock:
-        if on_continue is not None and (cfg.study_dir / "study.json").exists():
-            on_continue()
-        return _run_locked(cfg, space, lock, on_progress, evaluate, warn)
+        return _run_locked(cfg, space, lock, on_progress, evaluate, warn, on_continue)
 
 
-def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluate, warn) -> dict:
+def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluate, warn, on_continue) -> dict:
     quiet_optuna()
     import optuna
     from optuna.trial import TrialState
@@ -194,6 +211,7 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
     from coopt.study.cluster import RayCluster
     from coopt.study.front import front_hypervolume, pareto_front
 
+    existed = (cfg.study_dir / "study.json").exists()
     meta = prepare_study_dir(cfg, space)
     sdir = cfg.study_dir
     storage = open_storage(cfg.storage, sdir)
@@ -201,6 +219,9 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
     study = optuna.create_study(study_name=cfg.study, storage=storage, load_if_exists=True, directions=directions)
     if study.user_attrs.get(SETTINGS_ATTR) is None:
         study.set_user_attr(SETTINGS_ATTR, meta["settings"])
+    cfg = replace(cfg, energy=study_energy(cfg, study.user_attrs.get(SETTINGS_ATTR) or meta["settings"]))
+    if existed and on_continue is not None:
+        on_continue()
     stale = recover_stale_trials(study)
     so_far = len(study.get_trials(deepcopy=False))
     study = optuna.load_study(study_name=cfg.study, storage=storage,
@@ -284,14 +305,13 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
             "hypervolume": front_hypervolume(recs, space.objectives, space.reference), "study_dir": str(sdir)}
 
 
-def _task(space: SearchSpace, number: int, params: dict) -> dict:
+def _task(space: SearchSpace, number: int, params: dict, energy: str) -> dict:
     """Everything an actor needs to evaluate a design: no file of the driver's is read remotely.
-    The energy estimator (``--energy``) travels too: a worker node's environment is not the driver's."""
-    from coopt.energy.select import method as energy_method
+    The study's energy estimator travels too: a worker node's environment is not the driver's."""
     return {"number": number, "params": params, "template": space.template,      # the parsed template itself
             "template_params": space.template_params(params), "dataflow": space.dataflow,
             "network": space.network, "mapper": space.mapper, "budgets": space.budgets,
-            "objectives": space.objectives, "energy": energy_method()}
+            "objectives": space.objectives, "energy": energy}
 
 
 def _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_design, finish, fail, errors):
@@ -316,7 +336,7 @@ def _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_
                 finished += 1
                 continue
             trial.set_user_attr(DISPATCHED, i)
-            in_flight[actors[i].evaluate.remote(_task(space, trial.number, params))] = (i, trial)
+            in_flight[actors[i].evaluate.remote(_task(space, trial.number, params, cfg.energy))] = (i, trial)
             return
 
     for i in range(len(actors)):
