@@ -109,7 +109,7 @@ def _cmd_search(args) -> int:
     cfg = StudyConfig(space_path=args.space, study=name, trials=args.trials, workers=args.workers,
                       sampler=args.sampler, seed=args.seed, storage=args.storage, tracking_uri=args.tracking_uri,
                       ray_address=args.ray_address, screen_budget=args.screen_budget or None,
-                      screen_slack=args.screen_slack)
+                      screen_slack=args.screen_slack, energy=args.energy)
     from coopt.study.storage import check_study_name
     check_study_name(name)                               # a bad --study exits 2 before anything starts
 
@@ -201,8 +201,18 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_ui(args) -> int:
+    """The tracking URI: --tracking-uri, else the study's settings record (in --storage or its folder)."""
     from coopt.tracking import launch_ui
-    return launch_ui(args.tracking_uri, port=args.port, study=args.study, front_port=args.front_port)
+    uri = args.tracking_uri
+    if args.storage is not None and args.study is None:
+        raise CooptError("--storage names where a study's settings are", key="--storage",
+                         expected="--study NAME with it (or --tracking-uri alone)")
+    if uri is None and args.study is not None:
+        from coopt.study.results import load_study_settings
+        from coopt.study.runner import study_dir
+        if args.storage is not None or (study_dir(args.study) / "study.json").is_file():
+            uri = load_study_settings(args.study, storage=args.storage).get("tracking_uri")
+    return launch_ui(uri, port=args.port, study=args.study, front_port=args.front_port)
 
 
 def _cmd_dashboard(args) -> int:
@@ -406,7 +416,6 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--pareto", action="store_true", help="every design on the Pareto front")
     ex.add_argument("--out", required=True, help="folder to write into")
     ex.add_argument("--force", action="store_true", help="replace existing exports")
-    _energy_arg(ex)
     _store_args(ex)
     ex.set_defaults(func=_cmd_export)
 
@@ -429,10 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the study store")
     ui.add_argument("--port", type=_port, default=5000)
-    ui.add_argument("--study", help="print only this study's URL (default: every study in the store)")
+    ui.add_argument("--study", help="print only this study's URL (default: every study in the store); its "
+                                    "settings record names the MLflow store")
+    _store_args(ui)
     ui.add_argument("--front-port", type=_port, help="port of the front pages, whose points open the trial "
                                                      "runs (default: a free one)")
-    ui.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
     ui.set_defaults(func=_cmd_ui)
 
     en = sub.add_parser("energy", help="estimate ERT/ART like Accelergy (compound classes, CACTI, Library)",

@@ -152,3 +152,80 @@ def test_workers_above_the_cluster_cpus_are_capped(cluster, tmp_path):
               "--ray-address", cluster["address"], "--json"], cluster["env"], tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "--workers 5 capped at 2: the Ray cluster has 2 CPUs" in p.stderr
+
+
+LISTENERS = """
+import ipaddress, json, os, sys
+from pathlib import Path
+from coopt.study.cluster import RayCluster
+
+
+def listening():
+    # inode -> (ip, port) of every listening TCP socket, from /proc/net/tcp and tcp6 (state 0A)
+    out = {}
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] != "0A":
+                continue
+            hexip, hexport = f[1].split(":")
+            raw = bytes.fromhex(hexip)
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))    # little-endian words
+            ip = ipaddress.ip_address(raw)
+            out[f[9]] = (str(getattr(ip, "ipv4_mapped", None) or ip), int(hexport, 16))
+    return out
+
+
+def tree(root):
+    kids = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmd = (d / "cmdline").read_bytes().replace(b"\\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            kids.setdefault(ppid, []).append(int(d.name))
+            if tmp in cmd:                             # Ray's daemons, wherever they were reparented
+                kids.setdefault(root, []).append(int(d.name))
+    seen, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo += kids.get(pid, [])
+    return seen
+
+
+with RayCluster(None, 1, Path(sys.argv[1])) as cluster:
+    tmp = cluster.tmp
+    actor = cluster.actor()
+    import ray
+    ray.get(actor.__ray_ready__.remote())
+    sockets, found = listening(), []
+    for pid in tree(os.getpid()):
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:[") and link[8:-1] in sockets:
+                    found.append([name, *sockets[link[8:-1]]])
+        except OSError:
+            continue
+    print(json.dumps(found))
+"""
+
+
+def test_the_local_cluster_listens_on_loopback_only(tmp_path):
+    """Every listening socket of the private cluster's processes (gcs_server, raylet, workers, agents)
+    is on 127.0.0.1, including IPv4-mapped ::ffff:127.0.0.1; none on 0.0.0.0, ::, or the machine's address."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    out = subprocess.run([sys.executable, "-c", LISTENERS, str(tmp_path)], capture_output=True, text=True,
+                         env={**env, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    names = {name for name, _, _ in found}
+    assert {"gcs_server", "raylet"} <= names, found
+    assert len(found) >= 5
+    outside = [f for f in found if f[1] not in ("127.0.0.1", "::ffff:127.0.0.1")]
+    assert not outside, outside

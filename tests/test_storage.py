@@ -14,17 +14,17 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import free_port
+
 from coopt.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "search_spaces" / "tiny.yaml")
-PG = "postgresql://postgres@127.0.0.1:5432"
 
 
 # -- names ------------------------------------------------------------------------------------
@@ -146,52 +146,6 @@ def test_second_run_of_a_study_exits_2_naming_the_holder(tmp_path, monkeypatch, 
         pass
 
 
-@pytest.fixture
-def pg_db():
-    import psycopg
-    name = f"coopt_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    yield f"{PG}/{name}"
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-@pytest.mark.db
-def test_database_lease_excludes_and_is_taken_over(pg_db, tmp_path):
-    from coopt.study.lock import DatabaseLease, StudyBusy
-    from coopt.study.storage import normalize_url
-    url = normalize_url(pg_db)
-    p = _holder("leased", tmp_path / "a", pg_db)           # another "machine": its own study folder
-    try:
-        with pytest.raises(StudyBusy, match=f"pid {p.pid} on {socket.gethostname()}.*lease"):
-            DatabaseLease("leased", url).acquire()
-    finally:
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-    lease = DatabaseLease("leased", url)                    # its holder is dead on this host: taken over
-    lease.acquire()
-    rival = DatabaseLease("leased", url)
-    with pytest.raises(StudyBusy):
-        rival.acquire()
-    lease.release()
-    # a live holder elsewhere blocks until its heartbeat is older than the TTL, then one taker wins
-    import sqlalchemy as sa
-    other = DatabaseLease("remote", url, ttl=2.0)
-    other.meta.create_all(other.engine)
-    with other.engine.begin() as c:
-        c.execute(other.table.insert().values(study="remote", holder="x", host="elsewhere.example", pid=1,
-                                              since=time.time(), heartbeat=time.time()))
-    with pytest.raises(StudyBusy, match="pid 1 on elsewhere.example"):
-        other.acquire()
-    time.sleep(2.5)
-    other.acquire()
-    with other.engine.begin() as c:
-        row = c.execute(sa.select(other.table).where(other.table.c.study == "remote")).mappings().one()
-    assert row["holder"] == other.token and row["host"] == socket.gethostname()
-    other.release()
-
-
 # -- a study on PostgreSQL, killed and resumed; read from another folder ---------------------
 def _pg_study(url, name):
     import optuna
@@ -266,7 +220,7 @@ def test_postgres_study_killed_and_resumed(pg_db, tmp_path, monkeypatch, capsys)
 @pytest.mark.slow
 def test_search_pareto_export_against_an_mlflow_server(pg_db, tmp_path, monkeypatch, capsys):
     import urllib.request
-    port = _free_port()
+    port = free_port()
     backend = pg_db.replace("postgresql://", "postgresql+psycopg://")
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                                "--backend-store-uri", backend, "--artifacts-destination", str(tmp_path / "art"),
@@ -316,35 +270,25 @@ def test_search_pareto_export_against_an_mlflow_server(pg_db, tmp_path, monkeypa
             server.wait()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.db
-def test_mysql_url_as_users_write_it(tmp_path, monkeypatch, capsys):
+def test_mysql_url_as_users_write_it(mariadb_db, tmp_path, monkeypatch, capsys):
     """mysql:// on the MariaDB server (PyMySQL): a study runs, holds the lease, and reads back."""
-    import pymysql
-    name = f"coopt_{uuid.uuid4().hex[:12]}"
-    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
-    conn.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        monkeypatch.chdir(tmp_path)
-        url = f"mysql://root@127.0.0.1:3306/{name}"
-        assert main(["search", "--space", TINY, "--trials", "2", "--workers", "1", "--sampler", "random",
-                     "--study", "my", "--storage", url]) == 0
-        study = _pg_study(url, "my")
-        assert sum(t.state.name == "COMPLETE" for t in study.get_trials()) == 2
-        cur = conn.cursor()
-        cur.execute(f"SELECT COUNT(*) FROM {name}.coopt_study_lease")
-        assert cur.fetchone()[0] == 0                                # the lease was released
-        capsys.readouterr()
-        assert main(["pareto", "--study", "my", "--storage", url, "--json"]) == 0
-        assert json.loads(capsys.readouterr().out)
-    finally:
-        conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.close()
+    import sqlalchemy as sa
+    monkeypatch.chdir(tmp_path)
+    url = mariadb_db
+    assert main(["search", "--space", TINY, "--trials", "2", "--workers", "1", "--sampler", "random",
+                 "--study", "my", "--storage", url]) == 0
+    study = _pg_study(url, "my")
+    assert sum(t.state.name == "COMPLETE" for t in study.get_trials()) == 2
+    from coopt.study.db_lease import LEASE_TABLE
+    from coopt.study.storage import normalize_url
+    engine = sa.create_engine(normalize_url(url))
+    with engine.connect() as c:
+        assert c.execute(sa.text(f"SELECT COUNT(*) FROM {LEASE_TABLE}")).scalar() == 0   # the lease was released
+    engine.dispose()
+    capsys.readouterr()
+    assert main(["pareto", "--study", "my", "--storage", url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)
 
 
 # -- real runs at the same time ---------------------------------------------------------------
@@ -379,21 +323,52 @@ def test_same_study_twice_and_two_studies_on_a_fresh_store(tmp_path, monkeypatch
 
 
 @pytest.mark.slow
-def test_grpc_storage_proxy(tmp_path, monkeypatch):
+def test_grpc_storage_proxy(grpc_proxy, tmp_path, monkeypatch):
     """grpc://HOST:PORT through Optuna's gRPC storage proxy (serving a sqlite storage)."""
     monkeypatch.chdir(tmp_path)
-    port = _free_port()
-    serve = ("import optuna, sys; from optuna.storages import run_grpc_proxy_server; "
-             "run_grpc_proxy_server(optuna.storages.RDBStorage(sys.argv[1]), host='127.0.0.1', port=int(sys.argv[2]))")
-    server = subprocess.Popen([sys.executable, "-c", serve, f"sqlite:///{tmp_path / 'o.db'}", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url, backend = grpc_proxy
+    assert main(["search", "--space", TINY, "--trials", "2", "--workers", "1", "--sampler", "random",
+                 "--study", "g", "--storage", url]) == 0
+    import optuna
+    study = optuna.load_study(study_name="g", storage=backend)
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 2
+    assert optuna.get_all_study_names(backend) == ["g"]             # the run's lease study is gone
+
+
+# -- coopt ui --storage: the study's settings record names the MLflow store -------------------
+@pytest.mark.slow
+def test_ui_finds_the_tracking_store_in_the_storage(tmp_path, monkeypatch, capsys):
+    import urllib.request
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    monkeypatch.chdir(runs)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    tracking = f"sqlite:///{tmp_path / 'track' / 'mlflow.db'}"
+    assert main(["search", "--space", TINY, "--trials", "1", "--workers", "1", "--sampler", "random",
+                 "--study", "u", "--storage", storage, "--tracking-uri", tracking]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    # reading creates nothing: a wrong --storage, or --storage without --study, is one line, exit 2
+    assert main(["ui", "--study", "u", "--storage", f"sqlite:///{tmp_path / 'nope.db'}"]) == 2
+    assert main(["ui", "--storage", storage]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "no study storage" in err[0] and "--study NAME" in err[1]
+    assert not (tmp_path / "nope.db").exists() and not (elsewhere / "mlruns").exists()
+    port = free_port()
+    ui = subprocess.Popen([sys.executable, "-m", "coopt.cli", "ui", "--study", "u", "--storage", storage,
+                           "--port", str(port)], cwd=elsewhere, stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
     try:
-        url = f"grpc://127.0.0.1:{port}"
-        assert main(["search", "--space", TINY, "--trials", "2", "--workers", "1", "--sampler", "random",
-                     "--study", "g", "--storage", url]) == 0
-        import optuna
-        study = optuna.load_study(study_name="g", storage=f"sqlite:///{tmp_path / 'o.db'}")
-        assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 2
+        lines = [ui.stdout.readline() for _ in range(2)]
+        assert lines[1].strip().startswith(f"study u: http://127.0.0.1:{port}/#/experiments/"), lines
+        experiment = lines[1].split("/experiments/")[1].split("/")[0].split("?")[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get?"
+                                    f"experiment_id={experiment}", timeout=30) as r:
+            exp = json.loads(r.read())["experiment"]
+        assert exp["name"] == "coopt/u"                          # the store named in the settings record
+        assert not (elsewhere / "mlruns").exists()
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        ui.send_signal(signal.SIGTERM)
+        ui.wait(timeout=60)

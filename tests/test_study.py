@@ -240,3 +240,33 @@ def test_workers_above_the_machine_cpus_are_capped(tmp_path, monkeypatch, capsys
     assert f"--workers 200 capped at {cpus}: this machine has {cpus} CPUs" in err
     link = tmp_path / "mlruns" / "studies" / "cap" / "ray"
     assert not link.is_symlink() and not link.exists()                       # link and folder removed
+
+
+def test_a_study_keeps_its_energy_estimator(tmp_path, monkeypatch, capsys):
+    """--energy is part of the study: a continued study uses its own estimator (whatever the environment
+    says), a different --energy is refused in one line, and export writes the tables the study used."""
+    from coopt.arch.reader import arch_from_yaml
+    from coopt.energy.estimate import estimate
+    from coopt.energy.accelergy_io import read_tables
+    from coopt.study.records import read_records
+    from coopt.study.runner import SETTINGS_ATTR, study_dir
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COOPT_ENERGY", "accelergy")             # restored after the test, whatever --energy sets
+    args = ["search", "--space", TINY, "--workers", "1", "--sampler", "random", "--study", "e"]
+    assert main(args + ["--trials", "1", "--energy", "builtin"]) == 0
+    capsys.readouterr()
+    assert main(args + ["--trials", "2", "--energy", "accelergy"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "study 'e' was run with --energy builtin, not --energy accelergy" in err[0]
+    monkeypatch.setenv("COOPT_ENERGY", "accelergy")
+    assert main(args + ["--trials", "2"]) == 0                   # no flag: the study's own estimator
+    records = read_records(study_dir("e"))
+    assert len(records) == 2 and {r.energy_method for r in records} == {"builtin"}
+    assert _study("e").user_attrs[SETTINGS_ATTR]["energy"] == "builtin"
+    capsys.readouterr()
+    assert main(["export", "--study", "e", "--trial", "1", "--out", "x", "--energy", "accelergy"]) == 2
+    assert "unrecognized arguments: --energy" in capsys.readouterr().err
+    assert main(["export", "--study", "e", "--trial", "1", "--out", "x"]) == 0
+    arch = arch_from_yaml(records[1].arch_yaml["architecture"])
+    written = read_tables(tmp_path / "x" / "trial-1" / "ERT.yaml", tmp_path / "x" / "trial-1" / "ART.yaml")
+    assert written.ert == estimate(arch).ert                     # builtin's tables, not the environment's

@@ -7,6 +7,7 @@ back as data; the driver alone asks, tells, writes records and logs.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -163,6 +164,30 @@ class _stderr_captured:
         return False
 
 
+# Ray's switch for single-machine clusters (meant for macOS/Windows; read when ray is imported).  At 0,
+# Ray's node address is 127.0.0.1 and gcs_server, raylet, the workers and the agents all listen there;
+# without it ray.init turns _node_ip_address="127.0.0.1" into the machine's outside address
+# (services.resolve_ip_for_localhost) and they listen on every interface.
+LOOPBACK_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def _loopback_only(on: bool):
+    """``LOOPBACK_ONLY_ENV=0`` while Ray is imported and the local cluster starts (its processes inherit
+    it), then as before: a ``ray start`` this process runs later must not inherit it (a worker node
+    refuses to start under it)."""
+    before = os.environ.get(LOOPBACK_ONLY_ENV)
+    if on:
+        os.environ[LOOPBACK_ONLY_ENV] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(LOOPBACK_ONLY_ENV, None)
+        else:
+            os.environ[LOOPBACK_ONLY_ENV] = before
+
+
 class RayCluster:
     """``with RayCluster(address, workers, study_dir) as ray_cluster``: start or join Ray, cap the workers
     at the cluster's CPUs, and on exit shut down and delete the local cluster's temporary folder."""
@@ -177,15 +202,16 @@ class RayCluster:
         if self.address:                  # read by Ray when it is imported: set before
             os.environ.setdefault("RAY_AUTH_MODE", "token")        # Ray 2.60 clusters require the token
             os.environ.setdefault("RAY_py_gcs_connect_timeout_s", "8")
-        import ray
+        with _loopback_only(not self.address):
+            import ray
 
-        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-        if ray.is_initialized():
-            return self._cap()
-        if self.address:
-            self._join()
-        else:
-            self._start_local()
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+            if ray.is_initialized():
+                return self._cap()
+            if self.address:
+                self._join()
+            else:
+                self._start_local()
         self.started = True
         return self._cap()
 

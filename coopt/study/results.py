@@ -40,10 +40,9 @@ def _known(sdir: Path) -> list[str]:
     return sorted(p.name for p in parent.glob("*") if (p / "study.json").exists()) if parent.is_dir() else []
 
 
-def load_study_view(name: str, storage: str | None = None, tracking_uri: str | None = None,
-                    root: str | Path | None = None) -> StudyView:
-    """Settings and COMPLETE records of study ``name``; ``storage``/``tracking_uri`` default to what the
-    study's settings record says (a masked password there means: pass ``--storage``)."""
+def _open_study(name: str, storage: str | None, root: str | Path | None):
+    """(Optuna study or None, study folder, local settings, storage spec) of study ``name``, read-only;
+    None when there is only a hand-made study folder without a journal."""
     quiet_optuna()
     import optuna
 
@@ -64,7 +63,7 @@ def load_study_view(name: str, storage: str | None = None, tracking_uri: str | N
         store = open_storage(spec, sdir, create=False)
     except StorageError:
         if spec is None:              # a study folder without a journal (made by hand): its record files
-            return StudyView(name, sdir, local, read_records(sdir), None, tracking_uri or local.get("tracking_uri"))
+            return None, sdir, local, None
         raise
     try:
         study = optuna.load_study(study_name=name, storage=store)
@@ -78,6 +77,21 @@ def load_study_view(name: str, storage: str | None = None, tracking_uri: str | N
     if not settings:
         raise CooptError(f"study '{name}' has no coopt settings", key="--study",
                          expected="a study created by coopt search")
+    return study, sdir, settings, spec
+
+
+def load_study_settings(name: str, storage: str | None = None, root: str | Path | None = None) -> dict:
+    """The settings record of study ``name`` (tracking URI, energy, ...), from ``storage`` or its folder."""
+    return _open_study(name, storage, root)[2]
+
+
+def load_study_view(name: str, storage: str | None = None, tracking_uri: str | None = None,
+                    root: str | Path | None = None) -> StudyView:
+    """Settings and COMPLETE records of study ``name``; ``storage``/``tracking_uri`` default to what the
+    study's settings record says (a masked password there means: pass ``--storage``)."""
+    study, sdir, settings, spec = _open_study(name, storage, root)
+    if study is None:
+        return StudyView(name, sdir, settings, read_records(sdir), None, tracking_uri or settings.get("tracking_uri"))
     records = completed_records(study, sdir if sdir.is_dir() else None)
     return StudyView(name, sdir, settings, [records[n] for n in sorted(records)], spec,
                      tracking_uri or settings.get("tracking_uri"))

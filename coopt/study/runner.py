@@ -50,6 +50,7 @@ class StudyConfig:
     ray_address: str | None = None
     screen_budget: int | None = None      # multi-fidelity: map every design at this budget first (None: off)
     screen_slack: float = DEFAULT_SLACK
+    energy: str | None = None            # --energy as asked (None: the study's own, else the default)
     root: str = field(default_factory=lambda: str(Path.cwd() / "mlruns"))
 
     @property
@@ -95,7 +96,24 @@ def _settings(cfg: StudyConfig, space: SearchSpace) -> dict:
                                                            "budget": space.mapper.budget,
                                                            "strategy": space.mapper.strategy},
             "screen_budget": cfg.screen_budget, "screen_slack": cfg.screen_slack if cfg.screen_budget else None,
-            "storage": describe(cfg.storage) if cfg.storage else None, "tracking_uri": cfg.tracking_uri}
+            "storage": describe(cfg.storage) if cfg.storage else None, "tracking_uri": cfg.tracking_uri,
+            "energy": study_energy(cfg, {})}
+
+
+def study_energy(cfg: StudyConfig, settings: dict) -> str:
+    """The energy estimator of a study for life: mixing estimators would mix the trials' energies.
+    A fresh study takes ``--energy`` (else ``COOPT_ENERGY``, else the default); a continued one keeps
+    its own, and a different explicit ``--energy`` is refused."""
+    from coopt.energy.select import method
+
+    stored = settings.get("energy")
+    if stored is None:                   # fresh, or a study from before the estimator was kept
+        return cfg.energy or method()
+    if cfg.energy is not None and cfg.energy != stored:
+        raise CooptError(f"study '{cfg.study}' was run with --energy {stored}, not --energy {cfg.energy}",
+                         key="--energy", expected=f"--energy {stored} (or no --energy) to continue it, "
+                                                  "or a new study name")
+    return stored
 
 
 def prepare_study_dir(cfg: StudyConfig, space: SearchSpace) -> dict:
@@ -114,6 +132,7 @@ def prepare_study_dir(cfg: StudyConfig, space: SearchSpace) -> dict:
         if meta["settings"]["sampler"] != cfg.sampler:
             raise CooptError(f"study '{cfg.study}' uses the {meta['settings']['sampler']} sampler", key="--sampler",
                              expected=f"--sampler {meta['settings']['sampler']} to resume it, or a new study name")
+        study_energy(cfg, meta["settings"])
         return meta
     meta = {"space_sha256": digest, "settings": _settings(cfg, space), "created": time.time()}
     (sdir / "search_space.yaml").write_text(text)
@@ -189,15 +208,13 @@ def run_study(cfg: StudyConfig, *, on_progress=None, evaluate=None, warn=None, o
     if not 0 <= cfg.screen_slack < 1:
         raise CooptError(f"--screen-slack {cfg.screen_slack} is out of range", key="--screen-slack",
                          expected="a fraction from 0 to below 1 (0.05: 5 %)")
-    rdb = rdb_url(cfg.storage)                                      # fail fast on a bad storage URL
+    rdb_url(cfg.storage)                                            # fail fast on a bad storage URL
     cfg.study_dir.mkdir(parents=True, exist_ok=True)
-    with StudyLock(cfg.study, cfg.study_dir, rdb, label=cfg.storage) as lock:
-        if on_continue is not None and (cfg.study_dir / "study.json").exists():
-            on_continue()
-        return _run_locked(cfg, space, lock, on_progress, evaluate, warn)
+    with StudyLock(cfg.study, cfg.study_dir, cfg.storage) as lock:
+        return _run_locked(cfg, space, lock, on_progress, evaluate, warn, on_continue)
 
 
-def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluate, warn) -> dict:
+def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluate, warn, on_continue) -> dict:
     quiet_optuna()
     import optuna
     from optuna.trial import TrialState
@@ -205,6 +222,7 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
     from coopt.study.cluster import RayCluster
     from coopt.study.front import front_hypervolume, pareto_front
 
+    existed = (cfg.study_dir / "study.json").exists()
     meta = prepare_study_dir(cfg, space)
     sdir = cfg.study_dir
     storage = open_storage(cfg.storage, sdir)
@@ -212,6 +230,9 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
     study = optuna.create_study(study_name=cfg.study, storage=storage, load_if_exists=True, directions=directions)
     if study.user_attrs.get(SETTINGS_ATTR) is None:
         study.set_user_attr(SETTINGS_ATTR, meta["settings"])
+    cfg = replace(cfg, energy=study_energy(cfg, study.user_attrs.get(SETTINGS_ATTR) or meta["settings"]))
+    if existed and on_continue is not None:
+        on_continue()
     stale = recover_stale_trials(study)
     so_far = len(study.get_trials(deepcopy=False))
     study = optuna.load_study(study_name=cfg.study, storage=storage,
@@ -296,15 +317,14 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
             "hypervolume": front_hypervolume(recs, space.objectives, space.reference), "study_dir": str(sdir)}
 
 
-def _task(space: SearchSpace, number: int, params: dict, screen: dict | None = None) -> dict:
+def _task(space: SearchSpace, number: int, params: dict, energy: str, screen: dict | None = None) -> dict:
     """Everything an actor needs to evaluate a design: no file of the driver's is read remotely.
-    The energy estimator (``--energy``) travels too: a worker node's environment is not the driver's;
+    The study's energy estimator travels too: a worker node's environment is not the driver's;
     so does the screening budget with the current front (``coopt.study.screening``)."""
-    from coopt.energy.select import method as energy_method
     return {"number": number, "params": params, "template": space.template,      # the parsed template itself
             "template_params": space.template_params(params), "dataflow": space.dataflow,
             "network": space.network, "mapper": space.mapper, "budgets": space.budgets,
-            "objectives": space.objectives, "energy": energy_method(), "screen": screen}
+            "objectives": space.objectives, "energy": energy, "screen": screen}
 
 
 def _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_design, finish, fail, errors):
@@ -330,14 +350,14 @@ def _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_
                 continue
             trial.set_user_attr(DISPATCHED, i)
             screen = screen_settings(cfg.screen_budget, cfg.screen_slack, by_design.values(), space.objectives)
-            in_flight[actors[i].evaluate.remote(_task(space, trial.number, params, screen))] = (i, trial)
+            in_flight[actors[i].evaluate.remote(_task(space, trial.number, params, cfg.energy, screen))] = (i, trial)
             return
 
     for i in range(len(actors)):
         submit(i)
     while in_flight:
         if lock.lost:
-            raise CooptError(f"study '{cfg.study}': this run lost its lease in the storage database",
+            raise CooptError(f"study '{cfg.study}': this run lost its lease in the storage",
                              key="--storage", expected="a reachable database; run again to continue")
         ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=5.0)
         if not ready:

@@ -16,6 +16,7 @@ from pathlib import Path
 from coopt.errors import CooptError
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+LEASE_PREFIX = "coopt-lease."       # companion studies that hold a run's lease (coopt.study.storage_lease)
 FORMS = "postgresql://..., mysql://..., sqlite:///FILE, grpc://HOST:PORT, journal:PATH or PATH.journal"
 
 
@@ -24,10 +25,14 @@ class StorageError(CooptError):
 
 
 def check_study_name(name: str) -> str:
-    """Letters, digits, ``-``, ``_`` and ``.`` (not first): a name is a folder under mlruns/studies."""
+    """Letters, digits, ``-``, ``_`` and ``.`` (not first): a name is a folder under mlruns/studies.
+    Names starting with ``coopt-lease.`` are the run leases' own studies, never a user's."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name) or len(name) > 128:
         raise CooptError(f"study name {name!r}", key="--study",
                          expected="letters, digits, '-', '_' and '.', starting with a letter or digit")
+    if name.startswith(LEASE_PREFIX):
+        raise CooptError(f"study name {name!r} is reserved for run leases", key="--study",
+                         expected=f"a name not starting with {LEASE_PREFIX!r}")
     return name
 
 
@@ -98,8 +103,8 @@ def open_storage(spec: str | None, sdir: Path, *, create: bool = True):
                                expected="the --storage the study was run with")
         journal.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(journal), lock_obj=JournalFileOpenLock(str(journal))))
-    if spec.startswith("grpc://"):
-        host, _, port = spec.removeprefix("grpc://").rstrip("/").partition(":")
+    if grpc_address(spec) is not None:
+        host, _, port = grpc_address(spec).partition(":")
         try:
             proxy = optuna.storages.GrpcStorageProxy(host=host or "localhost", port=int(port or 13000))
             proxy.wait_server_ready(timeout=10)
@@ -128,8 +133,15 @@ def open_storage(spec: str | None, sdir: Path, *, create: bool = True):
                            expected="a reachable database the user may write to") from None
 
 
+def grpc_address(spec: str | None) -> str | None:
+    """``HOST:PORT`` of a ``grpc://`` storage spec (None for any other storage)."""
+    if spec is None or not spec.startswith("grpc://"):
+        return None
+    return spec.removeprefix("grpc://").rstrip("/")
+
+
 def rdb_url(spec: str | None) -> str | None:
     """The SQLAlchemy URL of an RDB storage spec (None for journal files and gRPC)."""
-    if spec is None or journal_path(spec, Path(".")) is not None or spec.startswith("grpc://"):
+    if spec is None or journal_path(spec, Path(".")) is not None or grpc_address(spec) is not None:
         return None
     return normalize_url(spec)
