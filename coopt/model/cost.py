@@ -74,6 +74,12 @@ class ArchCosts:
         self.mac_mesh = (arch.arithmetic.mesh_x, arch.arithmetic.mesh_y)
         self.area = arch_area(arch, tables)
 
+    def level_table(self) -> np.ndarray:
+        """The per-level constants as one [11, L] array, rows in ``coopt.model.kernel``'s order (BLOCK...)."""
+        return np.ascontiguousarray(np.stack([
+            self.block, self.leak, self.capacity, self.min_util, self.instances, self.mesh_x, self.mesh_y,
+            self.clusters, self.read_bw, self.write_bw, self.shared_bw]).astype(np.float64))
+
 
 class _Checks:
     """Validity of every row as boolean arrays; the words of a reason only when asked for."""
