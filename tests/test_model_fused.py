@@ -16,7 +16,7 @@ from coopt.mapper.sample import random_batch
 from coopt.model import jit
 from coopt.model.cost import ArchCosts
 from coopt.model.fused import evaluate_batch, evaluate_batch_numpy
-from coopt.model.nest import ProblemArrays
+from coopt.model.nest import ProblemArrays, nest_stats_numpy
 from coopt.workload.networks import resnet50
 
 from tests.test_nest_closed_form import ARCHS, PROBLEMS
@@ -39,7 +39,7 @@ def test_compiled_batch_evaluation_equals_numpy_bit_for_bit(design):
     jit.enable()
     arch = DESIGNS[design]()
     ac = ArchCosts(arch, estimate(arch))
-    rows = invalid = 0
+    rows = invalid = linked = 0
     for i, problem in enumerate(_layers()):
         mb = random_batch(problem, arch, 400, np.random.default_rng(100 + i))
         pa = ProblemArrays(problem)
@@ -50,4 +50,7 @@ def test_compiled_batch_evaluation_equals_numpy_bit_for_bit(design):
             assert same.all(), f"{design}/{problem.name}: {name} differs on rows {np.nonzero(~same)[0][:5]}"
         rows += len(mb)
         invalid += int((~slow[2]).sum())
+        linked += int(nest_stats_numpy(pa, arch, mb).link.any(axis=(1, 2)).sum())
     assert rows >= 3000 and invalid > 0
+    if design == "multi_level_fanout":
+        assert linked > 0, "the sample should exercise link transfers"

@@ -5,8 +5,8 @@ The compiled form runs the same arithmetic one mapping at a time (set-up, walk t
 collapse, costs) in scratch arrays that stay in the CPU cache, instead of writing a dozen
 batch-sized intermediate arrays: the model's speed is memory-bound otherwise.  Every
 floating-point sum keeps the reference's order (numpy's pairwise summation is replayed
-in ``kernel._pairwise``), so the two agree bit for bit (tests/test_model_fused.py).  Rows where
-link transfers are possible go through the reference chain, as in ``nest_stats``.
+in ``kernel._pairwise``), so the two agree bit for bit (tests/test_model_fused.py), link
+transfers between neighbouring instances included.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from coopt.model import jit
 from coopt.model.batch import MappingBatch
 from coopt.model.collapse import collapse, collapse_numpy
 from coopt.model.cost import ArchCosts, evaluate_costs
-from coopt.model.nest import ProblemArrays, nest_stats, nest_stats_numpy
+from coopt.model.nest import ProblemArrays, nest_stats, nest_stats_numpy, physical_fanouts
 
 PAIRWISE_MAX = 128      # numpy sums up to this many terms in one block (what kernel._pairwise replays)
 
@@ -50,14 +50,9 @@ def _evaluate_compiled(pa: ProblemArrays, arch: Architecture, ac: ArchCosts, mb:
     energy = np.empty(B)
     cycles = np.empty(B)
     valid = np.empty(B, dtype=np.bool_)
-    flag = np.zeros(B, dtype=np.bool_)
     nzd, nzc, nnz = pa.sparse
     evaluate_rows(*(np.ascontiguousarray(a, dtype=i64) for a in (mb.tf, mb.tperm, mb.sf, mb.sperm, mb.split)),
                   np.ascontiguousarray(mb.keep, dtype=np.bool_), pa.coef, nzd, nzc, nnz, pa.codes, pa.half,
                   pa.radix, np.asarray(pa.read_write, dtype=np.bool_), ac.level_table(), ac.op_energy,
-                  float(ac.mac_energy), float(ac.mac_instances), energy, cycles, valid, flag)
-    rows = np.nonzero(flag)[0]
-    if len(rows):
-        e, c, v = evaluate_batch_numpy(pa, arch, ac, mb.take(rows))
-        energy[rows], cycles[rows], valid[rows] = e, c, v
+                  float(ac.mac_energy), float(ac.mac_instances), physical_fanouts(arch), energy, cycles, valid)
     return energy, cycles, valid

@@ -1,12 +1,17 @@
-"""The closed-form walk totals compiled with numba: the model's innermost hot loop.
+"""The model compiled with numba, one mapping at a time: the innermost hot loop.
 
-Same arithmetic as the numpy path of ``coopt.model.nest`` (which stays the
-readable reference and handles link transfers); per mapping, per level, per
-data space it finds the innermost loop that moves the child tile, classifies
-every outer step as same / zero / reset, and sums the weighted transfers.
-Rows whose steps could coincide with an offset between PEs (possible link
-transfers) are only flagged here; the numpy path recomputes them exactly.
-Tests hold both paths equal to each other and to the literal walk.
+Same arithmetic, in the same order, as the numpy reference of ``coopt.model.nest``,
+``collapse`` and ``cost`` (which stay the readable form): per mapping the set-up
+(``prep_row``), the walk totals (``walk_row``: per level and data space the innermost
+loop that moves the child tile, every outer step classed same / zero / reset, and, where
+a step could coincide with an offset between PEs, the exact link transfers of
+``link_totals``), the collapse (``collapse_row``) and the costs (``cost_row``).  The
+``*_rows`` / ``walk_totals`` loops fill batch arrays for ``nest_stats``; ``evaluate_rows``
+runs all of it per mapping in scratch arrays for the mapper.  The row functions are
+inlined (``inline="always"``): calls with dozens of array arguments cost more than the
+work otherwise.  Tests hold every form equal to the numpy one bit for bit and to the
+literal walk.  Keep all compiled code in this one file: numba's cache is invalidated by
+the file a function lives in, not by the files of the functions it calls.
 """
 from __future__ import annotations
 
@@ -142,12 +147,154 @@ def master_sizes(mid, fan, nzd, nzc, nnz, msize):
 
 
 @njit(cache=True, inline="always")
-def walk_row(nj, levj, code, dimj, vj, size, ext_coord, coef, nzd, nzc, nnz, sf, prev, fan, compute,
-              sdim, sn, svs, half, radix, total, weighted, w, T, tcode, per_coord, per_dim, buf):
-    """One mapping's walk totals ([L,P] total and weighted); True when link transfers are possible.
+def _layout(li, p, sn, sdim, svs, coef, split, phys, offsets, pairs):
+    """Offsets of the instances of level li's fan-out in data space p and every (instance, mesh
+    neighbour) pair, as Timeloop lays them out (``nest._instances``); returns (instances, pairs)."""
+    D = sn.shape[1]
+    C = coef.shape[1]
+    F = 1
+    fx = 1
+    fy = 1
+    for pos in range(D):
+        if sn[li, pos] > 1:
+            F *= sn[li, pos]
+            if pos < split:
+                fx *= sn[li, pos]
+            else:
+                fy *= sn[li, pos]
+    h_size = max(phys[li, 0], fx)
+    v_size = max(phys[li, 1], fy)
+    for lin in range(F):
+        for c in range(C):
+            offsets[lin, c] = 0
+        rem = lin
+        for pos in range(D):                     # innermost loop is least significant
+            e = sn[li, pos]
+            if e > 1:
+                r = rem % e
+                d = sdim[li, pos]
+                for c in range(C):
+                    offsets[lin, c] += r * (coef[p, c, d] * svs[li, pos])
+                rem //= e
+    n = 0
+    for i in range(F):
+        h = i % h_size
+        v = i // h_size
+        for j in ((v - 1) * h_size + h if v >= 1 else F, (v + 1) * h_size + h if v < v_size - 1 else F,
+                  v * h_size + h - 1 if h >= 1 else F, v * h_size + h + 1 if h < h_size - 1 else F):
+            if j < F:
+                pairs[0, n] = i
+                pairs[1, n] = j
+                n += 1
+    return F, n
 
-    Scratch: w [J], T [J], tcode [J,P], per_coord [4,C], per_dim [2,D], buf [most instances].
+
+@njit(cache=True, inline="always")
+def _link_profile(move, F, npairs, offsets, pairs, inst, radix):
+    """(instances that find their data at a neighbour, distinct offsets among the others)
+    for one step's move (``nest._link_profile``)."""
+    C = offsets.shape[1]
+    for i in range(F):
+        inst[0, i] = 0
+    for e in range(npairs):
+        i = pairs[0, e]
+        j = pairs[1, e]
+        same = True
+        for c in range(C):
+            if offsets[j, c] - offsets[i, c] != move[c]:
+                same = False
+                break
+        if same:
+            inst[0, i] = 1
+    linked = 0
+    n = 0
+    for i in range(F):
+        if inst[0, i]:
+            linked += 1
+        else:
+            code = 0
+            for c in range(C - 1, -1, -1):
+                code = code * radix + offsets[i, c]
+            inst[1, n] = code
+            n += 1
+    rest = inst[1, :n]
+    rest.sort()
+    distinct = 1 if n else 0
+    for r in range(1, n):
+        if rest[r] != rest[r - 1]:
+            distinct += 1
+    return linked, distinct
+
+
+@njit(cache=True, inline="always")
+def _step(acc, weight, delta, G, F, k, g2):
+    """Timeloop takes links at a step only when they lower the parent's accesses (``nest._step``;
+    k < 0: no link profile at this step)."""
+    if k > 0 and g2 < G:
+        acc[0] += weight * g2 * delta
+        acc[1] += weight * k * delta
+        acc[2] += weight * (F - k) * delta
+    else:
+        acc[0] += weight * G * delta
+        acc[2] += weight * F * delta
+
+
+@njit(cache=True)
+def link_totals(li, p, a, s0, n_live, T, w, G, F, child, ov, half, radix, sn, sdim, svs, coef, split, phys,
+                scratch):
+    """Exact (total, link, weighted) of level li and data space p when links are possible: the
+    replay of the closed form's step classes (``nest._links_compute`` / ``nest._links_tiles``)."""
+    offsets, pairs, inst, acc, Tv = scratch
+    C = coef.shape[1]
+    Fi, npairs = _layout(li, p, sn, sdim, svs, coef, split, phys, offsets, pairs)
+    if li == 0:                                  # one operand per MAC per step
+        acc[0] = G * 1.0
+        acc[1] = 0.0
+        acc[2] = F * 1.0
+        for j in range(s0, n_live):
+            _decode(T[j], half, radix, C, Tv)
+            k, g2 = _link_profile(Tv, Fi, npairs, offsets, pairs, inst, radix)
+            _step(acc, w[j], 1.0, G, F, k, g2)
+        return acc[0], acc[1], acc[2]
+    acc[0] = G * child                           # the first step: whole tile, no history
+    acc[1] = 0.0
+    acc[2] = F * child
+    da = child - ov                              # what an a-step delivers
+    whole = ov == 0                              # a's delta is a whole tile
+    Ta = T[a]
+    _decode(Ta, half, radix, C, Tv)
+    ka, ga = _link_profile(Tv, Fi, npairs, offsets, pairs, inst, radix)
+    wo = 0.0
+    for j in range(a + 1, n_live):
+        wo += w[j]
+    n_a_minus_1 = w[a] / (1.0 + wo)              # w_a = (n_a - 1) * prod_{i>a} n_i
+    _step(acc, n_a_minus_1, da, G, F, ka if whole else -1, ga)
+    for j in range(a + 1, n_live):
+        after = n_a_minus_1 * w[j]               # the a-steps that follow a step of loop j
+        if T[j] == 0:                            # zero: no data now, none to forward next
+            _step(acc, after, da, G, F, -1, 0)
+        elif T[j] == Ta:                         # same stride: sliding on
+            _step(acc, w[j], da, G, F, ka, ga)
+            _step(acc, after, da, G, F, ka, ga)
+        else:                                    # reset: a whole new tile
+            kj, gj = -1, 0
+            if whole:
+                _decode(T[j], half, radix, C, Tv)
+                kj, gj = _link_profile(Tv, Fi, npairs, offsets, pairs, inst, radix)
+            _step(acc, w[j], child, G, F, kj, gj)
+            _step(acc, after, da, G, F, ka if whole else -1, ga)
+    return acc[0], acc[1], acc[2]
+
+
+@njit(cache=True, inline="always")
+def walk_row(nj, levj, code, dimj, vj, size, ext_coord, coef, nzd, nzc, nnz, sf, prev, fan, compute,
+              sdim, sn, svs, half, radix, total, weighted, link, split, phys, scratch, lscratch):
+    """One mapping's walk totals ([L,P] total, weighted and link transfers).
+
+    Scratch (``walk_scratch``): w [J], T [J], tcode [J,P], per_coord [4,C], per_dim [2,D],
+    buf [most instances]; lscratch: ``link_totals``'s.
     """
+    w, T, tcode, per_coord, per_dim, buf = scratch
     Tv, nfeed, step, count = per_coord[0], per_coord[1], per_coord[2], per_coord[3]
     steps, counts = per_dim[0], per_dim[1]
     J = nj.shape[0]
@@ -155,7 +302,6 @@ def walk_row(nj, levj, code, dimj, vj, size, ext_coord, coef, nzd, nzc, nnz, sf,
     P = size.shape[1]
     C = coef.shape[1]
     D = coef.shape[2]
-    flagged = False
     n_live = 0
     while n_live < J and levj[n_live] >= 0:
         n_live += 1
@@ -173,6 +319,9 @@ def walk_row(nj, levj, code, dimj, vj, size, ext_coord, coef, nzd, nzc, nnz, sf,
             acc *= nj[j]
         fans = fan[li] > 1
         for p in range(P):
+            link[li, p] = 0.0
+            a = -1
+            ov = 0.0
             G = _groups(li, p, sf, prev, nzd, nzc, nnz, steps, counts, buf) if fans else 1.0
             F = float(fan[li])
             link_possible = False
@@ -212,7 +361,6 @@ def walk_row(nj, levj, code, dimj, vj, size, ext_coord, coef, nzd, nzc, nnz, sf,
                             link_possible = True
                             break
             else:
-                a = -1
                 for j in range(s0, n_live):
                     if tcode[j, p] != 0:
                         a = j
@@ -232,7 +380,7 @@ def walk_row(nj, levj, code, dimj, vj, size, ext_coord, coef, nzd, nzc, nnz, sf,
                         else:
                             reset_w += w[j]
                     d = dimj[a]
-                    ov = 1.0
+                    ov = 1.0                                   # overlap of the tile with itself moved by T_a
                     for c in range(C):
                         m = ext_coord[li - 1, p, c] - abs(coef[p, c, d] * vj[a])
                         ov *= m if m > 0 else 0
@@ -248,29 +396,32 @@ def walk_row(nj, levj, code, dimj, vj, size, ext_coord, coef, nzd, nzc, nnz, sf,
                 total[li, p] = G * A
                 weighted[li, p] = F * A
             if link_possible:
-                flagged = True
-    return flagged
+                total[li, p], link[li, p], weighted[li, p] = link_totals(
+                    li, p, a, s0, n_live, T, w, G, F, size[li - 1, p] if li > 0 else 0.0, ov, half, radix,
+                    sn, sdim, svs, coef, split[li], phys, lscratch)
+
+
+@njit(cache=True)
+def walk_scratch(J, P, C, D, most):
+    """Scratch arrays for ``walk_row`` and ``link_totals`` (``most``: the largest fan-out)."""
+    i64 = np.int64
+    scratch = (np.zeros(J), np.zeros(J, dtype=i64), np.zeros((J, P), dtype=i64), np.zeros((4, C), dtype=i64),
+               np.zeros((2, D), dtype=i64), np.zeros(max(1, most), dtype=i64))
+    lscratch = (np.zeros((max(1, most), C), dtype=i64), np.zeros((2, 4 * max(1, most)), dtype=i64),
+                np.zeros((2, max(1, most)), dtype=i64), np.zeros(3), np.zeros(C, dtype=i64))
+    return scratch, lscratch
 
 
 @njit(cache=True)
 def walk_totals(nj, levj, code, dimj, vj, size, ext_coord, coef, nzd, nzc, nnz, sf, prev, fan, compute,
-                sdim, sn, svs, half, radix, total, weighted, flag):
-    """``walk_row`` over a batch; ``flag[b]`` set where link transfers are possible."""
+                sdim, sn, svs, half, radix, total, weighted, link, split, phys):
+    """``walk_row`` over a batch."""
     B, J = nj.shape
-    P = size.shape[2]
-    C = coef.shape[1]
-    D = coef.shape[2]
-    w = np.zeros(J)
-    T = np.zeros(J, dtype=np.int64)
-    per_coord = np.zeros((4, C), dtype=np.int64)
-    tcode = np.zeros((J, P), dtype=np.int64)
-    per_dim = np.zeros((2, D), dtype=np.int64)
-    buf = np.zeros(max(1, fan.max()) if fan.size else 1, dtype=np.int64)
+    scratch, lscratch = walk_scratch(J, size.shape[2], coef.shape[1], coef.shape[2], fan.max() if fan.size else 1)
     for b in range(B):
-        if walk_row(nj[b], levj[b], code, dimj[b], vj[b], size[b], ext_coord[b], coef, nzd, nzc, nnz, sf[b],
-                    prev[b], fan[b], compute[b], sdim[b], sn[b], svs[b], half, radix, total[b], weighted[b],
-                    w, T, tcode, per_coord, per_dim, buf):
-            flag[b] = True
+        walk_row(nj[b], levj[b], code, dimj[b], vj[b], size[b], ext_coord[b], coef, nzd, nzc, nnz, sf[b],
+                 prev[b], fan[b], compute[b], sdim[b], sn[b], svs[b], half, radix, total[b], weighted[b], link[b],
+                 split[b], phys, scratch, lscratch)
 
 
 @njit(cache=True)
@@ -574,7 +725,7 @@ def cost_row(reads, fills, updates, utilized, compute, compute_repl, repl, xexp,
 
 @njit(cache=True, error_model="numpy")
 def evaluate_rows(tf, tperm, sf, sperm, split, keep, coef, nzd, nzc, nnz, codes, half, radix, read_write, lv,
-                  op_energy, mac_energy, mac_instances, energy, cycles, valid, flag):
+                  op_energy, mac_energy, mac_instances, phys, energy, cycles, valid):
     """Every mapping through set-up, walk totals, collapse and costs, one at a time."""
     B, L, D = tf.shape
     P, C = nnz.shape
@@ -616,12 +767,14 @@ def evaluate_rows(tf, tperm, sf, sperm, split, keep, coef, nzd, nzc, nnz, codes,
     xexpf = np.zeros(L)
     yexpf = np.zeros(L)
     master = np.zeros(L, dtype=np.bool_)
-    w = np.zeros(LD)
-    T = np.zeros(LD, dtype=i64)
-    tcode = np.zeros((LD, P), dtype=i64)
-    per_coord = np.zeros((4, C), dtype=i64)
-    per_dim = np.zeros((2, D), dtype=i64)
-    buf = np.zeros(1, dtype=i64)
+    most = 1                                     # the largest fan-out of any level of any mapping
+    for b in range(B):
+        for li in range(L):
+            f = 1
+            for d in range(D):
+                f *= sf[b, li, d]
+            most = max(most, f)
+    scratch, lscratch = walk_scratch(LD, P, C, D, most)
     c_size = np.zeros(L)
     c_total = np.zeros(L)
     c_weighted = np.zeros(L)
@@ -641,9 +794,7 @@ def evaluate_rows(tf, tperm, sf, sperm, split, keep, coef, nzd, nzc, nnz, codes,
                                tvs, tdim, tn, fy)
         compute = float(comp)
         master_row(mid, fan, nzd, nzc, nnz, msize)
-        most = 1
         for li in range(L):
-            most = max(most, fan[li])
             fanf[li] = float(fan[li])
             replf[li] = float(repl[li])
             xexpf[li] = float(xexp[li])
@@ -652,12 +803,8 @@ def evaluate_rows(tf, tperm, sf, sperm, split, keep, coef, nzd, nzc, nnz, codes,
             for p in range(P):
                 sizef[li, p] = float(size[li, p])
                 msizef[li, p] = float(msize[li, p])
-        if most > buf.shape[0]:
-            buf = np.zeros(most, dtype=i64)
-        if walk_row(nj, levj, codes, dimj, vj, sizef, ext_coord, coef, nzd, nzc, nnz, sf[b], prev, fan, compute,
-                    sperm[b], sn, svs, half, radix, total, weighted, w, T, tcode, per_coord, per_dim, buf):
-            flag[b] = True                   # link transfers possible: the reference chain redoes the row
-            continue
+        walk_row(nj, levj, codes, dimj, vj, sizef, ext_coord, coef, nzd, nzc, nnz, sf[b], prev, fan, compute,
+                 sperm[b], sn, svs, half, radix, total, weighted, link, split[b], phys, scratch, lscratch)
         collapse_row(sizef, total, weighted, link, msizef, master, fanf, replf, keep[b], read_write,
                       reads, fills, updates, utilized, partition, c_size, c_total, c_weighted, c_link,
                       c_content, c_share, c_part, c_partf, c_peer, c_alive)

@@ -17,9 +17,9 @@ fan-out multiplies accesses by the number of distinct deltas the children
 need (multicast groups).  Tests check this against the walk on random
 mappings.
 
-Link transfers between neighbouring PEs need the previous step's deltas;
-rows where a step could coincide with a neighbour offset are flagged
-(``needs_walk``) and evaluated by the walk instead.
+Link transfers between neighbouring PEs need the previous step's deltas:
+where a step could coincide with a neighbour offset the step classes are
+replayed with each step's link profile (``_links_tiles``).
 """
 from __future__ import annotations
 
@@ -184,9 +184,13 @@ def _prep_numpy(pa: ProblemArrays, mb: MappingBatch) -> dict:
                 repl=repl, xexp=xexp, yexp=yexp)
 
 
+def physical_fanouts(arch: Architecture) -> np.ndarray:
+    """[L,2] each level's physical (X, Y) fan-out, for the compiled link-transfer counts."""
+    return np.array([arch.fanout(li) for li in range(len(arch.storage))], dtype=np.int64).reshape(-1, 2)
+
+
 def _nest_stats_compiled(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestStats:
-    """``nest_stats`` with the set-up and the walk totals compiled; rows with possible link
-    transfers go through the numpy path (prep recomputed for those rows only)."""
+    """``nest_stats`` with the set-up and the walk totals (link transfers included) compiled."""
     from coopt.model.kernel import master_sizes, prep_rows, walk_totals
 
     B, L, D = mb.tf.shape
@@ -208,15 +212,9 @@ def _nest_stats_compiled(pa: ProblemArrays, arch: Architecture, mb: MappingBatch
     total = np.zeros((B, L, P))
     weighted = np.zeros((B, L, P))
     link = np.zeros((B, L, P))
-    flag = np.zeros(B, dtype=bool)
     sizef = size.astype(np.float64)
     walk_totals(nj, levj, pa.codes, dimj, vj, sizef, ext_coord, pa.coef, *pa.sparse, sf, prev, fan,
-                compute, sperm, sn, svs, pa.half, pa.radix, total, weighted, flag)
-    rows = np.nonzero(flag)[0]
-    if len(rows):
-        sub = MappingBatch(tf[rows], tperm[rows], sf[rows], sperm[rows], split[rows], mb.keep[rows])
-        t_, w_, l_ = _walk_totals_numpy(pa, arch, _prep_numpy(pa, sub))
-        total[rows], weighted[rows], link[rows] = t_, w_, l_
+                compute, sperm, sn, svs, pa.half, pa.radix, total, weighted, link, split, physical_fanouts(arch))
     return NestStats(size=sizef, total=total, weighted=weighted, link=link,
                      msize=msize.astype(np.float64), master=fan > 1,
                      fanout=fan.astype(np.float64), repl=repl.astype(np.float64),
