@@ -17,9 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from coopt.model import jit
+
 try:
+    import numba
     from numba import njit
     HAVE_NUMBA = True
+    if jit.cache_dir():                      # a read-only install: cache under the user's home
+        numba.config.CACHE_DIR = jit.cache_dir()
 except ImportError:  # pragma: no cover - numba is a dependency; keep the model usable without it
     HAVE_NUMBA = False
 
