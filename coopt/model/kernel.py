@@ -15,11 +15,50 @@ the file a function lives in, not by the files of the functions it calls.
 """
 from __future__ import annotations
 
+import importlib.abc
+import sys
+
 import numpy as np
 
 from coopt.model import jit
 
+
+_UNNEEDED = ("scipy", "cffi")
+
+
+class _Unneeded(importlib.abc.MetaPathFinder):
+    """Makes importing ``_UNNEEDED`` packages fail while numba loads (see ``_load_numba``)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in _UNNEEDED:
+            raise ImportError(f"{name} is not needed by coopt's kernels")
+        return None
+
+
+def _load_numba():
+    """Import numba and the parts it loads on first use, without scipy and cffi.
+
+    numba imports ``scipy.linalg`` (to learn whether ``np.dot`` & co. can be compiled) and
+    ``cffi`` (to call C through it) when it loads its array support and typing registries;
+    that costs 0.2-0.5 s of every process's start (scipy clones numpy's namespace), and
+    coopt's kernels use neither.  So those numba modules are imported while the two cannot
+    be; they import normally afterwards (numba checks again when a function that needs BLAS is
+    compiled).  Where they are already loaded this changes nothing.
+    """
+    blocker = None
+    if not any(name in sys.modules for name in _UNNEEDED):
+        blocker = _Unneeded()
+        sys.meta_path.insert(0, blocker)
+    try:
+        import numba.core.typing.cffi_utils  # noqa: F401
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        if blocker is not None:
+            sys.meta_path.remove(blocker)
+
+
 try:
+    _load_numba()
     import numba
     from numba import njit
     HAVE_NUMBA = True
