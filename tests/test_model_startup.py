@@ -21,7 +21,7 @@ from coopt.model import jit
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("ray", "mlflow", "optuna", "pandas", "plotly", "sqlalchemy")
 MAPPER_CASE = ROOT / "tests" / "reference_data" / "mapper" / "resnet50-conv2x-3x3-eyeriss-like" / "input.yaml"
-MODEL_CASE = ROOT / "tests" / "reference_data" / "model" / "06-eyeriss-like-convlayer" / "input.yaml"
+MODEL_CASE = ROOT / "tests" / "reference_data" / "model" / "06-eyeriss-like-convlayer-bestmap" / "input.yaml"
 
 _RUN = """
 import json, sys
