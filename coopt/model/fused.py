@@ -17,7 +17,7 @@ from coopt.model import jit
 from coopt.model.batch import MappingBatch
 from coopt.model.collapse import collapse, collapse_numpy
 from coopt.model.cost import ArchCosts, evaluate_costs
-from coopt.model.nest import ProblemArrays, nest_stats, nest_stats_numpy, physical_fanouts
+from coopt.model.nest import ProblemArrays, nest_stats, nest_stats_numpy
 
 PAIRWISE_MAX = 128      # numpy sums up to this many terms in one block (what kernel._pairwise replays)
 
@@ -53,6 +53,6 @@ def _evaluate_compiled(pa: ProblemArrays, arch: Architecture, ac: ArchCosts, mb:
     nzd, nzc, nnz = pa.sparse
     evaluate_rows(*(np.ascontiguousarray(a, dtype=i64) for a in (mb.tf, mb.tperm, mb.sf, mb.sperm, mb.split)),
                   np.ascontiguousarray(mb.keep, dtype=np.bool_), pa.coef, nzd, nzc, nnz, pa.codes, pa.half,
-                  pa.radix, np.asarray(pa.read_write, dtype=np.bool_), ac.level_table(), ac.op_energy,
-                  float(ac.mac_energy), float(ac.mac_instances), physical_fanouts(arch), energy, cycles, valid)
+                  pa.radix, np.asarray(pa.read_write, dtype=np.bool_), ac.level_table, ac.op_energy,
+                  float(ac.mac_energy), float(ac.mac_instances), ac.phys, energy, cycles, valid)
     return energy, cycles, valid

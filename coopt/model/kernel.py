@@ -683,7 +683,7 @@ def prep_rows(tf, tperm, sf, sperm, split, nzd, nzc, nnz, ext, prev, mid, ext_co
 
 # ----------------------------------------------------------------------------- costs, and all in one pass
 
-# rows of cost.ArchCosts.level_table()
+# rows of cost.ArchCosts.level_table
 BLOCK, LEAK, CAPACITY, MIN_UTIL, INSTANCES, MESH_X, MESH_Y, CLUSTERS, READ_BW, WRITE_BW, SHARED_BW = range(11)
 
 
