@@ -570,14 +570,8 @@ def collapse_rows(size_in, total_in, weighted_in, link_in, msize, master, fanout
                   reads, fills, updates, utilized, partition_out):
     """``collapse_row`` over a batch."""
     L = size_in.shape[1]
-    size = np.zeros(L)
-    total = np.zeros(L)
-    weighted = np.zeros(L)
-    link = np.zeros(L)
-    content = np.zeros(L)
-    share = np.zeros(L)
-    partf = np.zeros(L)
-    peer = np.zeros(L)
+    cl = np.zeros((8, L))
+    size, total, weighted, link, content, share, partf, peer = cl[0], cl[1], cl[2], cl[3], cl[4], cl[5], cl[6], cl[7]
     part = np.zeros(L, dtype=np.int64)
     alive = np.zeros(L, dtype=np.bool_)
     for b in range(size_in.shape[0]):
@@ -775,41 +769,21 @@ def evaluate_rows(tf, tperm, sf, sperm, split, keep, coef, nzd, nzc, nnz, codes,
     P, C = nnz.shape
     LD = L * D
     i64 = np.int64
-    # per-mapping scratch, reused row after row
-    ext = np.zeros((L, D), dtype=i64)
-    prev = np.zeros((L, D), dtype=i64)
-    mid = np.zeros((L, D), dtype=i64)
-    sn = np.zeros((L, D), dtype=i64)
-    svs = np.zeros((L, D), dtype=i64)
+    # per-mapping scratch, reused row after row: rows of a few arrays
+    ild = np.zeros((5, L, D), dtype=i64)
+    ext, prev, mid, sn, svs = ild[0], ild[1], ild[2], ild[3], ild[4]
     ext_coord = np.zeros((L, P, C), dtype=i64)
-    size, msize = np.zeros((L, P), dtype=i64), np.zeros((L, P), dtype=i64)
-    fan = np.zeros(L, dtype=i64)
-    fx = np.zeros(L, dtype=i64)
-    repl = np.zeros(L, dtype=i64)
-    xexp = np.zeros(L, dtype=i64)
-    yexp = np.zeros(L, dtype=i64)
-    fy = np.zeros(L, dtype=i64)
-    nj = np.zeros(LD, dtype=i64)
-    dimj = np.zeros(LD, dtype=i64)
-    vj = np.zeros(LD, dtype=i64)
-    levj = np.zeros(LD, dtype=i64)
-    tvs = np.zeros(LD, dtype=i64)
-    tdim = np.zeros(LD, dtype=i64)
-    tn = np.zeros(LD, dtype=i64)
-    sizef = np.zeros((L, P))
-    msizef = np.zeros((L, P))
-    total = np.zeros((L, P))
-    weighted = np.zeros((L, P))
-    link = np.zeros((L, P))
-    reads = np.zeros((L, P))
-    fills = np.zeros((L, P))
-    updates = np.zeros((L, P))
-    utilized = np.zeros((L, P))
-    partition = np.zeros((L, P))
-    fanf = np.zeros(L)
-    replf = np.zeros(L)
-    xexpf = np.zeros(L)
-    yexpf = np.zeros(L)
+    ilp = np.zeros((2, L, P), dtype=i64)
+    size, msize = ilp[0], ilp[1]
+    il = np.zeros((6, L), dtype=i64)
+    fan, fx, repl, xexp, yexp, fy = il[0], il[1], il[2], il[3], il[4], il[5]
+    ij = np.zeros((7, LD), dtype=i64)
+    nj, dimj, vj, levj, tvs, tdim, tn = ij[0], ij[1], ij[2], ij[3], ij[4], ij[5], ij[6]
+    flp = np.zeros((10, L, P))
+    sizef, msizef, total, weighted, link = flp[0], flp[1], flp[2], flp[3], flp[4]
+    reads, fills, updates, utilized, partition = flp[5], flp[6], flp[7], flp[8], flp[9]
+    fl = np.zeros((4, L))
+    fanf, replf, xexpf, yexpf = fl[0], fl[1], fl[2], fl[3]
     master = np.zeros(L, dtype=np.bool_)
     most = 1                                     # the largest fan-out of any level of any mapping
     for b in range(B):
@@ -819,14 +793,9 @@ def evaluate_rows(tf, tperm, sf, sperm, split, keep, coef, nzd, nzc, nnz, codes,
                 f *= sf[b, li, d]
             most = max(most, f)
     scratch, lscratch = walk_scratch(LD, P, C, D, most)
-    c_size = np.zeros(L)
-    c_total = np.zeros(L)
-    c_weighted = np.zeros(L)
-    c_link = np.zeros(L)
-    c_content = np.zeros(L)
-    c_share = np.zeros(L)
-    c_partf = np.zeros(L)
-    c_peer = np.zeros(L)
+    cl = np.zeros((8, L))
+    c_size, c_total, c_weighted, c_link, c_content, c_share, c_partf, c_peer = (
+        cl[0], cl[1], cl[2], cl[3], cl[4], cl[5], cl[6], cl[7])
     c_part = np.zeros(L, dtype=i64)
     c_alive = np.zeros(L, dtype=np.bool_)
     ebuf = np.zeros(L * P * 3)
