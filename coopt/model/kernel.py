@@ -352,15 +352,15 @@ def walk_row(nj, levj, code, dimj, vj, size, ext_coord, coef, nzd, nzc, nnz, sf,
     for j in range(n_live):                    # a tile's move per loop and data space (one integer)
         for p in range(P):
             tcode[j, p] = vj[j] * code[p, dimj[j]]
+    # steps of each loop: (n_j - 1) * prod of the loops above it (the same for every child level)
+    acc = 1.0
+    for j in range(n_live - 1, -1, -1):
+        w[j] = (nj[j] - 1) * acc
+        acc *= nj[j]
+    s0 = 0
     for li in range(L):
-        s0 = 0
-        while s0 < n_live and levj[s0] < li:
+        while s0 < n_live and levj[s0] < li:   # loops of levels below li come first
             s0 += 1
-        # steps of each loop above the child: (n_j - 1) * prod of the loops above it
-        acc = 1.0
-        for j in range(n_live - 1, s0 - 1, -1):
-            w[j] = (nj[j] - 1) * acc
-            acc *= nj[j]
         fans = fan[li] > 1
         for p in range(P):
             link[li, p] = 0.0
@@ -389,12 +389,26 @@ def walk_row(nj, levj, code, dimj, vj, size, ext_coord, coef, nzd, nzc, nnz, sf,
                                     count[c] = sn[li, q]
                         if not feeds:
                             idle = True
-            # moves of the child tile: T_j = t_j - sum of the loops below it (above the child)
+            # moves of the child tile: T_j = t_j - sum of the loops below it (above the child); a is
+            # the innermost loop that moves it, every later step is zero, same (T_j == T_a) or reset
             run = 0
+            Ta = 0
+            same_w = 0.0
+            reset_w = 0.0
             for j in range(s0, n_live):
                 t = tcode[j, p]
-                T[j] = t - run
+                Tj = t - run
+                T[j] = Tj
                 run += t
+                if a < 0:
+                    if t != 0:
+                        a = j
+                        Ta = t
+                elif Tj != 0:
+                    if Tj == Ta:
+                        same_w += w[j]
+                    else:
+                        reset_w += w[j]
             if li == 0:
                 total[0, p] = G * compute
                 weighted[0, p] = F * compute
@@ -405,24 +419,10 @@ def walk_row(nj, levj, code, dimj, vj, size, ext_coord, coef, nzd, nzc, nnz, sf,
                             link_possible = True
                             break
             else:
-                for j in range(s0, n_live):
-                    if tcode[j, p] != 0:
-                        a = j
-                        break
                 child = size[li - 1, p]
                 if a < 0:
                     A = child
                 else:
-                    Ta = tcode[a, p]
-                    same_w = 0.0
-                    reset_w = 0.0
-                    for j in range(a + 1, n_live):
-                        if T[j] == 0:
-                            continue
-                        if T[j] == Ta:
-                            same_w += w[j]
-                        else:
-                            reset_w += w[j]
                     d = dimj[a]
                     ov = 1.0                                   # overlap of the tile with itself moved by T_a
                     for c in range(C):
