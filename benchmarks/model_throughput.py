@@ -4,8 +4,9 @@ For each unique ResNet-50 layer on the Eyeriss-like template (default
 parameters), draws random valid mappings and evaluates them
   * with the model as the mapper runs it (``fused.evaluate_batch``: one compiled pass
     per mapping through nest analysis in closed form, collapse and costs),
-  * with the array chain it replaced (compiled nest statistics and collapse, numpy
-    costs: ``nest_stats`` -> ``collapse`` -> ``evaluate_costs``), same mappings,
+  * with the array chain the mapper used before (``nest_stats`` -> ``collapse`` ->
+    ``evaluate_costs``: the same compiled nest and collapse kernels over batch-sized
+    arrays, costs in numpy), same mappings,
   * with the numpy reference path (``--numpy`` mappings per layer), and
   * with the literal walk of Timeloop's nest analysis (``--walk``; 0 skips it),
 then prints mappings/s (CPU time, kernels loaded before timing) and the ratios, all
@@ -98,7 +99,7 @@ def main():
     else:
         print(f"model: {f:,.0f} mappings/s on one core; literal walk: {w:,.1f} mappings/s; "
               f"ratio {f / w:,.0f}x")
-    print(f"array chain it replaced (same mappings): {fast_n / chain_t:,.0f} mappings/s; "
+    print(f"array chain (batch arrays, numpy costs; same mappings): {fast_n / chain_t:,.0f} mappings/s; "
           f"one pass per mapping {f / (fast_n / chain_t):.2f}x")
     if np_n:
         print(f"numpy reference path (same mappings, first {args.numpy} per layer): {np_n / np_t:,.0f} mappings/s; "
