@@ -14,13 +14,22 @@ measured in this run.  All four agree number for number (tests/test_model_fused.
 tests/test_nest_closed_form.py); Timeloop's own mapper evaluated about 40 valid
 mappings per CPU-second on this machine.
 
+``--baseline-tree DIR`` also runs DIR's own copy of this benchmark (another checkout, e.g.
+``git archive <commit> | tar -x -C DIR``) on the same layers, batch and seed, after this
+one, and prints the ratio.
+
     python benchmarks/model_throughput.py [--batch 20000] [--walk 10] [--layers 24] [--seed 0]
+                                          [--baseline-tree DIR]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -47,6 +56,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--numpy", type=int, default=2000,
                     help="mappings per layer through the numpy reference path (0: skip)")
+    ap.add_argument("--baseline-tree", type=Path, default=None, help="another checkout timed the same way")
     args = ap.parse_args()
     jit.enable()                      # the model as the mapper runs it in a network or a study
 
@@ -104,6 +114,19 @@ def main():
     if np_n:
         print(f"numpy reference path (same mappings, first {args.numpy} per layer): {np_n / np_t:,.0f} mappings/s; "
               f"compiled {f / (np_n / np_t):.2f}x")
+    if args.baseline_tree:
+        base = _baseline(args.baseline_tree.resolve(), args)
+        print(f"baseline tree {args.baseline_tree} (its own benchmark, same layers, batch, seed): {base:,.0f} mappings/s; "
+              f"this checkout {f / base:.2f}x")
+
+
+def _baseline(tree: Path, args) -> float:
+    """Mappings/s that ``tree``'s own model_throughput.py reports (its 'ALL' row)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run([sys.executable, str(tree / "benchmarks" / "model_throughput.py"), "--walk", "0",
+                          "--numpy", "0", "--batch", str(args.batch), "--layers", str(args.layers),
+                          "--seed", str(args.seed)], env=env, capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"^ALL\s+([\d,]+)", out, re.M).group(1).replace(",", ""))
 
 
 def _row(name: str, fast: float, walk: float | None) -> str:
