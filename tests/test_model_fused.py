@@ -10,12 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from coopt.arch.spec import Architecture, ArithmeticLevel, StorageLevel
 from coopt.arch.template import load_template
 from coopt.energy.estimate import estimate
 from coopt.mapper.sample import random_batch
 from coopt.model import jit
 from coopt.model.cost import ArchCosts
-from coopt.model.fused import evaluate_batch, evaluate_batch_numpy
+from coopt.model.fused import PAIRWISE_MAX, evaluate_batch, evaluate_batch_numpy
 from coopt.model.nest import ProblemArrays, nest_stats_numpy
 from coopt.workload.networks import resnet50
 
@@ -54,3 +55,23 @@ def test_compiled_batch_evaluation_equals_numpy_bit_for_bit(design):
     assert rows >= 3000 and invalid > 0
     if design == "multi_level_fanout":
         assert linked > 0, "the sample should exercise link transfers"
+
+
+def _deep_hierarchy(levels: int) -> Architecture:
+    """A chain of ``levels`` buffers: more level x data-space sums than numpy adds in one block."""
+    inner = [StorageLevel(f"B{i}", depth=16 * 4 ** i, word_bits=8) for i in range(levels - 1)]
+    return Architecture("deep", (*inner, StorageLevel("DRAM", technology="DRAM", word_bits=8)),
+                        ArithmeticLevel("mac", instances=1))
+
+
+def test_deep_hierarchies_keep_numpy_sums():
+    """Past 128 terms numpy splits its pairwise sum; such designs take the array chain: same numbers."""
+    jit.enable()
+    arch = _deep_hierarchy(16)
+    ac = ArchCosts(arch, estimate(arch))
+    problem = PROBLEMS[0]
+    pa = ProblemArrays(problem)
+    assert ac.L * pa.P * 3 > PAIRWISE_MAX
+    mb = random_batch(problem, arch, 200, np.random.default_rng(3))
+    for a, b in zip(evaluate_batch(pa, arch, ac, mb), evaluate_batch_numpy(pa, arch, ac, mb)):
+        assert np.array_equal(a, b)
