@@ -103,16 +103,36 @@ def _representable(T, nfeed, step, count, idle, C):
 
 
 @njit(cache=True, inline="always")
-def _distinct_sums(steps, counts, k, buf):
-    """How many distinct values sum_q i_q * steps[q] takes, 0 <= i_q < counts[q] (q < k)."""
+def _distinct_sums(steps, counts, k, buf, mark):
+    """How many distinct values sum_q i_q * steps[q] takes, 0 <= i_q < counts[q] (q < k).
+
+    The values lie in a range no wider than the data space: marked in ``mark`` (all zero
+    before and after), or sorted where the range is wider than ``mark``.
+    """
     n = 1
     buf[0] = 0
+    lo = 0
+    hi = 0
     for q in range(k):
         m = n
         for i in range(1, counts[q]):
             for r in range(m):
                 buf[n] = buf[r] + i * steps[q]
                 n += 1
+        reach = (counts[q] - 1) * steps[q]
+        if reach < 0:
+            lo += reach
+        else:
+            hi += reach
+    if hi - lo < mark.shape[0]:
+        distinct = 0
+        for r in range(n):
+            if mark[buf[r] - lo] == 0:
+                mark[buf[r] - lo] = 1
+                distinct += 1
+        for r in range(n):
+            mark[buf[r] - lo] = 0
+        return distinct
     vals = buf[:n]
     vals.sort()                                  # in place: no allocation per call
     distinct = 1
@@ -123,7 +143,7 @@ def _distinct_sums(steps, counts, k, buf):
 
 
 @njit(cache=True, inline="always")
-def _groups(li, p, sf, prev, nzd, nzc, nnz, steps, counts, buf):
+def _groups(li, p, sf, prev, nzd, nzc, nnz, steps, counts, buf, mark):
     """Multicast groups: distinct offsets of the level's instances in data space p."""
     G = 1.0
     for c in range(nnz.shape[1]):
@@ -137,7 +157,7 @@ def _groups(li, p, sf, prev, nzd, nzc, nnz, steps, counts, buf):
         if k == 1:
             G *= counts[0]
         elif k > 1:
-            G *= _distinct_sums(steps, counts, k, buf)
+            G *= _distinct_sums(steps, counts, k, buf, mark)
     return G
 
 
@@ -336,9 +356,9 @@ def walk_row(nj, levj, code, dimj, vj, size, ext_coord, coef, nzd, nzc, nnz, sf,
     """One mapping's walk totals ([L,P] total, weighted and link transfers).
 
     Scratch (``walk_scratch``): w [J], T [J], tcode [J,P], per_coord [4,C], per_dim [2,D],
-    buf [most instances]; lscratch: ``link_totals``'s.
+    buf [most instances], mark [4096]; lscratch: ``link_totals``'s.
     """
-    w, T, tcode, per_coord, per_dim, buf = scratch
+    w, T, tcode, per_coord, per_dim, buf, mark = scratch
     Tv, nfeed, step, count = per_coord[0], per_coord[1], per_coord[2], per_coord[3]
     steps, counts = per_dim[0], per_dim[1]
     J = nj.shape[0]
@@ -366,7 +386,7 @@ def walk_row(nj, levj, code, dimj, vj, size, ext_coord, coef, nzd, nzc, nnz, sf,
             link[li, p] = 0.0
             a = -1
             ov = 0.0
-            G = _groups(li, p, sf, prev, nzd, nzc, nnz, steps, counts, buf) if fans else 1.0
+            G = _groups(li, p, sf, prev, nzd, nzc, nnz, steps, counts, buf, mark) if fans else 1.0
             F = float(fan[li])
             link_possible = False
             idle = False
@@ -450,7 +470,7 @@ def walk_scratch(J, P, C, D, most):
     """Scratch arrays for ``walk_row`` and ``link_totals`` (``most``: the largest fan-out)."""
     i64 = np.int64
     scratch = (np.zeros(J), np.zeros(J, dtype=i64), np.zeros((J, P), dtype=i64), np.zeros((4, C), dtype=i64),
-               np.zeros((2, D), dtype=i64), np.zeros(max(1, most), dtype=i64))
+               np.zeros((2, D), dtype=i64), np.zeros(max(1, most), dtype=i64), np.zeros(4096, dtype=np.uint8))
     lscratch = (np.zeros((max(1, most), C), dtype=i64), np.zeros((2, 4 * max(1, most)), dtype=i64),
                 np.zeros((2, max(1, most)), dtype=i64), np.zeros(3), np.zeros(C, dtype=i64))
     return scratch, lscratch
