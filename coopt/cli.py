@@ -41,7 +41,6 @@ def _options(args, default_metric=("edp",)):
 
 def _cmd_map(args) -> int:
     from coopt.backends.single import file_metric, map_inputs, map_summary
-    from coopt.export.run_files import write_map_files
     from coopt.inputs import load_inputs
     from coopt.model.mapping import mapping_to_yaml
     from coopt.report import evaluation_text
@@ -58,7 +57,10 @@ def _cmd_map(args) -> int:
     doc = mapping_to_yaml(r.mapping, inputs.arch, inputs.problem)
     out = map_summary(r, doc)
     text = evaluation_text(r.eval, inputs.problem, inputs.arch, inputs.tables.source)
-    written = write_map_files(args.out, doc, out, text, force=True) if args.out else None
+    written = None
+    if args.out:                         # export modules load only when asked for: process start counts
+        from coopt.export.run_files import write_map_files
+        written = write_map_files(args.out, doc, out, text, force=True)
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -73,7 +75,6 @@ def _cmd_map(args) -> int:
 def _cmd_network(args) -> int:
     from coopt.backends.network import map_network
     from coopt.design import load_design
-    from coopt.export.run_files import write_network_files
     from coopt.progress import LayerProgress
     from coopt.report import network_text
     from coopt.workload.networks import get_network
@@ -90,6 +91,7 @@ def _cmd_network(args) -> int:
                              engine=args.engine, timeloop_bin=args.timeloop_bin,
                              constraints_file=design.constraints_file, progress=bar.advance)
     if args.out:
+        from coopt.export.run_files import write_network_files
         write_network_files(args.out, design, result, force=True)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

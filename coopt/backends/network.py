@@ -7,8 +7,6 @@ dependencies run mapper -> engines, never back.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing as mp
 import time
 from typing import Callable
 
@@ -53,6 +51,9 @@ def map_network(network: Network, arch: Architecture, tables: EnergyTables, targ
             if progress:
                 progress(results[i])
     else:
+        import concurrent.futures as cf          # only with workers: process start counts for one
+        import multiprocessing as mp
+
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             # biggest layers first so the pool finishes together

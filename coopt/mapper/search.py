@@ -23,11 +23,10 @@ from coopt.mapper.constraints import MapConstraints
 from coopt.mapper.space import MapSpace
 from coopt.model import jit
 from coopt.model.batch import MappingBatch
-from coopt.model.collapse import collapse
-from coopt.model.cost import ArchCosts, evaluate_costs
+from coopt.model.cost import ArchCosts
 from coopt.model.evaluate import MappingEval, evaluate
+from coopt.model.fused import evaluate_batch
 from coopt.model.mapping import Mapping
-from coopt.model.nest import nest_stats
 from coopt.workload.problem import Problem
 
 METRICS = ("energy", "delay", "edp")
@@ -84,10 +83,7 @@ class _Evaluator:
         self.costs = ArchCosts(space.arch, tables)
 
     def __call__(self, mb: MappingBatch):
-        ns = nest_stats(self.space.pa, self.space.arch, mb)
-        acc = collapse(ns, mb.keep, self.space.pa.read_write)
-        c = evaluate_costs(ns, acc, self.costs)
-        return c.energy, c.cycles, c.valid
+        return evaluate_batch(self.space.pa, self.space.arch, self.costs, mb)
 
 
 class _Pool:

@@ -16,6 +16,7 @@ import numpy as np
 from coopt.arch.spec import Architecture
 from coopt.energy.tables import EnergyTables
 from coopt.model.collapse import Accesses, NestStats
+from coopt.model.nest import physical_fanouts
 
 OPS = ("read", "fill", "update")
 
@@ -73,6 +74,12 @@ class ArchCosts:
         self.mac_instances = arch.arithmetic.instances
         self.mac_mesh = (arch.arithmetic.mesh_x, arch.arithmetic.mesh_y)
         self.area = arch_area(arch, tables)
+        # for the compiled kernels: the per-level constants as one [11, L] array, rows in
+        # coopt.model.kernel's order (BLOCK, LEAK, ...), and each level's physical (X, Y) fan-out
+        self.level_table = np.ascontiguousarray(np.stack([
+            self.block, self.leak, self.capacity, self.min_util, self.instances, self.mesh_x, self.mesh_y,
+            self.clusters, self.read_bw, self.write_bw, self.shared_bw]).astype(np.float64))
+        self.phys = physical_fanouts(arch)
 
 
 class _Checks:

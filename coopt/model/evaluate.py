@@ -3,7 +3,7 @@
 ``evaluate(problem, arch, tables, mapping)`` returns a ``MappingEval`` with
 the numbers ``timeloop-model`` prints: per level and data space reads, fills,
 updates and energy; cycles; utilisation; total energy.  The batch path
-(``evaluate_batch``) is what the mapper calls millions of times.
+(``coopt.model.fused.evaluate_batch``) is what the mapper calls millions of times.
 """
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ import numpy as np
 
 from coopt.arch.spec import Architecture
 from coopt.energy.tables import EnergyTables
-from coopt.model.collapse import NestStats, collapse
+from coopt.model.collapse import NestStats, collapse_numpy
 from coopt.model.cost import OPS, ArchCosts, Costs, evaluate_costs
 from coopt.model.mapping import Mapping
-from coopt.model.walk import NestWalk
 from coopt.workload.problem import Problem
 
 
@@ -78,6 +77,8 @@ def fanout_violations(mapping: Mapping, arch: Architecture) -> str:
 
 def walk_stats(problem: Problem, arch: Architecture, mapping: Mapping) -> NestStats:
     """NestStats of one mapping from the literal walk (batch of 1)."""
+    from coopt.model.walk import NestWalk          # the literal walk: tests and --engine walk only
+
     walk = NestWalk(problem, arch, mapping)
     stats = walk.level_stats()
     L, P = len(stats), len(problem.dataspaces)
@@ -130,12 +131,14 @@ def evaluate(problem: Problem, arch: Architecture, tables: EnergyTables, mapping
     if engine == "walk":
         nest = walk_stats(problem, arch, mapping)
     else:
+        # One mapping: the numpy reference (the same numbers as the kernels; loading a kernel
+        # that is not loaded yet costs more than this whole evaluation).
         from coopt.model.batch import MappingBatch
-        from coopt.model.nest import ProblemArrays, nest_stats
+        from coopt.model.nest import ProblemArrays, nest_stats_numpy
         names = [ds.name for ds in problem.dataspaces]
-        nest = nest_stats(ProblemArrays(problem), arch, MappingBatch.from_mappings([mapping], names))
+        nest = nest_stats_numpy(ProblemArrays(problem), arch, MappingBatch.from_mappings([mapping], names))
     rw = np.array([ds.read_write for ds in problem.dataspaces])
-    acc = collapse(nest, keep_array([mapping], problem), rw)
+    acc = collapse_numpy(nest, keep_array([mapping], problem), rw)
     costs = evaluate_costs(nest, acc, ac, fanout_reason=[reason])
     return _to_eval(problem, arch, nest, acc, costs, ac, 0)
 

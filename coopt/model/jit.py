@@ -6,11 +6,17 @@ work it has asked for reaches ``MIN_WORK`` evaluations: a whole-network mapping 
 study's worker at once, a one-layer ``coopt map`` with a small budget never.
 
 ``COOPT_JIT=1`` forces the compiled kernels from the start, ``COOPT_JIT=0`` never uses them.
+
+The machine code is cached on disk (``cache=True``) so that later processes load it instead of
+compiling (tens of seconds): next to the sources, numba's default, or where the package folder
+is not writable (a read-only install) in ``~/.cache/coopt/numba`` (``cache_dir``).
+``NUMBA_CACHE_DIR`` in the environment overrides both.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 
 AVAILABLE = importlib.util.find_spec("numba") is not None
 MIN_WORK = 10_000
@@ -32,6 +38,22 @@ def request(work: int) -> bool:
     if _state["asked"] >= MIN_WORK:
         _state["on"] = True
     return enabled()
+
+
+def cache_dir() -> str | None:
+    """The folder for numba's cache when it cannot live next to the sources, else None."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return None                               # the user's choice; numba reads it itself
+    package = Path(__file__).resolve().parent.parent
+    if all(_writable(package / sub) for sub in ("model", "mapper")):
+        return None
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return str(base / "coopt" / "numba")
+
+
+def _writable(folder: Path) -> bool:
+    pycache = folder / "__pycache__"
+    return os.access(pycache if pycache.is_dir() else folder, os.W_OK)
 
 
 def enable() -> None:

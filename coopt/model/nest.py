@@ -17,9 +17,9 @@ fan-out multiplies accesses by the number of distinct deltas the children
 need (multicast groups).  Tests check this against the walk on random
 mappings.
 
-Link transfers between neighbouring PEs need the previous step's deltas;
-rows where a step could coincide with a neighbour offset are flagged
-(``needs_walk``) and evaluated by the walk instead.
+Link transfers between neighbouring PEs need the previous step's deltas:
+where a step could coincide with a neighbour offset the step classes are
+replayed with each step's link profile (``_links_tiles``).
 """
 from __future__ import annotations
 
@@ -69,6 +69,15 @@ class ProblemArrays:
                             expected="smaller dimension bounds")
         weights = self.radix ** np.arange(self.C, dtype=np.int64)
         self.codes = np.einsum("pcd,c->pd", coef, weights)                 # [P,D]
+        self._sparse = None
+
+    @property
+    def sparse(self):
+        """The non-zero terms of ``coef`` (``kernel.sparse_coef``), for the compiled kernels."""
+        if self._sparse is None:
+            from coopt.model.kernel import sparse_coef
+            self._sparse = sparse_coef(self.coef)
+        return self._sparse
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Move codes [..., P] back to vectors [..., P, C]."""
@@ -111,10 +120,11 @@ def nest_stats(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestS
     """
     if HAVE_NUMBA and jit.enabled():
         return _nest_stats_compiled(pa, arch, mb)
-    return _nest_stats_numpy(pa, arch, mb)
+    return nest_stats_numpy(pa, arch, mb)
 
 
-def _nest_stats_numpy(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestStats:
+def nest_stats_numpy(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestStats:
+    """``nest_stats`` with every row through the numpy reference form."""
     prep = _prep_numpy(pa, mb)
     master = prep["master"]
     msize = np.where(master[:, :, None], pa.sizes(prep["mid"]), 0)
@@ -174,9 +184,13 @@ def _prep_numpy(pa: ProblemArrays, mb: MappingBatch) -> dict:
                 repl=repl, xexp=xexp, yexp=yexp)
 
 
+def physical_fanouts(arch: Architecture) -> np.ndarray:
+    """[L,2] each level's physical (X, Y) fan-out, for the compiled link-transfer counts."""
+    return np.array([arch.fanout(li) for li in range(len(arch.storage))], dtype=np.int64).reshape(-1, 2)
+
+
 def _nest_stats_compiled(pa: ProblemArrays, arch: Architecture, mb: MappingBatch) -> NestStats:
-    """``nest_stats`` with the set-up and the walk totals compiled; rows with possible link
-    transfers go through the numpy path (prep recomputed for those rows only)."""
+    """``nest_stats`` with the set-up and the walk totals (link transfers included) compiled."""
     from coopt.model.kernel import master_sizes, prep_rows, walk_totals
 
     B, L, D = mb.tf.shape
@@ -190,23 +204,17 @@ def _nest_stats_compiled(pa: ProblemArrays, arch: Architecture, mb: MappingBatch
     fan, fx, repl, xexp, yexp = (np.empty((B, L), dtype=i64) for _ in range(5))
     nj, dimj, vj, levj = (np.empty((B, L * D), dtype=i64) for _ in range(4))
     compute = np.empty(B)
-    J = prep_rows(tf, tperm, sf, sperm, split, pa.coef, ext, prev, mid, ext_coord, size, sn, svs, fan, fx,
+    J = prep_rows(tf, tperm, sf, sperm, split, *pa.sparse, ext, prev, mid, ext_coord, size, sn, svs, fan, fx,
                   repl, xexp, yexp, nj, dimj, vj, levj, compute)
     nj, dimj, vj, levj = nj[:, :J], dimj[:, :J], vj[:, :J], levj[:, :J]
     msize = np.zeros((B, L, P), dtype=i64)
-    master_sizes(mid, fan, pa.coef, msize)
+    master_sizes(mid, fan, *pa.sparse, msize)
     total = np.zeros((B, L, P))
     weighted = np.zeros((B, L, P))
     link = np.zeros((B, L, P))
-    flag = np.zeros(B, dtype=bool)
     sizef = size.astype(np.float64)
-    walk_totals(nj, levj, pa.codes, dimj, vj, sizef, ext_coord, pa.coef, sf, prev, fan,
-                compute, sperm, sn, svs, pa.half, pa.radix, total, weighted, flag)
-    rows = np.nonzero(flag)[0]
-    if len(rows):
-        sub = MappingBatch(tf[rows], tperm[rows], sf[rows], sperm[rows], split[rows], mb.keep[rows])
-        t_, w_, l_ = _walk_totals_numpy(pa, arch, _prep_numpy(pa, sub))
-        total[rows], weighted[rows], link[rows] = t_, w_, l_
+    walk_totals(nj, levj, pa.codes, dimj, vj, sizef, ext_coord, pa.coef, *pa.sparse, sf, prev, fan,
+                compute, sperm, sn, svs, pa.half, pa.radix, total, weighted, link, split, physical_fanouts(arch))
     return NestStats(size=sizef, total=total, weighted=weighted, link=link,
                      msize=msize.astype(np.float64), master=fan > 1,
                      fanout=fan.astype(np.float64), repl=repl.astype(np.float64),
