@@ -361,9 +361,9 @@ def test_ui_finds_the_tracking_store_in_the_storage(tmp_path, monkeypatch, capsy
                            "--port", str(port)], cwd=elsewhere, stdout=subprocess.PIPE, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
     try:
-        lines = [ui.stdout.readline() for _ in range(2)]
-        assert lines[1].strip().startswith(f"study u: http://127.0.0.1:{port}/#/experiments/"), lines
-        experiment = lines[1].split("/experiments/")[1].split("/")[0].split("?")[0]
+        lines = [ui.stdout.readline() for _ in range(3)]        # MLflow, front pages, the study
+        assert lines[2].strip().startswith(f"study u: http://127.0.0.1:{port}/#/experiments/"), lines
+        experiment = lines[2].split("/experiments/")[1].split("/")[0].split("?")[0]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get?"
                                     f"experiment_id={experiment}", timeout=30) as r:
             exp = json.loads(r.read())["experiment"]
