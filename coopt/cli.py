@@ -389,7 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "default edge) or a search-space YAML")
     se.add_argument("--trials", type=int, default=50, help="completed trials wanted in the study (default 50)")
     se.add_argument("--workers", type=_workers, default=2, help="Ray actors evaluating designs in parallel (default 2)")
-    se.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=sampler_names(), help=sampler_help())
+    se.add_argument("--sampler", choices=sampler_names(),
+                    help=f"default {DEFAULT_SAMPLER} for a new study; a continued study keeps its own. "
+                         + sampler_help())
     se.add_argument("--study", help="study name (default: the space's name); an existing study is continued")
     se.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     se.add_argument("--resume", action="store_true", help="continue an existing study (the default anyway)")

@@ -93,3 +93,23 @@ def test_fraction_zero_is_the_base_sampler():
     plain = _run(make_sampler("tpe", EDGE, 4, 30), 30)
     wrapped = _run(FrontNeighbourSampler(make_sampler("tpe", EDGE, 4, 30), fraction=0.0, seed=1), 30)
     assert [t.params for t in plain.trials] == [t.params for t in wrapped.trials]
+
+
+def test_a_fresh_study_takes_the_default_sampler_a_continued_one_keeps_its_own(tmp_path):
+    from dataclasses import replace
+
+    import pytest
+
+    from coopt.errors import CooptError
+    from coopt.study.runner import StudyConfig, prepare_study_dir
+    from coopt.study.samplers import DEFAULT_SAMPLER
+
+    tiny = str(ROOT / "search_spaces" / "tiny.yaml")
+    space = load_space(tiny)
+    fresh = StudyConfig(space_path=tiny, study="fresh", root=str(tmp_path))
+    assert prepare_study_dir(fresh, space)["settings"]["sampler"] == DEFAULT_SAMPLER == "tpe-local"
+    other = StudyConfig(space_path=tiny, study="other", sampler="random", root=str(tmp_path))
+    prepare_study_dir(other, space)
+    assert prepare_study_dir(replace(other, sampler=None), space)["settings"]["sampler"] == "random"
+    with pytest.raises(CooptError, match="uses the random sampler"):
+        prepare_study_dir(replace(other, sampler="tpe"), space)

@@ -43,7 +43,7 @@ class StudyConfig:
     study: str
     trials: int = 50
     workers: int = 2
-    sampler: str = DEFAULT_SAMPLER
+    sampler: str | None = None            # None: DEFAULT_SAMPLER for a fresh study, its own for a continued one
     seed: int = 0
     storage: str | None = None
     tracking_uri: str | None = None
@@ -117,7 +117,8 @@ def study_energy(cfg: StudyConfig, settings: dict) -> str:
 
 
 def prepare_study_dir(cfg: StudyConfig, space: SearchSpace) -> dict:
-    """Create or check the study folder; a study keeps its search space and sampler for life."""
+    """Create or check the study folder; a study keeps its search space and sampler for life (no
+    ``--sampler``: a fresh study takes the default, a continued one its own)."""
     sdir = cfg.study_dir
     sdir.mkdir(parents=True, exist_ok=True)
     text = Path(cfg.space_path).read_text()
@@ -129,12 +130,13 @@ def prepare_study_dir(cfg: StudyConfig, space: SearchSpace) -> dict:
             raise CooptError(f"study '{cfg.study}' was started with a different search space "
                              f"({meta['settings']['space_file']})", key="--study",
                              expected="the same search-space file to resume, or a new study name")
-        if meta["settings"]["sampler"] != cfg.sampler:
+        if cfg.sampler is not None and meta["settings"]["sampler"] != cfg.sampler:
             raise CooptError(f"study '{cfg.study}' uses the {meta['settings']['sampler']} sampler", key="--sampler",
                              expected=f"--sampler {meta['settings']['sampler']} to resume it, or a new study name")
         study_energy(cfg, meta["settings"])
         return meta
-    meta = {"space_sha256": digest, "settings": _settings(cfg, space), "created": time.time()}
+    meta = {"space_sha256": digest, "settings": _settings(replace(cfg, sampler=cfg.sampler or DEFAULT_SAMPLER), space),
+            "created": time.time()}
     (sdir / "search_space.yaml").write_text(text)
     meta_path.write_text(json.dumps(meta, indent=1))
     return meta
@@ -200,7 +202,7 @@ def run_study(cfg: StudyConfig, *, on_progress=None, evaluate=None, warn=None, o
     space = load_space(cfg.space_path)
     if cfg.trials < 1 or cfg.workers < 1:
         raise CooptError("--trials and --workers must be at least 1", key="--trials/--workers")
-    make_sampler(cfg.sampler, space, cfg.seed, cfg.trials)          # fail fast on a bad sampler
+    make_sampler(cfg.sampler or DEFAULT_SAMPLER, space, cfg.seed, cfg.trials)   # fail fast on a bad sampler
     if cfg.screen_budget is not None and not 1 <= cfg.screen_budget < space.mapper.budget:
         raise CooptError(f"--screen-budget {cfg.screen_budget} is not below the space's mapper budget",
                          key="--screen-budget",
@@ -224,6 +226,7 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
 
     existed = (cfg.study_dir / "study.json").exists()
     meta = prepare_study_dir(cfg, space)
+    cfg = replace(cfg, sampler=meta["settings"]["sampler"])
     sdir = cfg.study_dir
     storage = open_storage(cfg.storage, sdir)
     directions = [d for _, d in space.objectives]
