@@ -165,9 +165,17 @@ def test_postgres_study_killed_and_resumed(pg_db, tmp_path, monkeypatch, capsys)
            "--sampler", "random", "--study", "pg", "--storage", pg_db]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    opened = []                     # one storage for the polling: a new one per poll leaks a connection
+
     def complete():
+        import optuna
+
+        from coopt.study.storage import open_storage
         try:
-            return sum(t.state == TrialState.COMPLETE for t in _pg_study(pg_db, "pg").get_trials())
+            if not opened:
+                opened.append(open_storage(pg_db, Path("."), create=False))
+            study = optuna.load_study(study_name="pg", storage=opened[0])
+            return sum(t.state == TrialState.COMPLETE for t in study.get_trials())
         except Exception:                                   # not created yet
             return 0
 
