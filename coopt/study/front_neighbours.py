@@ -11,12 +11,12 @@ learns from the probes.  Built on Optuna's public sampler interface; seeded.
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
+
+from coopt.study.records import design_key
 
 
 class FrontNeighbourSampler(optuna.samplers.BaseSampler):
@@ -71,14 +71,14 @@ class FrontNeighbourSampler(optuna.samplers.BaseSampler):
         front = [t for t in study.best_trials if t.distributions]       # feasible, non-dominated
         if not front:
             return None
-        held = {_key(t.params) for t in trials if t.params}
+        held = {design_key(t.params) for t in trials if t.params}
         for _ in range(self._tries):
             origin = front[self._rng.randint(len(front))]
             names = sorted(origin.distributions)
             moved = dict(origin.params)
             for name in self._rng.choice(names, size=min(len(names), 1 + self._rng.randint(2)), replace=False):
                 moved[name] = _step(origin.distributions[name], moved[name], self._rng)
-            if _key(moved) not in held:
+            if design_key(moved) not in held:
                 return moved
         return None
 
@@ -102,7 +102,3 @@ def _step(dist, value, rng):
         out = value + direction * (dist.step or span)
         return float(min(max(out, dist.low), dist.high))
     return value
-
-
-def _key(params: dict) -> str:
-    return json.dumps(params, sort_keys=True, default=str)

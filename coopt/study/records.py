@@ -70,6 +70,11 @@ class TrialRecord:
         return TrialRecord(**d)
 
 
+def design_key(params: dict) -> str:
+    """One string per design (the same parameters in any order): repeats are found by it."""
+    return json.dumps(params, sort_keys=True, default=str)
+
+
 def trials_dir(study_dir: Path) -> Path:
     return Path(study_dir) / "trials"
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from coopt.errors import CooptError
 from coopt.study.records import (
     TrialRecord,
+    design_key,
     read_records,
     record_attrs,
     record_from_attrs,
@@ -171,10 +172,6 @@ def completed_records(study, sdir: Path | None) -> dict[int, TrialRecord]:
     return out
 
 
-def _design_key(params: dict) -> str:
-    return json.dumps(params, sort_keys=True, default=str)
-
-
 def _open_tracker(cfg: StudyConfig, meta: dict, space: SearchSpace):
     """Start the MLflow mirror; a local sqlite store's first use is serialised (schema creation)."""
     from coopt.study.lock import store_init_lock
@@ -246,7 +243,7 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
         tracker.log_trial(records[n])
     by_design = {}
     for n in sorted(records):
-        by_design.setdefault(_design_key(records[n].params), records[n])
+        by_design.setdefault(design_key(records[n].params), records[n])
     total = cfg.trials
     if space.size() is not None and cfg.sampler == "grid":
         total = min(total, space.size())
@@ -275,7 +272,7 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
             trial.set_user_attr(k, v)
         study.tell(trial, rec.objectives)
         records[rec.number] = rec
-        by_design.setdefault(_design_key(rec.params), rec)
+        by_design.setdefault(design_key(rec.params), rec)
         tracker.log_trial(rec)
         step += 1
         report()
@@ -345,7 +342,7 @@ def _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_
         while finished + len(in_flight) < remaining:
             trial = study.ask()
             params = space.suggest(trial)
-            again = by_design.get(_design_key(params))
+            again = by_design.get(design_key(params))
             if again is not None:                   # proposed again: reuse the record, no evaluation
                 finish(trial, replace(again, number=trial.number, seconds=0.0, started_at=None,
                                       finished_at=None))

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from coopt.errors import CooptError
 from coopt.numbers import finite, fmt
 from coopt.tracking.plots import axis_label, plot_axes
-from coopt.tracking.present import SHORT, UNITS, experiment_url
+from coopt.tracking.present import SHORT, UNITS, experiment_url, run_link
 
 POLL_MS = 3000
 WIDTH, HEIGHT, MARGIN = 860, 520, (30, 30, 64, 96)          # svg size; margins top, right, bottom, left
@@ -85,7 +85,7 @@ def read_front(client, study: str, experiment_id: str) -> FrontData:
 
 
 def run_url(mlflow_base: str, experiment_id: str, run_id: str) -> str:
-    return f"{mlflow_base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{mlflow_base.rstrip('/')}/{run_link(experiment_id, run_id)}"
 
 
 class _Scale:
