@@ -165,19 +165,23 @@ def test_postgres_study_killed_and_resumed(pg_db, tmp_path, monkeypatch, capsys)
            "--sampler", "random", "--study", "pg", "--storage", pg_db]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    opened = []                     # one storage for the polling: a new one per poll leaks a connection
-
     def complete():
+        """COMPLETE trials so far, through a storage opened and closed per poll (an engine left open per
+        poll would hold a connection each: under load that reached PostgreSQL's 100-client limit)."""
         import optuna
 
         from coopt.study.storage import open_storage
         try:
-            if not opened:
-                opened.append(open_storage(pg_db, Path("."), create=False))
-            study = optuna.load_study(study_name="pg", storage=opened[0])
-            return sum(t.state == TrialState.COMPLETE for t in study.get_trials())
+            storage = open_storage(pg_db, Path("."), create=False)
         except Exception:                                   # not created yet
             return 0
+        try:
+            return sum(t.state == TrialState.COMPLETE
+                       for t in optuna.load_study(study_name="pg", storage=storage).get_trials())
+        except Exception:                                   # not created yet
+            return 0
+        finally:
+            storage.engine.dispose()
 
     deadline = time.time() + 180
     while time.time() < deadline and complete() < 3:
