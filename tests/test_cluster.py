@@ -229,3 +229,35 @@ def test_the_local_cluster_listens_on_loopback_only(tmp_path):
     assert len(found) >= 5
     outside = [f for f in found if f[1] not in ("127.0.0.1", "::ffff:127.0.0.1")]
     assert not outside, outside
+
+
+def test_a_local_cluster_that_does_not_start_in_time_is_one_line_and_leaves_nothing(tmp_path):
+    """Ray gives its GCS server RAY_gcs_server_port_wait_time_s to come up (coopt's default 120 s, for
+    loaded machines); at 0 it cannot: one line naming the wait, exit 2, the half-started gcs_server
+    stopped and the temporary folder deleted."""
+    short_tmp = Path(tempfile.mkdtemp(prefix="ct", dir="/tmp"))        # Ray's socket paths stay short
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env.update(PYTHONPATH=str(ROOT), TMPDIR=str(short_tmp), RAY_gcs_server_port_wait_time_s="0")
+        p = _cli(["search", "--space", TINY, "--trials", "1", "--workers", "1", "--study", "slow"], env, tmp_path)
+        assert p.returncode == 2, p.stderr[-2000:]
+        assert p.stderr.strip().count("\n") == 0 and "did not start within 0 s" in p.stderr, p.stderr
+        assert "Traceback" not in p.stderr
+        deadline = time.time() + 30
+        while time.time() < deadline and (any(short_tmp.iterdir()) or _processes_naming(str(short_tmp))):
+            time.sleep(0.5)
+        assert not list(short_tmp.iterdir()) and not _processes_naming(str(short_tmp))
+        assert not (tmp_path / "mlruns" / "studies" / "slow" / "ray").is_symlink()
+    finally:
+        shutil.rmtree(short_tmp, ignore_errors=True)
+
+
+def _processes_naming(text: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if text in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found

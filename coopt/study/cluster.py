@@ -255,8 +255,20 @@ class RayCluster:
         if self.workers > cpus:
             self.warn(f"coopt search: --workers {self.workers} capped at {cpus}: this machine has {cpus} CPUs")
             self.workers = cpus
-        ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=self.tmp,
-                 log_to_driver=False, configure_logging=False)
+        # Ray waits 30 s for its GCS server's port file; a busy machine (CI, a laptop compiling) can take
+        # longer, and the study would die before its first trial. RAY_gcs_server_port_wait_time_s overrides.
+        wait_s = os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
+        try:
+            ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=self.tmp,
+                     log_to_driver=False, configure_logging=False)
+        except RuntimeError as e:
+            if "Timed out waiting for file" not in str(e):
+                raise
+            reap_after(0, self.tmp)                     # the half-started gcs_server, the folder
+            (self.study_dir / "ray").unlink(missing_ok=True)
+            raise RayError(f"the local Ray cluster did not start within {wait_s} s", key="--workers",
+                           expected="a less loaded machine, or a longer wait in "
+                                    "RAY_gcs_server_port_wait_time_s") from None
 
     def _cap(self) -> RayCluster:
         import ray
