@@ -45,7 +45,7 @@ def study(tmp_path_factory):
     net = Network("head", resnet18().layers[:2])
     for n, (template, params) in DESIGNS.items():
         rec = evaluate_design(n, params, template, params, None, net, MapperOptions(budget=200),
-                              {"area_mm2": 3.0}, OBJECTIVES)
+                              {"power_mw": 150.0}, OBJECTIVES)   # mapped whatever the area
         assert all(l.found for l in rec.layers)
         write_record(d, rec)
     # what coopt search leaves next to the records: the study's budgets and objectives

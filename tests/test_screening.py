@@ -94,3 +94,32 @@ def test_bad_screening_settings_exit_2_with_one_line(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and flag in err[0]
     assert not (tmp_path / "mlruns" / "studies" / "bad").exists()
+
+
+def test_a_design_over_a_fixed_budget_is_not_mapped_one_within_is():
+    """Area and on-chip memory are known before mapping: a design over either is recorded infeasible
+    with no mapper work (every layer says why); the same design within budget is mapped in full."""
+    from coopt.backends.network import arch_area
+    from coopt.design import design_from_template
+    from coopt.mapper.options import MapperOptions
+    from coopt.study.trial import evaluate_design
+    from coopt.workload.networks import Network, resnet18
+
+    net = Network("head", resnet18().layers[:2])
+    params = {"pe_rows": 16, "pe_cols": 16, "glb_depth": 16384}
+    design = design_from_template("eyeriss_like", params)
+    onchip, area = design.arch.onchip_kib, arch_area(design.arch, design.tables) / 1e6
+    objectives = [("energy_uj", "minimize"), ("throughput_ips", "maximize")]
+    for budgets in ({"onchip_kib": onchip * 0.9, "power_mw": 1e6}, {"area_mm2": area * 0.9}):
+        rec = evaluate_design(0, params, "eyeriss_like", params, None, net, MapperOptions(budget=200, seed=0),
+                              budgets, objectives)
+        key = next(iter(budgets))
+        assert not rec.feasible and rec.violations[key] == pytest.approx(0.1 / 0.9 * budgets[key])
+        assert rec.reasons[0] == "not mapped: over a budget no mapping changes"
+        assert any(r.startswith(f"{key} ") and "exceeds the budget" in r for r in rec.reasons)
+        assert [(l.found, l.mappings_evaluated) for l in rec.layers] == [(False, 0)] * 2
+        assert all(l.reason.startswith(f"not mapped: {key} ") for l in rec.layers)
+        assert rec.metrics["onchip_kib"] == pytest.approx(onchip) and rec.metrics["area_mm2"] == pytest.approx(area)
+    rec = evaluate_design(0, params, "eyeriss_like", params, None, net, MapperOptions(budget=200, seed=0),
+                          {"onchip_kib": onchip, "area_mm2": area * 1.01}, objectives)
+    assert rec.feasible and all(l.found and l.mappings_evaluated > 0 for l in rec.layers)

@@ -111,6 +111,12 @@ class Architecture:
     def clock_hz(self) -> float:
         return 1.0 / self.cycle_seconds
 
+    @property
+    def onchip_kib(self) -> float:
+        """On-chip SRAM: every non-DRAM level's capacity x word bits x instances (no estimator needed)."""
+        bits = sum((lvl.size or 0) * lvl.word_bits * lvl.instances for lvl in self.storage if not lvl.is_dram)
+        return bits / 8 / 1024
+
     def fingerprint(self) -> tuple:
         """Hashable identity of everything the model reads (for result caches)."""
         return (self.storage, self.arithmetic, self.technology, self.cycle_seconds)

@@ -16,6 +16,26 @@ from __future__ import annotations
 
 DEFAULT_SLACK = 0.05
 MAPPING_INDEPENDENT_BUDGETS = ("area_mm2", "onchip_kib")
+ARCHITECTURE_ONLY_BUDGETS = ("onchip_kib",)          # known from the architecture alone, no estimator
+
+
+def within_architecture_budgets(space):
+    """``allowed(optuna_params) -> bool``: whether a design keeps the budgets its architecture alone
+    decides (on-chip memory), in microseconds and without an energy estimator, so that a sampler can
+    avoid proposing designs that are over budget whatever their mappings."""
+    limits = {k: v for k, v in space.budgets.items() if k in ARCHITECTURE_ONLY_BUDGETS}
+    known: dict[tuple, bool] = {}
+
+    def allowed(optuna_params: dict) -> bool:
+        if not limits:
+            return True
+        key = tuple(sorted(optuna_params.items()))
+        if key not in known:
+            t = space.template
+            arch = t.instantiate(t.resolve(space.template_params(space.from_optuna(optuna_params))))
+            known[key] = arch.onchip_kib <= limits["onchip_kib"]
+        return known[key]
+    return allowed
 
 
 def could_enter_front(objectives: list[float], violations: dict[str, float], front: list[list[float]],

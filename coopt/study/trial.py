@@ -1,5 +1,8 @@
 """Evaluate one design point: instantiate, map the whole network, total it, check budgets.
 
+A design over a budget that no mapping changes (area, on-chip memory) is not mapped: its record says
+so in every layer, and the sampler learns it is infeasible at no mapper cost.
+
 This is the unit of work of a study trial; it knows nothing of Optuna or MLflow.
 """
 from __future__ import annotations
@@ -11,18 +14,15 @@ from coopt.arch.template import Template
 from coopt.design import design_from_template
 from coopt.energy.select import method as energy_method
 from coopt.backends.network import map_network
+from coopt.model.cost import arch_area
+from coopt.results import LayerResult, NetworkResult
 from coopt.model.mapping import mapping_to_yaml
 from coopt.study.records import LayerRecord, TrialRecord
+from coopt.study.screening import MAPPING_INDEPENDENT_BUDGETS
 from coopt.workload.networks import Network
 from coopt.workload.yaml_io import problem_to_yaml
 
 INFEASIBLE_ENERGY_UJ = 1e12        # told to samplers for designs a layer cannot be mapped on
-
-
-def onchip_kib(arch) -> float:
-    """On-chip SRAM: every non-DRAM level's capacity x word bits x instances."""
-    bits = sum((lvl.size or 0) * lvl.word_bits * lvl.instances for lvl in arch.storage if not lvl.is_dram)
-    return bits / 8 / 1024
 
 
 def evaluate_design(number: int, params: dict, template: Template | str, template_params: dict, dataflow: str | None,
@@ -33,8 +33,15 @@ def evaluate_design(number: int, params: dict, template: Template | str, templat
     ``template`` may be the parsed Template: a study sends it to workers that cannot read the file."""
     t0 = time.perf_counter()
     design = design_from_template(template, template_params, dataflow)
-    result = map_network(network, design.arch, design.tables, design.targets, options, workers=1)
     arch = design.arch
+    over = _over_fixed_budgets(arch, design.tables, budgets)
+    if over:                                   # no mapping can bring it within budget: do not map it
+        result = NetworkResult(network=network.name, arch=arch, area_um2=arch_area(arch, design.tables),
+                               layers=[LayerResult(name=l.name, count=l.count, problem=l.problem, mapping=None,
+                                                   eval=None, reason=f"not mapped: {over}", members=l.members)
+                                       for l in network.layers])
+    else:
+        result = map_network(network, arch, design.tables, design.targets, options, workers=1)
     metrics = {
         "energy_uj": result.energy_uj if result.feasible else INFEASIBLE_ENERGY_UJ,
         "throughput_ips": result.throughput_ips,
@@ -42,17 +49,17 @@ def evaluate_design(number: int, params: dict, template: Template | str, templat
         "latency_cycles": result.latency_cycles if result.feasible else 0,
         "area_mm2": result.area_mm2,
         "power_mw": result.power_mw,
-        "onchip_kib": onchip_kib(arch),
+        "onchip_kib": arch.onchip_kib,
         "edp_uj_ms": result.energy_uj * result.latency_s * 1e3 if result.feasible else float("inf"),
         "macs": result.macs,
         "mac_instances": arch.arithmetic.instances,
     }
-    reasons = list(result.infeasible_reasons())
+    reasons = ["not mapped: over a budget no mapping changes"] if over else list(result.infeasible_reasons())
     violations = {}
     for key, limit in budgets.items():
         value = metrics[key]
         violations[key] = value - limit
-        if result.feasible and value > limit:
+        if (result.feasible or over) and value > limit:
             reasons.append(f"{key} {value:.4g} exceeds the budget {limit:.4g}")
     unmapped = sum(1 for l in result.layers if not l.found)
     violations["unmapped_layers"] = float(unmapped)
@@ -74,3 +81,12 @@ def evaluate_design(number: int, params: dict, template: Template | str, templat
         objectives=[float(metrics[name]) for name, _ in objectives],
         arch_yaml=design.arch_yaml, layers=layers, seconds=time.perf_counter() - t0, worker=worker,
         energy_method=energy_method())
+
+
+def _over_fixed_budgets(arch, tables, budgets: dict[str, float]) -> str:
+    """Which budgets the design breaks before any mapping (area, on-chip memory), as one phrase; ''
+    if none.  A study spends no mapper time on such a design: it is infeasible whatever the mapping."""
+    fixed = {"area_mm2": lambda: arch_area(arch, tables) / 1e6, "onchip_kib": lambda: arch.onchip_kib}
+    over = [f"{k} {fixed[k]():.4g} over the budget {limit:.4g}" for k, limit in sorted(budgets.items())
+            if k in MAPPING_INDEPENDENT_BUDGETS and fixed[k]() > limit]
+    return "; ".join(over)

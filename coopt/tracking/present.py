@@ -11,6 +11,7 @@ import json
 
 from coopt.numbers import finite, fmt, round_sig
 from coopt.study.records import TrialRecord
+from coopt.study.screening import MAPPING_INDEPENDENT_BUDGETS
 
 EXPERIMENT_PREFIX = "coopt/"
 VIEW_KEY = "coopt-trials"                     # experiment tag mlflow.sharedViewState.<VIEW_KEY>
@@ -51,9 +52,10 @@ def trial_metrics(rec: TrialRecord, budgets: dict[str, float]) -> dict[str, floa
     evaluation time; nothing non-finite (MLflow would show NaN)."""
     out = {k: round_sig(float(v)) for k, v in rec.metrics.items() if finite(v)}
     out["feasible"] = 1.0 if rec.feasible else 0.0
+    mapped = not rec.violations.get("unmapped_layers")
     for key, limit in budgets.items():
         value = rec.metrics.get(key)
-        if finite(value) and not rec.violations.get("unmapped_layers"):
+        if finite(value) and (mapped or key in MAPPING_INDEPENDENT_BUDGETS):      # area: known unmapped
             out[f"headroom_{key}"] = round_sig(float(limit) - float(value))
     out["unmapped_layers"] = float(rec.violations.get("unmapped_layers", 0))
     secs = eval_seconds(rec)
