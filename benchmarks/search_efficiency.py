@@ -23,7 +23,8 @@ full result when there is one, else the cheap one.  Its cost is counted in
 full-budget design equivalents.
 
     python benchmarks/search_efficiency.py [--samplers tpe,nsga2,random,tpe-mf] [--seeds 0-4]
-        [--trials 200] [--extra 0] [--workers 2] [--cache DIR] [--pack FILE] [--report FILE]
+        [--trials 200] [--extra 0] [--workers 2] [--sampler-options JSON] [--cache DIR] [--pack FILE]
+        [--report FILE]
 """
 from __future__ import annotations
 
@@ -121,11 +122,15 @@ def evaluate(cache: Cache, sp, params: dict, budget: int) -> dict:
 # ----------------------------------------------------------------------------- one sampler run
 
 def run_study(sampler: str, seed: int, trials: int, cache_dir: str, packed: list[str], budget: int,
-              cheap_budget: int, slack: float, runs_dir: str) -> dict:
-    """One seeded study of ``trials`` trials; writes its trace (design per trial) as it goes."""
+              cheap_budget: int, slack: float, runs_dir: str, options: dict | None = None) -> dict:
+    """One seeded study of ``trials`` trials; writes its trace (design per trial) as it goes.
+    ``options`` override the space's ``sampler_options`` for this sampler."""
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sp = load_space(SPACE)
+    if options:
+        name = sampler.removesuffix("-mf")
+        sp.sampler_options = {**sp.sampler_options, name: {**(sp.sampler_options.get(name) or {}), **options}}
     cache = Cache(Path(cache_dir), [Path(p) for p in packed])
     mf = sampler.endswith("-mf")
     study = optuna.create_study(directions=[d for _, d in sp.objectives],
@@ -256,6 +261,7 @@ def main():
     ap.add_argument("--cheap-budget", type=int, default=300)
     ap.add_argument("--mf-slack", type=float, default=0.05)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--sampler-options", default="{}", help='JSON, e.g. {"local_fraction": 0.5} (use its own --runs)')
     ap.add_argument("--cache", default=str(DATA / "search_efficiency_cache"))
     ap.add_argument("--packed", default=str(DATA / "edge_designs.jsonl"),
                     help="packed evaluations read as cache (and written by --pack)")
@@ -280,7 +286,8 @@ def main():
             for seed in _seeds(args.seeds):              # seed-major: partial runs cover every sampler
                 for s in args.samplers.split(","):
                     jobs.append(pool.submit(run_study, s, seed, args.trials, args.cache, [args.packed], budget,
-                                            args.cheap_budget, args.mf_slack, str(runs)))
+                                            args.cheap_budget, args.mf_slack, str(runs),
+                                            json.loads(args.sampler_options)))
             chunk = 50
             for i in range(0, args.extra, chunk):
                 jobs.append(pool.submit(evaluate_extra, 1000 + i, min(chunk, args.extra - i), args.cache,

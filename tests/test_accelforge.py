@@ -17,8 +17,7 @@ from coopt.errors import BinaryNotFound
 from coopt.workload.problem import conv_problem
 
 needs_af = pytest.mark.skipif(not ab.available(),
-                              reason="accelforge is not importable (it needs Python >= 3.12 and "
-                                     "pip install 'coopt[accelforge]')")
+                              reason="accelforge is not installed (optional: pip install 'coopt[accelforge]')")
 
 
 def small():

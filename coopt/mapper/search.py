@@ -186,11 +186,7 @@ def search(problem: Problem, arch: Architecture, tables: EnergyTables, constrain
     def run(mb: MappingBatch) -> bool:
         stats.sampled += len(mb)
         keys = space.keys(mb)
-        fresh = []
-        for i, k in enumerate(keys):
-            if k not in seen:
-                seen.add(k)
-                fresh.append(i)
+        fresh = [i for i, k in enumerate(keys) if k not in seen and not seen.add(k)]    # first of each key
         stats.duplicates += len(mb) - len(fresh)
         if not fresh:
             return False

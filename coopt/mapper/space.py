@@ -105,6 +105,9 @@ class MapSpace:
         self._t_slots = [[li for li in range(L) if self.fix_t[li, d] == 0] for d in range(D)]
         self._groups: dict[tuple, tuple] = {}
         self._sf_reset = np.where(self.fix_s > 0, self.fix_s, 1)
+        self._t_pinned = np.zeros((L, D), dtype=bool)       # temporal loops held by an order prefix/suffix
+        for li, lc in enumerate(constraints.levels):
+            self._t_pinned[li, list(lc.t_prefix) + list(lc.t_suffix)] = True
         self._consts = {
             "free_s": self.fix_s == 0,
             "fixed_t": np.prod(np.where(self.fix_t > 0, self.fix_t, 1), axis=0),
@@ -170,19 +173,28 @@ class MapSpace:
         (``coopt.mapper.kernel``) or, as the reference, in plain Python.
         """
         levels = tuple(levels)
-        groups, garr = self._groups.get(levels) or self._groups.setdefault(levels, self._make_groups(levels))
+        groups, _ = self._level_groups(levels)
         if not groups:
             return
         rows = list(rows)
         orders = rng.permuted(np.tile(np.arange(len(groups)), (len(rows), 1)), axis=1)
         coins = rng.random((len(rows), len(groups))) < fill
         picks = rng.random((len(rows), len(groups)))
+        self._fill_spatial_drawn(sf, is_x, rows, levels, orders, coins, picks, compiled=compiled)
+
+    def _fill_spatial_drawn(self, sf, is_x, rows, levels: tuple, orders, coins, picks, *, compiled=None):
+        """:meth:`_fill_spatial` with its random draws given ([rows, groups] each), so that rows drawn one
+        at a time (neighbour moves) are filled in one call."""
+        groups, garr = self._level_groups(levels)
         if _compiled(compiled):
             c = self._consts
             mk().fill_spatial_rows(sf, is_x, np.asarray(rows, dtype=np.int64), garr, orders, coins, picks,
                                    c["free_s"], c["fixed_t"], self.bounds, c["fan"], c["caps_s"])
             return
-        self._fill_spatial_py(sf, is_x, rows, groups, orders.tolist(), coins.tolist(), picks.tolist())
+        self._fill_spatial_py(sf, is_x, list(rows), groups, orders.tolist(), coins.tolist(), picks.tolist())
+
+    def _level_groups(self, levels: tuple):
+        return self._groups.get(levels) or self._groups.setdefault(levels, self._make_groups(levels))
 
     def _make_groups(self, levels: tuple):
         """The (level, axis) pairs of ``levels`` that fan out, as a list and as an array."""
@@ -289,16 +301,19 @@ class MapSpace:
         # 0: move one prime of one dimension between two free slots (1: two such moves)
         self._move_primes(tf, sf, rng, rows[kind == 0], 1)
         self._move_primes(tf, sf, rng, rows[kind == 1], 2)
-        # 2: swap two loops of one level's temporal order (prefix/suffix stay put)
-        for r in rows[kind == 2]:
-            li = int(rng.integers(0, self.L))
-            lc = self.cons.levels[li]
-            fixed = set(lc.t_prefix) | set(lc.t_suffix)
-            live = [i for i in range(self.D) if tf[r, li, tperm[r, li, i]] > 1 and tperm[r, li, i] not in fixed]
-            if len(live) < 2:
-                continue
-            x, y = rng.choice(live, size=2, replace=False)
-            tperm[r, li, x], tperm[r, li, y] = tperm[r, li, y], tperm[r, li, x]
+        # 2: swap two loops of one level's temporal order (prefix/suffix stay put); the positions that
+        # may move are found for all rows at once, the draws stay one row at a time (same stream)
+        r2 = rows[kind == 2]
+        if len(r2):
+            t2 = tperm[r2]
+            live = (np.take_along_axis(tf[r2], t2, axis=2) > 1) & ~self._t_pinned[np.arange(self.L)[None, :, None], t2]
+            n_live = live.sum(axis=2)
+            for k, r in enumerate(r2.tolist()):
+                li = int(rng.integers(0, self.L))
+                if n_live[k, li] < 2:
+                    continue
+                x, y = rng.choice(np.flatnonzero(live[k, li]), size=2, replace=False)
+                tperm[r, li, x], tperm[r, li, y] = tperm[r, li, y], tperm[r, li, x]
         # 3: move a spatial split by one (unless fixed)
         r3 = rows[kind == 3]
         if len(r3):
@@ -319,10 +334,20 @@ class MapSpace:
         spatial_levels = [li for li in range(self.L) if self.fan_x[li] * self.fan_y[li] > 1]
         if len(r5) and spatial_levels:
             is_x = np.argsort(sperm, axis=2) < split[:, :, None]
-            for r in r5:
-                li = int(rng.choice(spatial_levels))
+            drawn: dict[int, tuple[list, ...]] = {}
+            for r in r5.tolist():      # the draws of _fill_spatial row by row (same stream), filled per level
+                li = spatial_levels[int(rng.integers(0, len(spatial_levels)))]
                 sf[r, li] = self._sf_reset[li]
-                self._fill_spatial(sf, is_x, rng, [r], [li], 0.75)
+                g = len(self._level_groups((li,))[0])
+                if not g:
+                    continue
+                rs, orders, coins, picks = drawn.setdefault(li, ([], [], [], []))
+                rs.append(r)
+                orders.append(rng.permutation(g))
+                coins.append(rng.random(g) < 0.75)
+                picks.append(rng.random(g))
+            for li, (rs, orders, coins, picks) in drawn.items():
+                self._fill_spatial_drawn(sf, is_x, rs, (li,), np.array(orders), np.array(coins), np.array(picks))
             self._fill_temporal(tf, sf, rng, r5)
         return self.canonical(MappingBatch(tf=tf, tperm=tperm, sf=sf, sperm=sperm, split=split, keep=keep))
 
