@@ -105,6 +105,12 @@ class MapSpace:
         self._t_slots = [[li for li in range(L) if self.fix_t[li, d] == 0] for d in range(D)]
         self._groups: dict[tuple, tuple] = {}
         self._sf_reset = np.where(self.fix_s > 0, self.fix_s, 1)
+        # the prime moves' constants per dimension: free slots' levels and kinds, distinct primes
+        self._movable = [d for d in range(D) if self.primes[d] and len(self.free_slots[d]) > 1]
+        self._slot_arrays = [(np.array([s[0] for s in self.free_slots[d]]),
+                              np.array([s[1] for s in self.free_slots[d]], dtype=bool),
+                              np.array(sorted(set(self.primes[d])))) for d in range(D)]
+        self._primes_desc = [sorted(self.primes[d], reverse=True) for d in range(D)]
         self._t_pinned = np.zeros((L, D), dtype=bool)       # temporal loops held by an order prefix/suffix
         for li, lc in enumerate(constraints.levels):
             self._t_pinned[li, list(lc.t_prefix) + list(lc.t_suffix)] = True
@@ -251,7 +257,7 @@ class MapSpace:
                 slots = self._t_slots[d]
                 if not slots:
                     continue
-                for p in rng.permutation(sorted(self.primes[d], reverse=True)):
+                for p in rng.permutation(self._primes_desc[d]):
                     steps.append((d, int(p), rng.random((n, len(slots)))))
             if steps:
                 draws = np.zeros((len(steps), n, self.L))
@@ -273,7 +279,7 @@ class MapSpace:
             if not slots:
                 continue
             lv = np.array(slots)
-            for p in rng.permutation(sorted(self.primes[d], reverse=True)):
+            for p in rng.permutation(self._primes_desc[d]):
                 has = rest[:, d] % p == 0
                 room = sub_tf[:, lv, d] * p <= self.cap_t[lv, d]
                 score = np.where(room, rng.random((n, len(slots))), -1.0)
@@ -352,7 +358,7 @@ class MapSpace:
         return self.canonical(MappingBatch(tf=tf, tperm=tperm, sf=sf, sperm=sperm, split=split, keep=keep))
 
     def _move_primes(self, tf, sf, rng, rows, times, *, compiled: bool | None = None):
-        movable = [d for d in range(self.D) if self.primes[d] and len(self.free_slots[d]) > 1]
+        movable = self._movable
         if not movable or not len(rows):
             return
         for _ in range(times):
@@ -360,9 +366,7 @@ class MapSpace:
             for d in np.unique(dsel):
                 rr = rows[dsel == d]
                 slots = self.free_slots[d]
-                lv = np.array([s[0] for s in slots])
-                sp = np.array([s[1] for s in slots], dtype=bool)
-                primes = np.array(sorted(set(self.primes[d])))
+                lv, sp, primes = self._slot_arrays[d]
                 p = primes[rng.integers(0, len(primes), size=len(rr))]
                 rand = rng.random((len(rr), len(slots)))
                 dst = rng.integers(0, len(slots) - 1, size=len(rr))
