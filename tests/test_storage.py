@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -163,8 +164,13 @@ def test_postgres_study_killed_and_resumed(pg_db, tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(run_dir)
     cmd = [sys.executable, "-m", "coopt.cli", "search", "--space", TINY, "--trials", "40", "--workers", "2",
            "--sampler", "random", "--study", "pg", "--storage", pg_db]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    err = tmp_path / "search.err"
+
+    def start():
+        with open(err, "w") as f:
+            return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=f, start_new_session=True,
+                                    env={**os.environ, "PYTHONPATH": str(ROOT)})
+
     def complete():
         """COMPLETE trials so far, through a storage opened and closed per poll (an engine left open per
         poll would hold a connection each: under load that reached PostgreSQL's 100-client limit)."""
@@ -183,11 +189,21 @@ def test_postgres_study_killed_and_resumed(pg_db, tmp_path, monkeypatch, capsys)
         finally:
             storage.engine.dispose()
 
-    deadline = time.time() + 180
-    while time.time() < deadline and complete() < 3:
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    for attempt in (1, 2):
+        proc = start()
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None and complete() < 3:
+            time.sleep(0.5)
+        if proc.poll() is None or complete() >= 3 or attempt == 2:
+            break
+        # The search ended on its own before 3 trials: seen twice in CI (2 cores, two test workers, other
+        # PostgreSQL tests running); say why in the warnings summary and start it once more.
+        warnings.warn(f"coopt search on PostgreSQL ended early (exit {proc.returncode}): "
+                      f"{err.read_text()[-1500:]}", stacklevel=1)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert complete() >= 3, f"exit {proc.returncode}; the search's stderr: {err.read_text()[-3000:]}"
     before = _pg_study(pg_db, "pg").get_trials()
     assert 3 <= sum(t.state == TrialState.COMPLETE for t in before) < 40
     assert main(["search", "--space", TINY, "--trials", "12", "--workers", "2", "--sampler", "random",
