@@ -344,9 +344,7 @@ class MapSpace:
             for r in r5.tolist():      # the draws of _fill_spatial row by row (same stream), filled per level
                 li = spatial_levels[int(rng.integers(0, len(spatial_levels)))]
                 sf[r, li] = self._sf_reset[li]
-                g = len(self._level_groups((li,))[0])
-                if not g:
-                    continue
+                g = len(self._level_groups((li,))[0])        # >= 1: the level fans out
                 rs, orders, coins, picks = drawn.setdefault(li, ([], [], [], []))
                 rs.append(r)
                 orders.append(rng.permutation(g))

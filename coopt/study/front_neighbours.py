@@ -59,9 +59,12 @@ class FrontNeighbourSampler(optuna.samplers.BaseSampler):
         plan = self._plans.get(trial.number)
         if plan is None:
             proposal = self._base.sample_relative(study, trial, search_space)
-            if not proposal or not self._fraction or not self._held(study, proposal):
+            if not proposal or not self._fraction:
                 return proposal
-            plan = self._neighbour(study)      # the base repeats a design (a wasted trial): step instead
+            held = self._held(study)
+            if design_key(proposal) not in held:
+                return proposal
+            plan = self._neighbour(study, held)  # the base repeats a design (a wasted trial): step instead
             if plan is None:
                 return proposal
             self._plans[trial.number] = plan
@@ -78,17 +81,15 @@ class FrontNeighbourSampler(optuna.samplers.BaseSampler):
         self._base.after_trial(study, trial, state, values)
 
     # -- the neighbour move ---------------------------------------------------------------------
-    @staticmethod
-    def _held(study, params: dict) -> bool:
-        key = design_key(params)
-        return any(t.params and design_key(t.params) == key for t in study.get_trials(deepcopy=False))
+    def _held(self, study) -> set[str]:
+        """The designs the study holds, and those planned for trials not yet told."""
+        held = {design_key(t.params) for t in study.get_trials(deepcopy=False) if t.params}
+        return held | {design_key(p) for p in self._plans.values()}
 
-    def _neighbour(self, study) -> dict | None:
-        trials = study.get_trials(deepcopy=False)
-        if sum(t.state == TrialState.COMPLETE for t in trials) < self._warmup:
+    def _neighbour(self, study, held: set[str] | None = None) -> dict | None:
+        if sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)) < self._warmup:
             return None
-        held = {design_key(t.params) for t in trials if t.params}
-        held |= {design_key(p) for p in self._plans.values()}
+        held = self._held(study) if held is None else held
         groups: dict[tuple, dict[str, optuna.trial.FrozenTrial]] = {}
         for t in study.best_trials:                                   # feasible, non-dominated
             if t.distributions:

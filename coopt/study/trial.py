@@ -34,9 +34,10 @@ def evaluate_design(number: int, params: dict, template: Template | str, templat
     t0 = time.perf_counter()
     design = design_from_template(template, template_params, dataflow)
     arch = design.arch
-    over = _over_fixed_budgets(arch, design.tables, budgets)
+    area_um2 = arch_area(arch, design.tables)
+    over = _over_fixed_budgets({"area_mm2": area_um2 / 1e6, "onchip_kib": arch.onchip_kib}, budgets)
     if over:                                   # no mapping can bring it within budget: do not map it
-        result = NetworkResult(network=network.name, arch=arch, area_um2=arch_area(arch, design.tables),
+        result = NetworkResult(network=network.name, arch=arch, area_um2=area_um2,
                                layers=[LayerResult(name=l.name, count=l.count, problem=l.problem, mapping=None,
                                                    eval=None, reason=f"not mapped: {over}", members=l.members)
                                        for l in network.layers])
@@ -83,10 +84,10 @@ def evaluate_design(number: int, params: dict, template: Template | str, templat
         energy_method=energy_method())
 
 
-def _over_fixed_budgets(arch, tables, budgets: dict[str, float]) -> str:
-    """Which budgets the design breaks before any mapping (area, on-chip memory), as one phrase; ''
-    if none.  A study spends no mapper time on such a design: it is infeasible whatever the mapping."""
-    fixed = {"area_mm2": lambda: arch_area(arch, tables) / 1e6, "onchip_kib": lambda: arch.onchip_kib}
-    over = [f"{k} {fixed[k]():.4g} over the budget {limit:.4g}" for k, limit in sorted(budgets.items())
-            if k in MAPPING_INDEPENDENT_BUDGETS and fixed[k]() > limit]
+def _over_fixed_budgets(fixed: dict[str, float], budgets: dict[str, float]) -> str:
+    """Which budgets the design breaks before any mapping (``fixed``: its area and on-chip memory), as
+    one phrase; '' if none.  A study spends no mapper time on such a design: it is infeasible whatever
+    the mapping."""
+    over = [f"{k} {fixed[k]:.4g} over the budget {limit:.4g}" for k, limit in sorted(budgets.items())
+            if k in MAPPING_INDEPENDENT_BUDGETS and fixed[k] > limit]
     return "; ".join(over)
