@@ -192,7 +192,14 @@ def test_grpc_lease_live_holder_refused_stalled_holder_taken(grpc_proxy):
         assert _try_for(rival, 2.5) is None                      # the new holder is live
         taker.release()
         import optuna
-        assert optuna.get_all_study_names(backend) == []        # released: the lease study is gone
+        # released: only the newest generation is left, marked released, and the next run takes it at once
+        assert optuna.get_all_study_names(backend) == ["coopt-lease.g@1"]
+        assert taker.read(1)[1]["released"] is True
+        start = time.monotonic()
+        rival.acquire()
+        assert time.monotonic() - start < 0.5 and rival.generation == 2
+        assert optuna.get_all_study_names(backend) == ["coopt-lease.g@2"]
+        rival.release()
     finally:
         _end(holder)
 
@@ -202,13 +209,43 @@ def test_grpc_lease_stale_takeover_has_one_winner(grpc_proxy):
     holder = _holder("grpc", "race", url)
     holder.send_signal(signal.SIGSTOP)
     try:
-        for round_ in range(2):
+        for round_ in range(3):
             rivals = [_grpc_lease(url, "race", ttl=1.0) for _ in range(3)]
             won = _race(rivals)
             assert len(won) == 1, f"round {round_}: {len(won)} winners"
-            assert won[0].read()[1]["holder"] == won[0].token
+            assert won[0].generation == round_ + 1 and won[0].read()[1]["holder"] == won[0].token
+            assert won[0].generations() == [round_ + 1]         # older generations tidied away
             won[0].renewal.stop()                                # it stalls too: the next round takes it
+        holder.send_signal(signal.SIGCONT)                      # the first holder wakes: it has lost
+        assert holder.stdout.readline().strip() == "lost"
     finally:
+        _end(holder)
+
+
+def test_grpc_taker_that_stalls_after_judging_never_takes_a_new_live_lease(grpc_proxy):
+    """A taker judges the lease free, stalls, and meanwhile another takes it over: the stalled one is then
+    refused (claiming is creating the next generation, which exists by then), never a second holder."""
+    from coopt.study.lock import StudyBusy
+    from coopt.study.storage_lease import FREE
+    url, _ = grpc_proxy
+    holder = _holder("grpc", "stall", url)
+    holder.send_signal(signal.SIGSTOP)
+    slow, quick = _grpc_lease(url, "stall", ttl=1.0), _grpc_lease(url, "stall", ttl=1.0)
+    judge = slow.watch
+
+    def judge_then_stall(generation):
+        verdict = judge(generation)
+        if verdict == FREE and quick.generation is None:
+            quick.acquire()                                     # takes generation 1 while slow stalls
+        return verdict
+    slow.watch = judge_then_stall
+    try:
+        with pytest.raises(StudyBusy, match=f"pid {os.getpid()} on "):
+            slow.acquire()
+        assert quick.generation == 1 and quick.read()[1]["holder"] == quick.token and not quick.lost.is_set()
+        assert slow.generation is None
+    finally:
+        quick.release()
         _end(holder)
 
 
@@ -223,7 +260,7 @@ def test_grpc_second_run_exits_2_naming_the_holder_and_takes_over_after_sigkill(
     here.mkdir()
     monkeypatch.chdir(here)
     try:
-        assert "coopt-lease.g" in optuna.get_all_study_names(backend)
+        assert "coopt-lease.g@0" in optuna.get_all_study_names(backend)
         args = ["search", "--space", TINY, "--trials", "1", "--workers", "1", "--sampler", "random",
                 "--study", "g", "--storage", url]
         assert main(args) == 2
@@ -236,7 +273,8 @@ def test_grpc_second_run_exits_2_naming_the_holder_and_takes_over_after_sigkill(
         _end(holder)
     study = optuna.load_study(study_name="g", storage=backend)
     assert [t.state.name for t in study.get_trials()] == ["COMPLETE"]
-    assert optuna.get_all_study_names(backend) == ["g"]         # no lease study left behind
+    # the lease of the run that took over is left released: one companion study, never listed as a study
+    assert sorted(optuna.get_all_study_names(backend)) == ["coopt-lease.g@1", "g"]
     capsys.readouterr()
     assert main(["pareto", "--study", "g", "--storage", url, "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 1

@@ -360,7 +360,9 @@ def test_grpc_storage_proxy(grpc_proxy, tmp_path, monkeypatch):
     import optuna
     study = optuna.load_study(study_name="g", storage=backend)
     assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 2
-    assert optuna.get_all_study_names(backend) == ["g"]             # the run's lease study is gone
+    # the run's lease is left released (one companion study), and the next run takes it without waiting
+    assert sorted(optuna.get_all_study_names(backend)) == ["coopt-lease.g@0", "g"]
+    assert optuna.load_study(study_name="coopt-lease.g@0", storage=backend).user_attrs["coopt.lease"]["released"]
 
 
 # -- coopt ui --storage: the study's settings record names the MLflow store -------------------
