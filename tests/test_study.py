@@ -230,6 +230,24 @@ def test_extending_a_study_continues_instead_of_replaying(tmp_path, monkeypatch,
     assert tags[8] == "false" and sorted(n for n, v in tags.items() if v == "true") == sorted(numbers)
 
 
+def test_a_study_continues_after_comment_edits_but_not_with_another_space(tmp_path, monkeypatch, capsys):
+    """A study is tied to its search space's content: comments and layout may change, values may not."""
+    monkeypatch.chdir(tmp_path)
+    space, text = tmp_path / "space.yaml", Path(TINY).read_text()
+    space.write_text(text)
+    args = ["search", "--space", str(space), "--workers", "1", "--sampler", "random", "--study", "s"]
+    assert main(args + ["--trials", "1"]) == 0
+    space.write_text("# a note added later\n" + text.replace("  budget: 300", "  budget:   300   # per layer"))
+    assert main(args + ["--trials", "2"]) == 0
+    assert [t.state.name for t in _study("s").trials] == ["COMPLETE"] * 2
+    space.write_text(text.replace("  budget: 300", "  budget: 400"))
+    capsys.readouterr()
+    assert main(args + ["--trials", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "study 's' was started with a different search space" in err[0], err
+    assert len(_study("s").trials) == 2
+
+
 def test_workers_above_the_machine_cpus_are_capped(tmp_path, monkeypatch, capsys):
     """--workers 200 on a local cluster: one line of warning, as many workers as CPUs, temp folder gone."""
     monkeypatch.chdir(tmp_path)

@@ -98,6 +98,10 @@ def _reachable(address: str, timeout: float = 5.0) -> bool:
 
 # Run beside a private local cluster: when the driver dies (even by SIGKILL) it stops every process
 # that still holds the cluster's temporary folder (Ray's agents outlive the raylet) and deletes it.
+START_ATTEMPTS = 2
+# what ray.init raises when its GCS server or raylet does not come up in time (Ray 2.60)
+START_TIMEOUTS = ("Timed out waiting for file", "timed out during startup")
+
 REAPER = r"""
 import os, shutil, signal, sys, time
 pid, tmp = int(sys.argv[1]), sys.argv[2]
@@ -240,35 +244,48 @@ class RayCluster:
                        expected="a running cluster (ray start --head) and its token")
 
     def _start_local(self) -> None:
-        import ray
-
         link = self.study_dir / "ray"
         if link.is_symlink():                          # a killed run's folder: we hold the study lock
             old = os.readlink(link)
             if Path(old).name.startswith("coopt-ray-") and Path(old).is_dir():
                 reap_after(0, old)                     # stop what is left of it, delete it
             link.unlink()
-        self.tmp = tempfile.mkdtemp(prefix="coopt-ray-")   # short: Ray's socket paths must stay < 108 chars
-        link.symlink_to(self.tmp)
-        reap_after(os.getpid(), self.tmp)
         cpus = max(1, min(self.workers, os.cpu_count() or 1))     # a private cluster needs no more
         if self.workers > cpus:
             self.warn(f"coopt search: --workers {self.workers} capped at {cpus}: this machine has {cpus} CPUs")
             self.workers = cpus
         # Ray waits 30 s for its GCS server's port file; a busy machine (CI, a laptop compiling) can take
         # longer, and the study would die before its first trial. RAY_gcs_server_port_wait_time_s overrides.
+        # Its raylet's 30 s to register has no setting: a start that times out is tried once more.
         wait_s = os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
+        for attempt in range(START_ATTEMPTS):
+            if self._init_local(cpus):
+                return
+            if attempt + 1 < START_ATTEMPTS:
+                self.warn("coopt search: the local Ray cluster did not start in time (a busy machine?); "
+                          "trying once more")
+        raise RayError(f"the local Ray cluster did not start within {wait_s} s", key="--workers",
+                       expected="a less loaded machine, or a longer wait in RAY_gcs_server_port_wait_time_s")
+
+    def _init_local(self, cpus: int) -> bool:
+        """Start the private cluster in a fresh temporary folder; False (and nothing left) when it timed out."""
+        import ray
+
+        self.tmp = tempfile.mkdtemp(prefix="coopt-ray-")   # short: Ray's socket paths must stay < 108 chars
+        link = self.study_dir / "ray"
+        link.symlink_to(self.tmp)
+        reap_after(os.getpid(), self.tmp)
         try:
             ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=self.tmp,
                      log_to_driver=False, configure_logging=False)
-        except RuntimeError as e:
-            if "Timed out waiting for file" not in str(e):
+            return True
+        except Exception as e:
+            if not any(text in str(e) for text in START_TIMEOUTS):
                 raise
-            reap_after(0, self.tmp)                     # the half-started gcs_server, the folder
-            (self.study_dir / "ray").unlink(missing_ok=True)
-            raise RayError(f"the local Ray cluster did not start within {wait_s} s", key="--workers",
-                           expected="a less loaded machine, or a longer wait in "
-                                    "RAY_gcs_server_port_wait_time_s") from None
+        reap_after(0, self.tmp)                         # the half-started gcs_server and raylet, the folder
+        link.unlink(missing_ok=True)
+        self.tmp = None
+        return False
 
     def _cap(self) -> RayCluster:
         import ray

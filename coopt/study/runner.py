@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import yaml
+
 from coopt.errors import CooptError
 from coopt.study.records import (
     TrialRecord,
@@ -117,17 +119,24 @@ def study_energy(cfg: StudyConfig, settings: dict) -> str:
     return stored
 
 
+def space_digest(text: str) -> str:
+    """The digest of a search space's content: comments and layout may change, a study stays the same."""
+    content = json.dumps(yaml.safe_load(text), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
 def prepare_study_dir(cfg: StudyConfig, space: SearchSpace) -> dict:
     """Create or check the study folder; a study keeps its search space and sampler for life (no
     ``--sampler``: a fresh study takes the default, a continued one its own)."""
     sdir = cfg.study_dir
     sdir.mkdir(parents=True, exist_ok=True)
     text = Path(cfg.space_path).read_text()
-    digest = hashlib.sha256(text.encode()).hexdigest()
+    digest = space_digest(text)
     meta_path = sdir / "study.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        if meta["space_sha256"] != digest:
+        # studies made before the digest ignored comments hold the digest of the file's text
+        if meta["space_sha256"] not in (digest, hashlib.sha256(text.encode()).hexdigest()):
             raise CooptError(f"study '{cfg.study}' was started with a different search space "
                              f"({meta['settings']['space_file']})", key="--study",
                              expected="the same search-space file to resume, or a new study name")
