@@ -252,9 +252,11 @@ def test_compiled_mapspace_loops_equal_the_python_reference(monkeypatch):
             rng = np.random.default_rng(11)
             a = space.sample(400, rng)
             b = space.neighbours(a.take(np.arange(24)), rng, 30)
-            got[compiled] = (a, b, space.prefilter(a), space.prefilter(b), space.keys(b))
-        (a1, b1, pa1, pb1, k1), (a0, b0, pa0, pb0, k0) = got[True], got[False]
+            b = space.neighbours(b.take(np.arange(0, len(b), 7)), rng, 20)       # moves of moved rows too
+            got[compiled] = (a, b, space.prefilter(a), space.prefilter(b), space.keys(b), rng.random())
+        (a1, b1, pa1, pb1, k1, next1), (a0, b0, pa0, pb0, k0, next0) = got[True], got[False]
         assert _same(a1, a0) and _same(b1, b0)
+        assert next1 == next0                   # both paths drew exactly as many numbers from the generator
         for x, y in ((pa1, pa0), (pb1, pb0)):
             for f in ("ok", "fanout", "capacity"):
                 assert np.array_equal(getattr(x, f), getattr(y, f))

@@ -249,3 +249,113 @@ def prefilter_rows(tf, sf, sperm, split, keep, coef, fan_x, fan_y, cap_s, cap_t,
                 u_ok = False
         cap_ok[b] = c_ok
         util_ok[b] = u_ok
+
+
+# -- the neighbour moves with their random draws made here ------------------------------------------
+# numba's np.random.Generator methods draw exactly what numpy's do from the same bit generator (its
+# state is shared with the caller's generator), so these kernels make the reference's draws in the
+# reference's order and a seed gives the same mappings on either path (tests hold them equal, the
+# generator's state after the call included).
+
+@njit(cache=True)
+def fill_temporal_drawn(rng, sub_tf, rest, slots, nslots, primes_desc, nprimes, cap_t):
+    """``MapSpace._fill_temporal``: per dimension with free temporal loops, its primes (largest first)
+    permuted, then per prime one uniform per (row, free loop); placement as ``fill_temporal_rows``."""
+    n = sub_tf.shape[0]
+    for d in range(rest.shape[1]):
+        S = nslots[d]
+        if S == 0:
+            continue
+        for p in rng.permutation(primes_desc[d, :nprimes[d]]):
+            draws = rng.random(n * S)
+            for r in range(n):
+                if rest[r, d] % p != 0:
+                    continue
+                pick = 0
+                best = -2.0
+                for j in range(S):
+                    li = slots[d, j]
+                    score = draws[r * S + j] if sub_tf[r, li, d] * p <= cap_t[li, d] else -1.0
+                    if score > best:
+                        best = score
+                        pick = j
+                if best < 0:
+                    pick = S - 1
+                sub_tf[r, slots[d, pick], d] *= p
+                rest[r, d] //= p
+
+
+@njit(cache=True)
+def move_primes_drawn(rng, tf, sf, rows, times, movable, slot_lv, slot_sp, nslots, uprimes, nuprimes):
+    """``MapSpace._move_primes``: ``times`` rounds of one dimension drawn per row (``choice(movable)``),
+    then per dimension in increasing order its rows' prime, source scores and destination."""
+    n = rows.shape[0]
+    if movable.shape[0] == 0 or n == 0:
+        return
+    for _ in range(times):
+        dsel = movable[rng.integers(0, movable.shape[0], n)]
+        for d in range(tf.shape[2]):
+            m = 0
+            for i in range(n):
+                if dsel[i] == d:
+                    m += 1
+            if m == 0:
+                continue
+            rr = rows[dsel == d]
+            S = nslots[d]
+            p = uprimes[d][rng.integers(0, nuprimes[d], m)]
+            rand = rng.random(m * S).reshape((m, S))
+            dst = rng.integers(0, S - 1, m)
+            move_primes_rows(tf, sf, rr, d, slot_lv[d, :S], slot_sp[d, :S], p, rand, dst)
+
+
+@njit(cache=True)
+def swap_loops_drawn(rng, tperm, rows, live, n_live):
+    """Kind-2 neighbour moves: per row a level, then two of its live loop positions swapped; the pair
+    drawn as numpy's ``choice(positions, 2, replace=False)`` does (Floyd's algorithm, then a shuffle)."""
+    L = live.shape[1]
+    for k in range(rows.shape[0]):
+        li = rng.integers(0, L)
+        n = n_live[k, li]
+        if n < 2:
+            continue
+        a = rng.integers(0, n - 1)
+        b = rng.integers(0, n)
+        if b == a:
+            b = n - 1
+        rng.integers(0, 2)              # the shuffle of the pair: a swap is symmetric, the draw is not skipped
+        x = -1
+        y = -1
+        c = 0
+        for pos in range(live.shape[2]):
+            if live[k, li, pos]:
+                if c == a:
+                    x = pos
+                if c == b:
+                    y = pos
+                c += 1
+        r = rows[k]
+        t = tperm[r, li, x]
+        tperm[r, li, x] = tperm[r, li, y]
+        tperm[r, li, y] = t
+
+
+@njit(cache=True)
+def draw_spatial_redraws(rng, n, ngroups):
+    """Kind-5 neighbour moves' draws, row by row: which spatial level (an index into ``ngroups``), then
+    for its G fanned-out (level, axis) groups a permutation, G coins (< 0.75) and G picks."""
+    gmax = 1
+    for g in ngroups:
+        gmax = max(gmax, g)
+    which = np.empty(n, dtype=np.int64)
+    orders = np.zeros((n, gmax), dtype=np.int64)
+    coins = np.zeros((n, gmax), dtype=np.bool_)
+    picks = np.zeros((n, gmax))
+    for k in range(n):
+        i = rng.integers(0, ngroups.shape[0])
+        g = ngroups[i]
+        which[k] = i
+        orders[k, :g] = rng.permutation(g)
+        coins[k, :g] = rng.random(g) < 0.75
+        picks[k, :g] = rng.random(g)
+    return which, orders, coins, picks

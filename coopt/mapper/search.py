@@ -190,14 +190,14 @@ def search(problem: Problem, arch: Architecture, tables: EnergyTables, constrain
         stats.duplicates += len(mb) - len(fresh)
         if not fresh:
             return False
-        mb = mb.take(np.array(fresh))
-        pf = space.prefilter(mb)
+        fresh = np.array(fresh)
+        pf = space.prefilter(mb.take(fresh))
         reasons["fanout"] += int((~pf.fanout).sum())
         reasons["capacity"] += int((pf.fanout & ~pf.capacity).sum())
         stats.pruned += int((~pf.ok).sum())
-        mb = mb.take(np.nonzero(pf.ok)[0])
-        if not len(mb):
+        if not pf.ok.any():
             return False
+        mb = mb.take(fresh[pf.ok])
         energy, cycles, valid = ev(mb)
         stats.evaluated += len(mb)
         stats.valid += int(valid.sum())

@@ -111,6 +111,7 @@ class MapSpace:
                               np.array([s[1] for s in self.free_slots[d]], dtype=bool),
                               np.array(sorted(set(self.primes[d])))) for d in range(D)]
         self._primes_desc = [sorted(self.primes[d], reverse=True) for d in range(D)]
+        self._packed = _pack_per_dimension(self._t_slots, self._primes_desc, self._movable, self._slot_arrays)
         self._t_pinned = np.zeros((L, D), dtype=bool)       # temporal loops held by an order prefix/suffix
         for li, lc in enumerate(constraints.levels):
             self._t_pinned[li, list(lc.t_prefix) + list(lc.t_suffix)] = True
@@ -162,7 +163,7 @@ class MapSpace:
         tf = np.broadcast_to(np.where(self.fix_t > 0, self.fix_t, 1), (n, L, D)).copy()
         sf = np.broadcast_to(np.where(self.fix_s > 0, self.fix_s, 1), (n, L, D)).copy()
         is_x = np.argsort(sperm, axis=2) < split[:, :, None]
-        self._fill_spatial(sf, is_x, rng, range(n), range(L), fill)
+        self._fill_spatial(sf, is_x, rng, np.arange(n), range(L), fill)
         self._fill_temporal(tf, sf, rng, np.arange(n))
         keep = self._sample_keep(rng, n)
         return self.canonical(MappingBatch(tf=tf, tperm=tperm, sf=sf, sperm=sperm, split=split, keep=keep))
@@ -182,7 +183,7 @@ class MapSpace:
         groups, _ = self._level_groups(levels)
         if not groups:
             return
-        rows = list(rows)
+        rows = np.asarray(rows, dtype=np.int64)
         orders = rng.permuted(np.tile(np.arange(len(groups)), (len(rows), 1)), axis=1)
         coins = rng.random((len(rows), len(groups))) < fill
         picks = rng.random((len(rows), len(groups)))
@@ -197,7 +198,8 @@ class MapSpace:
             mk().fill_spatial_rows(sf, is_x, np.asarray(rows, dtype=np.int64), garr, orders, coins, picks,
                                    c["free_s"], c["fixed_t"], self.bounds, c["fan"], c["caps_s"])
             return
-        self._fill_spatial_py(sf, is_x, list(rows), groups, orders.tolist(), coins.tolist(), picks.tolist())
+        self._fill_spatial_py(sf, is_x, np.asarray(rows).tolist(), groups, orders.tolist(), coins.tolist(),
+                              picks.tolist())
 
     def _level_groups(self, levels: tuple):
         return self._groups.get(levels) or self._groups.setdefault(levels, self._make_groups(levels))
@@ -252,25 +254,9 @@ class MapSpace:
         sub_tf = np.broadcast_to(np.where(self.fix_t > 0, self.fix_t, 1), (n, self.L, self.D)).copy()
         rest = self._rest(sf[rows])
         if _compiled(compiled):
-            steps = []          # (dimension, prime, draws), drawn in the reference's order
-            for d in range(self.D):
-                slots = self._t_slots[d]
-                if not slots:
-                    continue
-                for p in rng.permutation(self._primes_desc[d]):
-                    steps.append((d, int(p), rng.random((n, len(slots)))))
-            if steps:
-                draws = np.zeros((len(steps), n, self.L))
-                lv = np.zeros((len(steps), self.L), dtype=np.int64)
-                nslots = np.zeros(len(steps), dtype=np.int64)
-                for s, (d, _, r) in enumerate(steps):
-                    S = len(self._t_slots[d])
-                    draws[s, :, :S] = r
-                    lv[s, :S] = self._t_slots[d]
-                    nslots[s] = S
-                mk().fill_temporal_rows(sub_tf, rest, np.array([st[0] for st in steps], dtype=np.int64),
-                                   np.array([st[1] for st in steps], dtype=np.int64), lv, nslots, draws,
-                                   self.cap_t)
+            k = self._packed
+            mk().fill_temporal_drawn(rng, sub_tf, rest, k["t_slots"], k["nt_slots"], k["primes_desc"],
+                                     k["nprimes_desc"], self.cap_t)
             tf[rows] = sub_tf
             return
         idx = np.arange(n)
@@ -298,10 +284,9 @@ class MapSpace:
     # ------------------------------------------------------------------ neighbours
     def neighbours(self, parents: MappingBatch, rng: np.random.Generator, per_parent: int) -> MappingBatch:
         """Mutations of each parent: factor moves, loop reorders, split changes, bypass toggles."""
-        mb = parents.take(np.repeat(np.arange(len(parents)), per_parent))
+        mb = parents.take(np.repeat(np.arange(len(parents)), per_parent))      # new arrays: changed in place
         n = len(mb)
-        tf, sf, tperm, sperm, split, keep = (mb.tf.copy(), mb.sf.copy(), mb.tperm.copy(), mb.sperm.copy(),
-                                             mb.split.copy(), mb.keep.copy())
+        tf, sf, tperm, sperm, split, keep = mb.tf, mb.sf, mb.tperm, mb.sperm, mb.split, mb.keep
         kind = rng.choice(6, size=n, p=[0.40, 0.12, 0.25, 0.05, 0.08, 0.10])
         rows = np.arange(n)
         # 0: move one prime of one dimension between two free slots (1: two such moves)
@@ -314,12 +299,10 @@ class MapSpace:
             t2 = tperm[r2]
             live = (np.take_along_axis(tf[r2], t2, axis=2) > 1) & ~self._t_pinned[np.arange(self.L)[None, :, None], t2]
             n_live = live.sum(axis=2)
-            for k, r in enumerate(r2.tolist()):
-                li = int(rng.integers(0, self.L))
-                if n_live[k, li] < 2:
-                    continue
-                x, y = rng.choice(np.flatnonzero(live[k, li]), size=2, replace=False)
-                tperm[r, li, x], tperm[r, li, y] = tperm[r, li, y], tperm[r, li, x]
+            if _compiled(None):
+                mk().swap_loops_drawn(rng, tperm, r2, live, n_live)
+            else:
+                self._swap_loops_py(tperm, rng, r2, live, n_live)
         # 3: move a spatial split by one (unless fixed)
         r3 = rows[kind == 3]
         if len(r3):
@@ -339,25 +322,42 @@ class MapSpace:
         r5 = rows[kind == 5]
         spatial_levels = [li for li in range(self.L) if self.fan_x[li] * self.fan_y[li] > 1]
         if len(r5) and spatial_levels:
-            is_x = np.argsort(sperm, axis=2) < split[:, :, None]
-            drawn: dict[int, tuple[list, ...]] = {}
-            for r in r5.tolist():      # the draws of _fill_spatial row by row (same stream), filled per level
-                li = spatial_levels[int(rng.integers(0, len(spatial_levels)))]
-                sf[r, li] = self._sf_reset[li]
-                g = len(self._level_groups((li,))[0])        # >= 1: the level fans out
-                rs, orders, coins, picks = drawn.setdefault(li, ([], [], [], []))
-                rs.append(r)
-                orders.append(rng.permutation(g))
-                coins.append(rng.random(g) < 0.75)
-                picks.append(rng.random(g))
-            for li, (rs, orders, coins, picks) in drawn.items():
-                self._fill_spatial_drawn(sf, is_x, rs, (li,), np.array(orders), np.array(coins), np.array(picks))
+            is_x = np.zeros(tf.shape, dtype=bool)                   # read for the redrawn rows only
+            is_x[r5] = np.argsort(sperm[r5], axis=2) < split[r5][:, :, None]
+            # the draws of _fill_spatial row by row (same stream), then the rows filled level by level
+            ngroups = np.array([len(self._level_groups((li,))[0]) for li in spatial_levels])   # >= 1 each
+            if _compiled(None):
+                which, orders, coins, picks = mk().draw_spatial_redraws(rng, len(r5), ngroups)
+            else:
+                which, orders, coins, picks = _draw_spatial_redraws_py(rng, len(r5), ngroups)
+            levels = np.array(spatial_levels)[which]
+            sf[r5, levels] = self._sf_reset[levels]
+            for i, li in enumerate(spatial_levels):
+                mine = np.flatnonzero(which == i)
+                if len(mine):
+                    g = ngroups[i]
+                    self._fill_spatial_drawn(sf, is_x, r5[mine], (li,), orders[mine, :g], coins[mine, :g],
+                                             picks[mine, :g])
             self._fill_temporal(tf, sf, rng, r5)
         return self.canonical(MappingBatch(tf=tf, tperm=tperm, sf=sf, sperm=sperm, split=split, keep=keep))
+
+    def _swap_loops_py(self, tperm, rng, r2, live, n_live):
+        """Kind-2 moves, the reference: per row a level, then two of its live loops swapped."""
+        for k, r in enumerate(r2.tolist()):
+            li = int(rng.integers(0, self.L))
+            if n_live[k, li] < 2:
+                continue
+            x, y = rng.choice(np.flatnonzero(live[k, li]), size=2, replace=False)
+            tperm[r, li, x], tperm[r, li, y] = tperm[r, li, y], tperm[r, li, x]
 
     def _move_primes(self, tf, sf, rng, rows, times, *, compiled: bool | None = None):
         movable = self._movable
         if not movable or not len(rows):
+            return
+        if _compiled(compiled):
+            k = self._packed
+            mk().move_primes_drawn(rng, tf, sf, np.asarray(rows, dtype=np.int64), times, k["movable"],
+                                   k["slot_lv"], k["slot_sp"], k["nslots"], k["uprimes"], k["nuprimes"])
             return
         for _ in range(times):
             dsel = rng.choice(movable, size=len(rows))
@@ -368,9 +368,6 @@ class MapSpace:
                 p = primes[rng.integers(0, len(primes), size=len(rr))]
                 rand = rng.random((len(rr), len(slots)))
                 dst = rng.integers(0, len(slots) - 1, size=len(rr))
-                if _compiled(compiled):
-                    mk().move_primes_rows(tf, sf, rr, int(d), lv, sp, p, rand, dst)
-                    continue
                 vals = np.where(sp[None, :], sf[rr][:, lv, d], tf[rr][:, lv, d])    # [m,S]
                 has = (vals % p[:, None] == 0) & (vals > 1)
                 src = np.argmax(np.where(has, rand, -1), axis=1)
@@ -432,12 +429,16 @@ class MapSpace:
         return MappingBatch(tf=mb.tf, tperm=tperm, sf=mb.sf, sperm=sperm, split=split, keep=mb.keep)
 
     def keys(self, mb: MappingBatch) -> list[bytes]:
-        """Hashable identity of each (canonical) row."""
-        flat = np.concatenate([mb.tf.reshape(len(mb), -1), mb.tperm.reshape(len(mb), -1),
-                               mb.sf.reshape(len(mb), -1), mb.sperm.reshape(len(mb), -1),
-                               mb.split, mb.keep.reshape(len(mb), -1).astype(np.int64)], axis=1)
-        flat = np.ascontiguousarray(flat)
-        return flat.view(np.dtype((np.void, flat.shape[1] * flat.itemsize))).ravel().tolist()
+        """Hashable identity of each (canonical) row: factors as 32-bit, orders, splits and keep flags as
+        8-bit numbers (factors divide dimensions of at most 2^20, orders and splits count dimensions), so
+        a key is a quarter of the row's int64 bytes and hashes that much faster."""
+        B = len(mb)
+        parts = [mb.tf.astype(np.int32).reshape(B, -1).view(np.uint8),
+                 mb.sf.astype(np.int32).reshape(B, -1).view(np.uint8),
+                 mb.tperm.astype(np.uint8).reshape(B, -1), mb.sperm.astype(np.uint8).reshape(B, -1),
+                 mb.split.astype(np.uint8), mb.keep.reshape(B, -1).astype(np.uint8)]
+        flat = np.concatenate(parts, axis=1)
+        return flat.view(np.dtype((np.void, flat.shape[1]))).ravel().tolist()
 
 
 @lru_cache(maxsize=16384)
@@ -453,3 +454,37 @@ def _spatial_options(cap: int, rests: tuple, caps: tuple) -> tuple[list, int]:
     opts = [opts[i] for i in order]
     best = prods[order[0]]
     return opts, sum(1 for i in order if prods[i] == best)
+
+
+def _draw_spatial_redraws_py(rng, n: int, ngroups: np.ndarray):
+    """Kind-5 neighbour moves' draws, the reference of ``kernel.draw_spatial_redraws``."""
+    gmax = max(1, int(ngroups.max()))
+    which = np.empty(n, dtype=np.int64)
+    orders = np.zeros((n, gmax), dtype=np.int64)
+    coins = np.zeros((n, gmax), dtype=bool)
+    picks = np.zeros((n, gmax))
+    for k in range(n):
+        i = int(rng.integers(0, len(ngroups)))
+        g = int(ngroups[i])
+        which[k] = i
+        orders[k, :g] = rng.permutation(g)
+        coins[k, :g] = rng.random(g) < 0.75
+        picks[k, :g] = rng.random(g)
+    return which, orders, coins, picks
+
+
+def _pack_per_dimension(t_slots, primes_desc, movable, slot_arrays) -> dict[str, np.ndarray]:
+    """Per-dimension lists as padded arrays (with their lengths) for the compiled neighbour moves."""
+    def pad(rows, dtype=np.int64):
+        out = np.zeros((len(rows), max([1] + [len(r) for r in rows])), dtype=dtype)
+        for i, r in enumerate(rows):
+            out[i, :len(r)] = r
+        return out, np.array([len(r) for r in rows], dtype=np.int64)
+    t, nt = pad(t_slots)
+    pr, npr = pad(primes_desc)
+    lv, ns = pad([a[0] for a in slot_arrays])
+    sp, _ = pad([a[1] for a in slot_arrays], dtype=np.bool_)
+    up, nup = pad([a[2] for a in slot_arrays])
+    return {"t_slots": t, "nt_slots": nt, "primes_desc": pr, "nprimes_desc": npr,
+            "movable": np.array(movable, dtype=np.int64), "slot_lv": lv, "slot_sp": sp, "nslots": ns,
+            "uprimes": up, "nuprimes": nup}
