@@ -1,9 +1,11 @@
-"""The mapspace's per-row loops compiled with numba: spatial and temporal factor filling.
+"""The mapspace's per-row loops compiled with numba: factor filling, neighbour moves, checks.
 
 Same choices as the plain-Python forms in ``coopt.mapper.space`` (which stay
-the readable reference and are used without numba): every random number is
-drawn by the caller with numpy, in the same order, so a seed gives the same
-mappings on either path; tests hold the two paths equal row for row.
+the readable reference and are used without numba).  Random numbers are drawn
+in the reference's order, either by the caller with numpy or, in the
+``*_drawn`` kernels, by numba's ``np.random.Generator`` on the caller's bit
+generator (the same stream as numpy's), so a seed gives the same mappings on
+either path; tests hold the two paths equal row for row.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 
 from coopt.model.kernel import HAVE_NUMBA, njit
 
-__all__ = ["HAVE_NUMBA", "fill_spatial_rows", "fill_temporal_rows"]
+__all__ = ["HAVE_NUMBA", "fill_spatial_rows", "fill_temporal_drawn"]
 
 
 @njit(cache=True)
@@ -105,34 +107,6 @@ def fill_spatial_rows(sf, is_x, rows, groups, orders, coins, picks, free_s, fixe
                 f = opts[row, q]
                 rest[d] = rest[d] * sf[b, li, d] // f
                 sf[b, li, d] = f
-
-
-@njit(cache=True)
-def fill_temporal_rows(sub_tf, rest, dim_of, prime_of, lv, nslots, draws, cap_t):
-    """``MapSpace._fill_temporal``'s prime placement (in place on ``sub_tf`` and ``rest``).
-
-    Step s places prime ``prime_of[s]`` of dimension ``dim_of[s]`` into one of
-    the ``nslots[s]`` free temporal levels ``lv[s]`` using ``draws[s, :, :S]``.
-    """
-    n = sub_tf.shape[0]
-    for s in range(dim_of.shape[0]):
-        d = dim_of[s]
-        p = prime_of[s]
-        S = nslots[s]
-        for r in range(n):
-            if rest[r, d] % p != 0:
-                continue
-            pick = 0
-            best = -2.0
-            for j in range(S):
-                score = draws[s, r, j] if sub_tf[r, lv[s, j], d] * p <= cap_t[lv[s, j], d] else -1.0
-                if score > best:
-                    best = score
-                    pick = j
-            if best < 0:
-                pick = S - 1
-            sub_tf[r, lv[s, pick], d] *= p
-            rest[r, d] //= p
 
 
 @njit(cache=True)
@@ -260,7 +234,8 @@ def prefilter_rows(tf, sf, sperm, split, keep, coef, fan_x, fan_y, cap_s, cap_t,
 @njit(cache=True)
 def fill_temporal_drawn(rng, sub_tf, rest, slots, nslots, primes_desc, nprimes, cap_t):
     """``MapSpace._fill_temporal``: per dimension with free temporal loops, its primes (largest first)
-    permuted, then per prime one uniform per (row, free loop); placement as ``fill_temporal_rows``."""
+    permuted, then per prime one uniform per (row, free loop); each row's prime goes to the free loop
+    with the highest draw among those with room (the innermost free loop when none has)."""
     n = sub_tf.shape[0]
     for d in range(rest.shape[1]):
         S = nslots[d]
