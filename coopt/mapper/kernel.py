@@ -334,3 +334,78 @@ def draw_spatial_redraws(rng, n, ngroups):
         coins[k, :g] = rng.random(g) < 0.75
         picks[k, :g] = rng.random(g)
     return which, orders, coins, picks
+
+
+@njit(cache=True)
+def neighbour_moves(rng, kind, tf, sf, tperm, sperm, split, keep, movable, slot_lv, slot_sp, nslots, uprimes,
+                    nuprimes, t_pinned, split_free, keep_fixed, spatial_levels, level_groups, ngroups, sf_reset,
+                    free_s, fixed_t, bounds, fan, caps_s, t_init, t_slots, nt_slots, primes_desc, nprimes_desc,
+                    cap_t):
+    """``MapSpace.neighbours``' moves in place on the parents' copies, row ``r`` moved as ``kind[r]`` says,
+    every draw made here in the reference's order (kinds 0 to 5 in turn, as ``_neighbour_moves_py``)."""
+    n, L, D = tf.shape
+    P = keep.shape[2]
+    rows = np.arange(n)
+    move_primes_drawn(rng, tf, sf, rows[kind == 0], 1, movable, slot_lv, slot_sp, nslots, uprimes, nuprimes)
+    move_primes_drawn(rng, tf, sf, rows[kind == 1], 2, movable, slot_lv, slot_sp, nslots, uprimes, nuprimes)
+    # 2: swap two live loops of one level's temporal order
+    r2 = rows[kind == 2]
+    live = np.zeros((r2.shape[0], L, D), dtype=np.bool_)
+    n_live = np.zeros((r2.shape[0], L), dtype=np.int64)
+    for k in range(r2.shape[0]):
+        for li in range(L):
+            for pos in range(D):
+                d = tperm[r2[k], li, pos]
+                if tf[r2[k], li, d] > 1 and not t_pinned[li, d]:
+                    live[k, li, pos] = True
+                    n_live[k, li] += 1
+    swap_loops_drawn(rng, tperm, r2, live, n_live)
+    # 3: move a spatial split by one
+    r3 = rows[kind == 3]
+    if r3.shape[0]:
+        lv3 = rng.integers(0, L, r3.shape[0])
+        step = rng.integers(0, 2, r3.shape[0])              # numpy's choice([-1, 1]): index 0 or 1
+        for k in range(r3.shape[0]):
+            li = lv3[k]
+            if split_free[li]:
+                split[r3[k], li] = min(max(split[r3[k], li] + (1 if step[k] else -1), 0), D)
+    # 4: toggle one free keep flag
+    r4 = rows[kind == 4]
+    if r4.shape[0]:
+        lv4 = rng.integers(0, L, r4.shape[0])
+        pv = rng.integers(0, P, r4.shape[0])
+        for k in range(r4.shape[0]):
+            if keep_fixed[lv4[k], pv[k]] == 0:
+                keep[r4[k], lv4[k], pv[k]] = not keep[r4[k], lv4[k], pv[k]]
+    # 5: redraw one spatial level's factors, then every temporal factor
+    r5 = rows[kind == 5]
+    if r5.shape[0] == 0 or spatial_levels.shape[0] == 0:
+        return
+    is_x = np.zeros((n, L, D), dtype=np.bool_)
+    for r in r5:
+        for li in range(L):
+            for pos in range(D):
+                is_x[r, li, sperm[r, li, pos]] = pos < split[r, li]
+    which, orders, coins, picks = draw_spatial_redraws(rng, r5.shape[0], ngroups)
+    for k in range(r5.shape[0]):
+        li = spatial_levels[which[k]]
+        sf[r5[k], li, :] = sf_reset[li]
+    for i in range(spatial_levels.shape[0]):
+        mine = np.flatnonzero(which == i)
+        if mine.shape[0]:
+            g = ngroups[i]
+            fill_spatial_rows(sf, is_x, r5[mine], level_groups[i, :g], orders[mine, :g].copy(),
+                              coins[mine, :g].copy(), picks[mine, :g].copy(), free_s, fixed_t, bounds, fan, caps_s)
+    m = r5.shape[0]
+    sub_tf = np.empty((m, L, D), dtype=tf.dtype)
+    rest = np.empty((m, D), dtype=np.int64)
+    for k in range(m):
+        sub_tf[k] = t_init
+        for d in range(D):
+            used = 1
+            for li in range(L):
+                used *= sf[r5[k], li, d]
+            rest[k, d] = bounds[d] // (fixed_t[d] * used)
+    fill_temporal_drawn(rng, sub_tf, rest, t_slots, nt_slots, primes_desc, nprimes_desc, cap_t)
+    for k in range(m):
+        tf[r5[k]] = sub_tf[k]

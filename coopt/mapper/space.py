@@ -111,6 +111,7 @@ class MapSpace:
                               np.array([s[1] for s in self.free_slots[d]], dtype=bool),
                               np.array(sorted(set(self.primes[d])))) for d in range(D)]
         self._primes_desc = [sorted(self.primes[d], reverse=True) for d in range(D)]
+        self._nconsts: tuple | None = None
         self._packed = _pack_per_dimension(self._t_slots, self._primes_desc, self._movable, self._slot_arrays)
         self._t_pinned = np.zeros((L, D), dtype=bool)       # temporal loops held by an order prefix/suffix
         for li, lc in enumerate(constraints.levels):
@@ -285,24 +286,47 @@ class MapSpace:
     def neighbours(self, parents: MappingBatch, rng: np.random.Generator, per_parent: int) -> MappingBatch:
         """Mutations of each parent: factor moves, loop reorders, split changes, bypass toggles."""
         mb = parents.take(np.repeat(np.arange(len(parents)), per_parent))      # new arrays: changed in place
-        n = len(mb)
+        kind = rng.choice(6, size=len(mb), p=[0.40, 0.12, 0.25, 0.05, 0.08, 0.10])
+        if _compiled(None):
+            mk().neighbour_moves(rng, kind, mb.tf, mb.sf, mb.tperm, mb.sperm, mb.split, mb.keep,
+                                 *self._neighbour_consts())
+        else:
+            self._neighbour_moves_py(mb, kind, rng)
+        return self.canonical(mb)
+
+    def _neighbour_consts(self) -> tuple:
+        """The layer's constants that ``kernel.neighbour_moves`` takes after the rows (computed once)."""
+        if self._nconsts is None:
+            k, c = self._packed, self._consts
+            levels = [li for li in range(self.L) if self.fan_x[li] * self.fan_y[li] > 1]
+            groups = [self._level_groups((li,))[1] for li in levels]
+            level_groups = np.zeros((len(levels), 2, 2), dtype=np.int64)
+            for i, g in enumerate(groups):
+                level_groups[i, :len(g)] = g
+            split_free = np.array([self.cons.levels[li].split is None and self.fan_x[li] > 1 and self.fan_y[li] > 1
+                                   for li in range(self.L)], dtype=bool)
+            self._nconsts = (k["movable"], k["slot_lv"], k["slot_sp"], k["nslots"], k["uprimes"], k["nuprimes"],
+                             self._t_pinned, split_free, np.ascontiguousarray(self.keep_fixed, dtype=np.int64),
+                             np.array(levels, dtype=np.int64), level_groups,
+                             np.array([len(g) for g in groups], dtype=np.int64), self._sf_reset, c["free_s"],
+                             c["fixed_t"], self.bounds, c["fan"], c["caps_s"],
+                             np.where(self.fix_t > 0, self.fix_t, 1), k["t_slots"], k["nt_slots"],
+                             k["primes_desc"], k["nprimes_desc"], self.cap_t)
+        return self._nconsts
+
+    def _neighbour_moves_py(self, mb: MappingBatch, kind: np.ndarray, rng) -> None:
+        """The moves of ``neighbours``, the plain reference of ``kernel.neighbour_moves`` (in place)."""
         tf, sf, tperm, sperm, split, keep = mb.tf, mb.sf, mb.tperm, mb.sperm, mb.split, mb.keep
-        kind = rng.choice(6, size=n, p=[0.40, 0.12, 0.25, 0.05, 0.08, 0.10])
-        rows = np.arange(n)
+        rows = np.arange(len(mb))
         # 0: move one prime of one dimension between two free slots (1: two such moves)
         self._move_primes(tf, sf, rng, rows[kind == 0], 1)
         self._move_primes(tf, sf, rng, rows[kind == 1], 2)
-        # 2: swap two loops of one level's temporal order (prefix/suffix stay put); the positions that
-        # may move are found for all rows at once, the draws stay one row at a time (same stream)
+        # 2: swap two loops of one level's temporal order (prefix/suffix stay put)
         r2 = rows[kind == 2]
         if len(r2):
             t2 = tperm[r2]
             live = (np.take_along_axis(tf[r2], t2, axis=2) > 1) & ~self._t_pinned[np.arange(self.L)[None, :, None], t2]
-            n_live = live.sum(axis=2)
-            if _compiled(None):
-                mk().swap_loops_drawn(rng, tperm, r2, live, n_live)
-            else:
-                self._swap_loops_py(tperm, rng, r2, live, n_live)
+            self._swap_loops_py(tperm, rng, r2, live, live.sum(axis=2))
         # 3: move a spatial split by one (unless fixed)
         r3 = rows[kind == 3]
         if len(r3):
@@ -326,10 +350,7 @@ class MapSpace:
             is_x[r5] = np.argsort(sperm[r5], axis=2) < split[r5][:, :, None]
             # the draws of _fill_spatial row by row (same stream), then the rows filled level by level
             ngroups = np.array([len(self._level_groups((li,))[0]) for li in spatial_levels])   # >= 1 each
-            if _compiled(None):
-                which, orders, coins, picks = mk().draw_spatial_redraws(rng, len(r5), ngroups)
-            else:
-                which, orders, coins, picks = _draw_spatial_redraws_py(rng, len(r5), ngroups)
+            which, orders, coins, picks = _draw_spatial_redraws_py(rng, len(r5), ngroups)
             levels = np.array(spatial_levels)[which]
             sf[r5, levels] = self._sf_reset[levels]
             for i, li in enumerate(spatial_levels):
@@ -337,9 +358,8 @@ class MapSpace:
                 if len(mine):
                     g = ngroups[i]
                     self._fill_spatial_drawn(sf, is_x, r5[mine], (li,), orders[mine, :g], coins[mine, :g],
-                                             picks[mine, :g])
-            self._fill_temporal(tf, sf, rng, r5)
-        return self.canonical(MappingBatch(tf=tf, tperm=tperm, sf=sf, sperm=sperm, split=split, keep=keep))
+                                             picks[mine, :g], compiled=False)
+            self._fill_temporal(tf, sf, rng, r5, compiled=False)
 
     def _swap_loops_py(self, tperm, rng, r2, live, n_live):
         """Kind-2 moves, the reference: per row a level, then two of its live loops swapped."""
@@ -350,14 +370,10 @@ class MapSpace:
             x, y = rng.choice(np.flatnonzero(live[k, li]), size=2, replace=False)
             tperm[r, li, x], tperm[r, li, y] = tperm[r, li, y], tperm[r, li, x]
 
-    def _move_primes(self, tf, sf, rng, rows, times, *, compiled: bool | None = None):
+    def _move_primes(self, tf, sf, rng, rows, times):
+        """Kind-0/1 moves, the reference: ``times`` rounds of moving one prime of a random dimension."""
         movable = self._movable
         if not movable or not len(rows):
-            return
-        if _compiled(compiled):
-            k = self._packed
-            mk().move_primes_drawn(rng, tf, sf, np.asarray(rows, dtype=np.int64), times, k["movable"],
-                                   k["slot_lv"], k["slot_sp"], k["nslots"], k["uprimes"], k["nuprimes"])
             return
         for _ in range(times):
             dsel = rng.choice(movable, size=len(rows))
