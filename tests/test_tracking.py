@@ -481,6 +481,43 @@ def test_front_page_links_each_point_to_its_run(store, records):
         get(server.base + "/")
 
 
+def test_front_page_polls_read_the_trial_runs_only_when_the_study_changed(store, records):
+    """Open pages poll every 3 s: a poll reads the study run alone; all trial runs are read again only
+    after a trial is logged or the front moves (counted on the real MLflow client's searches)."""
+    from coopt.tracking.front_page import FrontServer
+
+    t = tracker()
+    t.start()
+    for rec in records[:4]:
+        t.log_trial(rec)
+    t.update_front(records[:4], step=4)
+    server = FrontServer(t.tracking_uri, "http://127.0.0.1:5999").start()
+    searches = []
+    search_runs = server.client.search_runs
+
+    def counted(experiment_ids, filter_string="", *args, **kw):
+        searches.append("trial" if "'trial'" in filter_string else "other")
+        return search_runs(experiment_ids, filter_string, *args, **kw)
+    server.client.search_runs = counted
+    try:
+        page = get(server.url("s1"))[1].decode()
+        assert searches.count("trial") == 1 and "4 trials" in page
+        version = get(server.url("s1") + "/version")[1].decode()
+        for _ in range(5):
+            assert get(server.url("s1") + "/version")[1].decode() == version
+        get(server.url("s1"))
+        assert searches.count("trial") == 1                       # nothing changed: no trial run read again
+        t.log_trial(records[4])
+        t.update_front(records[:5], step=5)
+        assert get(server.url("s1") + "/version")[1].decode() != version
+        assert searches.count("trial") == 2
+        links = front_links(get(server.url("s1"))[1].decode())
+        assert {n for cls, _, n in links.points if "front" in cls} == brute_force_front(records[:5])
+        assert searches.count("trial") == 2
+    finally:
+        server.close()
+
+
 def test_ui_on_an_old_store_says_what_to_do(store, capsys):
     from coopt.cli import main
 

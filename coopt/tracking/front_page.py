@@ -55,19 +55,39 @@ class FrontData:
     def front(self) -> list[Point]:
         return [p for p in self.points if p.pareto]
 
+    key: str | None = None        # the study run's version when these points were read (study_version)
+
     def version(self) -> str:
         """Changes whenever a trial is logged or the front moves (what the page's poll compares)."""
+        if self.key is not None:
+            return self.key
         key = [(p.run_id, p.pareto, p.feasible) for p in self.points]
         return hashlib.sha1(json.dumps(key).encode()).hexdigest()[:16]
 
 
-def read_front(client, study: str, experiment_id: str) -> FrontData:
+def study_run(client, experiment_id: str):
+    """The study's own (parent) run, or None."""
+    runs = client.search_runs([experiment_id], "tags.`coopt.role` = 'parent'", max_results=1)
+    return runs[0] if runs else None
+
+
+def study_version(parent) -> str | None:
+    """A digest of what the tracker rewrites on the study run after every trial: its description (counts
+    and the front's table, written after the trial runs' ``pareto`` tags) and its latest metrics.  Reading
+    one run tells whether the study changed, instead of reading every trial run."""
+    if parent is None or "mlflow.note.content" not in parent.data.tags:
+        return None
+    key = [parent.data.tags["mlflow.note.content"], sorted(parent.data.metrics.items())]
+    return hashlib.sha1(json.dumps(key).encode()).hexdigest()[:16]
+
+
+def read_front(client, study: str, experiment_id: str, parent=None) -> FrontData:
     """The study's finished trial runs and its objectives, read from MLflow (the tracker's tags)."""
-    parents = client.search_runs([experiment_id], "tags.`coopt.role` = 'parent'", max_results=1)
+    parent = parent or study_run(client, experiment_id)
     objectives = DEFAULT_OBJECTIVES
-    if parents and parents[0].data.tags.get("coopt.objectives"):
-        objectives = [tuple(o) for o in json.loads(parents[0].data.tags["coopt.objectives"])]
-    data = FrontData(study, experiment_id, objectives)
+    if parent is not None and parent.data.tags.get("coopt.objectives"):
+        objectives = [tuple(o) for o in json.loads(parent.data.tags["coopt.objectives"])]
+    data = FrontData(study, experiment_id, objectives, key=study_version(parent))
     token = None
     while True:
         page = client.search_runs([experiment_id], "tags.`coopt.role` = 'trial' and attributes.status = 'FINISHED'",
@@ -243,6 +263,7 @@ class FrontServer:
         self.mlflow_base, self.study = mlflow_base, study
         self.tracking_uri = tracking_uri
         self._lock = threading.Lock()                           # one store read at a time
+        self._cache: dict[str, FrontData] = {}
         handler = type("Handler", (_Handler,), {"owner": self})
         try:
             self.httpd = ThreadingHTTPServer((host, port), handler)
@@ -264,9 +285,17 @@ class FrontServer:
         return [x for x in found if self.study is None or x[0] == self.study]
 
     def data(self, study: str) -> FrontData | None:
+        """The study's front, read again only when its study run says it changed (pages poll every 3 s)."""
         with self._lock:
             hit = [eid for s, eid in self.studies() if s == study]
-            return read_front(self.client, study, hit[0]) if hit else None
+            if not hit:
+                return None
+            parent = study_run(self.client, hit[0])
+            cached = self._cache.get(study)
+            key = study_version(parent)
+            if cached is None or key is None or (cached.experiment_id, cached.key) != (hit[0], key):
+                cached = self._cache[study] = read_front(self.client, study, hit[0], parent)
+            return cached
 
     def start(self) -> FrontServer:
         threading.Thread(target=self.httpd.serve_forever, name="coopt-front-page", daemon=True).start()

@@ -284,10 +284,6 @@ class StudyTracker:
                   "feasible_trials": sum(1 for r in records if r.feasible)}
         self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
         self._records = records
-        note = front_markdown(self.study_name, records, front, self.objectives, self.budgets, hv, self._links())
-        if note != self._note:                    # counts or front changed: one tag write
-            self.client.set_tag(self.parent_id, "mlflow.note.content", note)
-            self._note = note
         key = tuple(r.number for r in front)
         if key != self._front_key:
             self._draw(records, front)
@@ -297,6 +293,11 @@ class StudyTracker:
                 if self.pareto.get(number) != on:
                     self.client.set_tag(run_id, "pareto", "true" if on else "false")
                     self.pareto[number] = on
+        # last, after the runs' tags: a reader that sees this description also sees those tags
+        note = front_markdown(self.study_name, records, front, self.objectives, self.budgets, hv, self._links())
+        if note != self._note:                    # counts or front changed: one tag write
+            self.client.set_tag(self.parent_id, "mlflow.note.content", note)
+            self._note = note
         return {"front": list(key), "hypervolume": hv, "front_size": len(front)}
 
     def _links(self) -> dict[int, str]:
