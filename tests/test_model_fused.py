@@ -57,6 +57,34 @@ def test_compiled_batch_evaluation_equals_numpy_bit_for_bit(design):
         assert linked > 0, "the sample should exercise link transfers"
 
 
+@pytest.mark.skipif(not jit.AVAILABLE, reason="numba not installed")
+def test_a_single_detailed_evaluation_is_the_same_compiled(monkeypatch):
+    """A search's final, detailed evaluation runs compiled once a process has much work asked of it
+    (jit.MIN_WORK_SINGLE); every figure of it (per level and data space) equals the numpy path's."""
+    from coopt.model.evaluate import evaluate
+    from coopt.model.batch import MappingBatch
+
+    jit.enable()
+    compared, validity = 0, set()
+    for design in ("multi_level_fanout", "eyeriss_4x4_small_glb"):
+        arch = DESIGNS[design]()
+        tables = estimate(arch)
+        for i, problem in enumerate(_layers()):
+            mb = random_batch(problem, arch, 6, np.random.default_rng(7 + i))
+            names = [ds.name for ds in problem.dataspaces]
+            for b in range(len(mb)):
+                mapping = MappingBatch.mapping(mb, b, [l.name for l in arch.storage], problem.dims, names)
+                monkeypatch.setitem(jit._state, "asked", 0)
+                assert not jit.single_evaluations_compiled()
+                slow = evaluate(problem, arch, tables, mapping).to_dict()
+                monkeypatch.setitem(jit._state, "asked", jit.MIN_WORK_SINGLE)
+                assert jit.single_evaluations_compiled()
+                assert evaluate(problem, arch, tables, mapping).to_dict() == slow
+                compared += 1
+                validity.add(slow["valid"])
+    assert compared >= 60 and validity == {True, False}
+
+
 def _deep_hierarchy(levels: int) -> Architecture:
     """A chain of ``levels`` buffers: more level x data-space sums than numpy adds in one block."""
     inner = [StorageLevel(f"B{i}", depth=16 * 4 ** i, word_bits=8) for i in range(levels - 1)]

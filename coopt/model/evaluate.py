@@ -13,7 +13,7 @@ import numpy as np
 
 from coopt.arch.spec import Architecture
 from coopt.energy.tables import EnergyTables
-from coopt.model.collapse import NestStats, collapse_numpy
+from coopt.model.collapse import NestStats, collapse, collapse_numpy
 from coopt.model.cost import OPS, ArchCosts, Costs, evaluate_costs
 from coopt.model.mapping import Mapping
 from coopt.workload.problem import Problem
@@ -128,17 +128,22 @@ def evaluate(problem: Problem, arch: Architecture, tables: EnergyTables, mapping
     """
     ac = arch_costs or ArchCosts(arch, tables)
     reason = fanout_violations(mapping, arch)
+    compiled = False
     if engine == "walk":
         nest = walk_stats(problem, arch, mapping)
     else:
-        # One mapping: the numpy reference (the same numbers as the kernels; loading a kernel
-        # that is not loaded yet costs more than this whole evaluation).
+        # One mapping: the numpy reference (the same numbers as the kernels; loading a kernel that
+        # is not loaded yet costs more than this whole evaluation), compiled only in a process with
+        # many of them to do (jit.single_evaluations_compiled).
+        from coopt.model import jit
         from coopt.model.batch import MappingBatch
-        from coopt.model.nest import ProblemArrays, nest_stats_numpy
+        from coopt.model.nest import ProblemArrays, nest_stats, nest_stats_numpy
         names = [ds.name for ds in problem.dataspaces]
-        nest = nest_stats_numpy(ProblemArrays(problem), arch, MappingBatch.from_mappings([mapping], names))
+        compiled = jit.single_evaluations_compiled()
+        nest = (nest_stats if compiled else nest_stats_numpy)(ProblemArrays(problem), arch,
+                                                               MappingBatch.from_mappings([mapping], names))
     rw = np.array([ds.read_write for ds in problem.dataspaces])
-    acc = collapse_numpy(nest, keep_array([mapping], problem), rw)
+    acc = (collapse if compiled else collapse_numpy)(nest, keep_array([mapping], problem), rw)
     costs = evaluate_costs(nest, acc, ac, fanout_reason=[reason])
     return _to_eval(problem, arch, nest, acc, costs, ac, 0)
 

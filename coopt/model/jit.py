@@ -20,6 +20,9 @@ from pathlib import Path
 
 AVAILABLE = importlib.util.find_spec("numba") is not None
 MIN_WORK = 10_000
+# Single-mapping evaluations (a search's final, detailed one) load further kernels; worth it only in a
+# process that has many more to do: a study worker from about its third design on.
+MIN_WORK_SINGLE = 100_000
 
 _state = {"on": False, "asked": 0}
 
@@ -38,6 +41,11 @@ def request(work: int) -> bool:
     if _state["asked"] >= MIN_WORK:
         _state["on"] = True
     return enabled()
+
+
+def single_evaluations_compiled() -> bool:
+    """Should one-mapping evaluations run compiled too (see ``MIN_WORK_SINGLE``)?"""
+    return enabled() and _state["asked"] >= MIN_WORK_SINGLE
 
 
 def cache_dir() -> str | None:
