@@ -57,6 +57,28 @@ def _load_numba():
             sys.meta_path.remove(blocker)
 
 
+COMPILE_NOTICE = ("coopt: compiling the model's kernels for this machine (once after installing: about a "
+                  "minute; later runs load them from numba's cache)")
+
+
+def _say_when_compiling() -> None:
+    """numba compiles only what its cache lacks (the first run after installing, ~1 minute): say so once,
+    on stderr, when that starts (numba's event API announces each compilation)."""
+    from numba.core import event
+
+    class Notice(event.Listener):
+        said = False
+
+        def on_start(self, ev):
+            if not Notice.said:
+                Notice.said = True
+                print(COMPILE_NOTICE, file=sys.stderr, flush=True)
+
+        def on_end(self, ev):
+            pass
+    event.register("numba:compile", Notice())
+
+
 try:
     _load_numba()
     import numba
@@ -64,6 +86,7 @@ try:
     HAVE_NUMBA = True
     if jit.cache_dir():                      # a read-only install: cache under the user's home
         numba.config.CACHE_DIR = jit.cache_dir()
+    _say_when_compiling()
 except ImportError:  # pragma: no cover - numba is a dependency; keep the model usable without it
     HAVE_NUMBA = False
 
