@@ -50,10 +50,20 @@ def _options(cap, rests, caps, k, opts, prods):
     return n
 
 
+@njit(cache=True, inline="always")
+def _remaining(sf, b, fixed_t, bounds, rest):
+    """What remains of each dimension of row ``b`` after its fixed temporal and its spatial factors
+    (``MapSpace._rest``), into ``rest``."""
+    for d in range(sf.shape[2]):
+        used = 1
+        for li in range(sf.shape[1]):
+            used *= sf[b, li, d]
+        rest[d] = bounds[d] // (fixed_t[d] * used)
+
+
 @njit(cache=True)
 def fill_spatial_rows(sf, is_x, rows, groups, orders, coins, picks, free_s, fixed_t, bounds, fan, caps_s):
     """``MapSpace._fill_spatial`` for every row of ``rows`` (in place on ``sf``)."""
-    L = sf.shape[1]
     D = sf.shape[2]
     G = groups.shape[0]
     rest = np.zeros(D, dtype=np.int64)
@@ -64,11 +74,7 @@ def fill_spatial_rows(sf, is_x, rows, groups, orders, coins, picks, free_s, fixe
     empty_p = np.zeros(0, dtype=np.int64)
     for k in range(rows.shape[0]):
         b = rows[k]
-        for d in range(D):
-            used = 1
-            for li in range(L):
-                used *= sf[b, li, d]
-            rest[d] = bounds[d] // (fixed_t[d] * used)
+        _remaining(sf, b, fixed_t, bounds, rest)
         for gi in range(G):
             g = orders[k, gi]
             li = groups[g, 0]
@@ -401,11 +407,7 @@ def neighbour_moves(rng, kind, tf, sf, tperm, sperm, split, keep, movable, slot_
     rest = np.empty((m, D), dtype=np.int64)
     for k in range(m):
         sub_tf[k] = t_init
-        for d in range(D):
-            used = 1
-            for li in range(L):
-                used *= sf[r5[k], li, d]
-            rest[k, d] = bounds[d] // (fixed_t[d] * used)
+        _remaining(sf, r5[k], fixed_t, bounds, rest[k])
     fill_temporal_drawn(rng, sub_tf, rest, t_slots, nt_slots, primes_desc, nprimes_desc, cap_t)
     for k in range(m):
         tf[r5[k]] = sub_tf[k]

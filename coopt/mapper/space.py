@@ -105,6 +105,10 @@ class MapSpace:
         self._t_slots = [[li for li in range(L) if self.fix_t[li, d] == 0] for d in range(D)]
         self._groups: dict[tuple, tuple] = {}
         self._sf_reset = np.where(self.fix_s > 0, self.fix_s, 1)
+        self._tf_reset = np.where(self.fix_t > 0, self.fix_t, 1)
+        self._spatial_levels = [li for li in range(L) if self.fan_x[li] * self.fan_y[li] > 1]
+        self._split_free = np.array([lc.split is None and self.fan_x[li] > 1 and self.fan_y[li] > 1
+                                     for li, lc in enumerate(constraints.levels)], dtype=bool)
         # the prime moves' constants per dimension: free slots' levels and kinds, distinct primes
         self._movable = [d for d in range(D) if self.primes[d] and len(self.free_slots[d]) > 1]
         self._slot_arrays = [(np.array([s[0] for s in self.free_slots[d]]),
@@ -118,7 +122,7 @@ class MapSpace:
             self._t_pinned[li, list(lc.t_prefix) + list(lc.t_suffix)] = True
         self._consts = {
             "free_s": self.fix_s == 0,
-            "fixed_t": np.prod(np.where(self.fix_t > 0, self.fix_t, 1), axis=0),
+            "fixed_t": np.prod(self._tf_reset, axis=0),
             "fan": np.stack([self.fan_x, self.fan_y], axis=1),
             "caps_s": np.minimum(self.cap_s, 1 << 40),
         }
@@ -161,7 +165,7 @@ class MapSpace:
         sperm, split = self._spatial_perms(rng, n)
         tperm = self._perms(rng, n, lambda li: self.cons.levels[li].t_prefix,
                             lambda li: self.cons.levels[li].t_suffix)
-        tf = np.broadcast_to(np.where(self.fix_t > 0, self.fix_t, 1), (n, L, D)).copy()
+        tf = np.broadcast_to(self._tf_reset, (n, L, D)).copy()
         sf = np.broadcast_to(np.where(self.fix_s > 0, self.fix_s, 1), (n, L, D)).copy()
         is_x = np.argsort(sperm, axis=2) < split[:, :, None]
         self._fill_spatial(sf, is_x, rng, np.arange(n), range(L), fill)
@@ -169,10 +173,9 @@ class MapSpace:
         keep = self._sample_keep(rng, n)
         return self.canonical(MappingBatch(tf=tf, tperm=tperm, sf=sf, sperm=sperm, split=split, keep=keep))
 
-    def _rest(self, sf, tf_fixed_only=True):
+    def _rest(self, sf):
         """[n, D] what remains of each dimension after fixed and spatial factors."""
-        fixed_t = np.prod(np.where(self.fix_t > 0, self.fix_t, 1), axis=0)
-        return self.bounds[None, :] // (fixed_t[None, :] * np.prod(sf, axis=1))
+        return self.bounds[None, :] // (self._consts["fixed_t"][None, :] * np.prod(sf, axis=1))
 
     def _fill_spatial(self, sf, is_x, rng, rows, levels, fill, *, compiled: bool | None = None):
         """Choose the free spatial factors of ``levels`` for ``rows`` (in place).
@@ -215,7 +218,7 @@ class MapSpace:
         """Plain-Python reference of the per-row spatial choice (the option lists are cached)."""
         D = self.D
         free_s = (self.fix_s == 0).tolist()
-        fixed_t = np.prod(np.where(self.fix_t > 0, self.fix_t, 1), axis=0).tolist()
+        fixed_t = self._consts["fixed_t"].tolist()
         bounds = self.bounds.tolist()
         fan = [(int(self.fan_x[li]), int(self.fan_y[li])) for li in range(self.L)]
         caps_s = np.minimum(self.cap_s, 1 << 40).tolist()
@@ -252,7 +255,7 @@ class MapSpace:
     def _fill_temporal(self, tf, sf, rng, rows, *, compiled: bool | None = None):
         """Spread what remains of each dimension over its free temporal loops (in place)."""
         n = len(rows)
-        sub_tf = np.broadcast_to(np.where(self.fix_t > 0, self.fix_t, 1), (n, self.L, self.D)).copy()
+        sub_tf = np.broadcast_to(self._tf_reset, (n, self.L, self.D)).copy()
         rest = self._rest(sf[rows])
         if _compiled(compiled):
             k = self._packed
@@ -298,19 +301,17 @@ class MapSpace:
         """The layer's constants that ``kernel.neighbour_moves`` takes after the rows (computed once)."""
         if self._nconsts is None:
             k, c = self._packed, self._consts
-            levels = [li for li in range(self.L) if self.fan_x[li] * self.fan_y[li] > 1]
+            levels = self._spatial_levels
             groups = [self._level_groups((li,))[1] for li in levels]
             level_groups = np.zeros((len(levels), 2, 2), dtype=np.int64)
             for i, g in enumerate(groups):
                 level_groups[i, :len(g)] = g
-            split_free = np.array([self.cons.levels[li].split is None and self.fan_x[li] > 1 and self.fan_y[li] > 1
-                                   for li in range(self.L)], dtype=bool)
             self._nconsts = (k["movable"], k["slot_lv"], k["slot_sp"], k["nslots"], k["uprimes"], k["nuprimes"],
-                             self._t_pinned, split_free, np.ascontiguousarray(self.keep_fixed, dtype=np.int64),
+                             self._t_pinned, self._split_free, np.ascontiguousarray(self.keep_fixed, dtype=np.int64),
                              np.array(levels, dtype=np.int64), level_groups,
                              np.array([len(g) for g in groups], dtype=np.int64), self._sf_reset, c["free_s"],
                              c["fixed_t"], self.bounds, c["fan"], c["caps_s"],
-                             np.where(self.fix_t > 0, self.fix_t, 1), k["t_slots"], k["nt_slots"],
+                             self._tf_reset, k["t_slots"], k["nt_slots"],
                              k["primes_desc"], k["nprimes_desc"], self.cap_t)
         return self._nconsts
 
@@ -332,8 +333,7 @@ class MapSpace:
         if len(r3):
             li = rng.integers(0, self.L, size=len(r3))
             step = rng.choice([-1, 1], size=len(r3))
-            free = np.array([self.cons.levels[l].split is None and self.fan_x[l] > 1 and self.fan_y[l] > 1
-                             for l in li], dtype=bool)
+            free = self._split_free[li]
             split[r3[free], li[free]] = np.clip(split[r3[free], li[free]] + step[free], 0, self.D)
         # 4: toggle one free keep flag
         r4 = rows[kind == 4]
@@ -344,7 +344,7 @@ class MapSpace:
             keep[r4[free], li[free], pv[free]] ^= True
         # 5: redraw one level's spatial factors, then the temporal factors of every dimension
         r5 = rows[kind == 5]
-        spatial_levels = [li for li in range(self.L) if self.fan_x[li] * self.fan_y[li] > 1]
+        spatial_levels = self._spatial_levels
         if len(r5) and spatial_levels:
             is_x = np.zeros(tf.shape, dtype=bool)                   # read for the redrawn rows only
             is_x[r5] = np.argsort(sperm[r5], axis=2) < split[r5][:, :, None]

@@ -14,7 +14,8 @@ front design's neighbourhood is worked through without repeats, the front's
 distinct objective vectors taking turns (a plateau of equal designs counts
 once).  The other trials stay with the base sampler (TPE), which also learns
 from the probes, except where it proposes a design the study already holds
-(TPE does so for about one trial in ten late in a study): that trial steps too.  Built on Optuna's public sampler interface; seeded.
+(TPE does so for about one trial in ten late in a study): that trial steps too.
+Built on Optuna's public sampler interface; seeded.
 """
 from __future__ import annotations
 

@@ -121,22 +121,24 @@ class StorageLease:
                 except KeyError:
                     pass
 
-    def _mine(self) -> dict | None:
-        """The held generation's info while it is still the lease, else None."""
+    def _mine(self) -> tuple[int, dict] | None:
+        """(study id, info) of the held generation while it is still the lease, else None."""
         if self.generation is None or self.read(self.generation + 1) is not None:
             return None
         now = self.read()
-        return now[1] if now is not None and (now[1] or {}).get("holder") == self.token else None
+        return now if now is not None and (now[1] or {}).get("holder") == self.token else None
 
     def _beat(self) -> bool:
-        info = self._mine()
-        if info is None:
+        held = self._mine()
+        if held is None:
             return False
-        self.storage.set_study_user_attr(self.read()[0], LEASE_ATTR, {**info, "beat": info["beat"] + 1})
+        sid, info = held
+        self.storage.set_study_user_attr(sid, LEASE_ATTR, {**info, "beat": info["beat"] + 1})
         return True
 
     def release(self) -> None:
         self.renewal.stop()
-        info = self._mine()
-        if info is not None:
-            self.storage.set_study_user_attr(self.read()[0], LEASE_ATTR, {**info, "released": True})
+        held = self._mine()
+        if held is not None:
+            sid, info = held
+            self.storage.set_study_user_attr(sid, LEASE_ATTR, {**info, "released": True})

@@ -50,12 +50,11 @@ class FrontData:
     experiment_id: str
     objectives: list[tuple[str, str]]
     points: list[Point] = field(default_factory=list)
+    key: str | None = None        # the study run's version when these points were read (study_version)
 
     @property
     def front(self) -> list[Point]:
         return [p for p in self.points if p.pareto]
-
-    key: str | None = None        # the study run's version when these points were read (study_version)
 
     def version(self) -> str:
         """Changes whenever a trial is logged or the front moves (what the page's poll compares)."""
