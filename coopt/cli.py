@@ -13,7 +13,7 @@ def _cmd_evaluate(args) -> int:
     from coopt.inputs import load_inputs
     from coopt.report import evaluation_text
 
-    inputs = load_inputs(args.files, ert=args.ert, art=args.art)
+    inputs = load_inputs(args.files, ert=args.ert, art=args.art, variables=_parse_vars(args.var))
     backend = get_backend(args.engine, timeloop_bin=args.timeloop_bin)
     result = backend.evaluate(inputs.problem, inputs.arch, inputs.tables, inputs.mapping())
     if args.json:
@@ -45,7 +45,7 @@ def _cmd_map(args) -> int:
     from coopt.model.mapping import mapping_to_yaml
     from coopt.report import evaluation_text
 
-    inputs = load_inputs(args.files, ert=args.ert, art=args.art)
+    inputs = load_inputs(args.files, ert=args.ert, art=args.art, variables=_parse_vars(args.var))
     opts = _options(args, file_metric(inputs) or ("edp",))
     if args.out:                         # refuse a bad --out before searching
         from coopt.outputs import output_dir
@@ -80,7 +80,8 @@ def _cmd_network(args) -> int:
     from coopt.workload.networks import get_network
 
     design = load_design(args.arch, params=_parse_sets(args.set), dataflow=args.dataflow,
-                         constraints=args.constraints, ert=args.ert, art=args.art)
+                         constraints=args.constraints, ert=args.ert, art=args.art,
+                         variables=_parse_vars(args.var))
     net = get_network(args.network, batch=args.batch)
     opts = _options(args)
     if args.out:                         # refuse a bad --out before mapping
@@ -222,6 +223,24 @@ def _cmd_dashboard(args) -> int:
     return launch_dashboard(args.study, storage=args.storage, port=args.port)
 
 
+def _parse_vars(items) -> dict:
+    """--var KEY=VALUE: a Jinja2 variable of a v4 top file (timeloopfe's --jinja_parse_data)."""
+    out = {}
+    for item in items or []:
+        k, eq, v = item.partition("=")
+        if not eq or not k.strip():
+            raise CooptError(f"--var {item!r}", key="--var", expected="KEY=VALUE, e.g. --var architecture=eyeriss_like")
+        if k.strip() in out:
+            raise CooptError(f"--var {k.strip()} given twice", key="--var", expected="each variable once")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _var_arg(p):
+    p.add_argument("--var", action="append", metavar="KEY=VALUE",
+                   help="a variable of a Jinja2 top file (timeloopfe v4 spec), e.g. architecture=eyeriss_like")
+
+
 def _parse_sets(items) -> dict:
     out = {}
     for item in items or []:
@@ -295,7 +314,7 @@ def _cmd_energy(args) -> int:
     from coopt.energy.report import energy_json, energy_text, load_arch_and_components
     from coopt.energy.accelergy_files import write_energy_files
 
-    arch, beside = load_arch_and_components(args.arch)
+    arch, beside = load_arch_and_components(args.arch, _parse_vars(args.var))
     estimation = estimate_arch(arch, [*beside, *args.components])
     if args.out:
         write_energy_files(arch, estimation, args.out, force=args.force)
@@ -342,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "The YAML files' top-level keys (architecture, problem, mapping, ...) are merged.")
     ev.add_argument("files", nargs="+", help="YAML files with architecture, problem and mapping")
     _tables_args(ev)
+    _var_arg(ev)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     _engine_args(ev)
     ev.set_defaults(func=_cmd_evaluate)
@@ -351,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "Files are merged by top-level key; constraints in them are honoured and "
                                      "the mapper block's optimization_metrics is the default metric.")
     mp_.add_argument("files", nargs="+", help="YAML files with architecture, problem, constraints, mapper")
+    _var_arg(mp_)
     _tables_args(mp_)
     _search_args(mp_)
     mp_.add_argument("--json", action="store_true", help="print one JSON object")
@@ -364,10 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "per-layer results and network totals.")
     nw.add_argument("--arch", default="eyeriss_like",
                     help=f"a template ({', '.join(available_templates())}; default eyeriss_like) "
-                         "or a Timeloop architecture YAML")
+                         "or a Timeloop architecture YAML, or a timeloopfe v4 spec (top.yaml.jinja2 with --var)")
     nw.add_argument("--set", action="append", metavar="NAME=VALUE", help="template parameter")
     nw.add_argument("--dataflow", help="template constraint option (default: the template's first)")
     nw.add_argument("--constraints", help="YAML with Timeloop constraint targets (for architecture files)")
+    _var_arg(nw)
     nw.add_argument("--network", default="resnet50", choices=network_names(),
                     help="the workload (default resnet50)")
     nw.add_argument("--batch", type=int, default=1, help="batch size N (default 1)")
@@ -453,8 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Reads an architecture (any form evaluate reads) and Accelergy compound "
                                     "component classes; prints or writes ERT.yaml, ART.yaml and a summary "
                                     "naming each primitive's estimator.")
-    en.add_argument("arch", help="architecture YAML (Timeloop v0.3/v0.4 or timeloopfe nodes form)")
+    en.add_argument("arch", help="architecture YAML (Timeloop v0.3/v0.4, timeloopfe nodes form or v4 top file)")
     en.add_argument("components", nargs="*", help="Accelergy compound-component files (override shipped classes)")
+    _var_arg(en)
     en.add_argument("--json", action="store_true", help='print {"ert": {component: {action: pJ}}, "art": {component: um2}}')
     en.add_argument("--out", help="write ERT.yaml, ART.yaml and energy_summary.yaml into this folder")
     en.add_argument("--force", action="store_true", help="write into an existing, non-empty --out folder")

@@ -21,7 +21,8 @@ from coopt.energy.select import with_overrides
 from coopt.energy.tables import EnergyTables
 from coopt.errors import SpecError
 from coopt.mapper.constraints import collect_targets
-from coopt.yamlio import load_merged, load_yaml
+from coopt.arch.v4_spec import load_spec
+from coopt.yamlio import load_yaml
 
 __all__ = ["Design", "design_tables", "design_from_template", "load_design"]
 
@@ -43,6 +44,8 @@ def _is_template(arg: str) -> bool:
     p = Path(arg)
     if not p.suffix:
         return True
+    if p.suffix in (".jinja", ".jinja2"):
+        return False
     if p.is_file():
         return "parameters" in load_yaml(p)
     return False
@@ -79,8 +82,10 @@ def design_from_template(template: Template | str, params: dict | None = None, d
 
 
 def load_design(arch_arg: str, *, params: dict | None = None, dataflow: str | None = None,
-                constraints: str | None = None, ert=None, art=None) -> Design:
+                constraints: str | None = None, ert=None, art=None, variables: dict | None = None) -> Design:
     if _is_template(arch_arg):
+        if variables:
+            raise SpecError("--var applies to Jinja2 spec files; templates take --set", key="--var")
         if constraints:
             raise SpecError("--constraints applies to architecture files; templates take --dataflow",
                             key="--constraints")
@@ -89,7 +94,7 @@ def load_design(arch_arg: str, *, params: dict | None = None, dataflow: str | No
         raise SpecError(f"--set applies to templates, and {arch_arg} is an architecture file", key="--set",
                         expected=f"a template among {available_templates()}")
     files = [arch_arg] + ([constraints] if constraints else [])
-    raw, sources = load_merged(files)
+    raw, sources = load_spec(files, variables, size_one_dims=False)   # the targets serve every layer
     if "architecture" not in raw:
         raise SpecError("no 'architecture:' section", file=arch_arg, key="architecture")
     arch = arch_from_yaml(raw["architecture"], file=sources["architecture"])

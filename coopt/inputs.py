@@ -19,7 +19,7 @@ from coopt.errors import SpecError
 from coopt.model.mapping import Mapping, mapping_from_yaml
 from coopt.workload.problem import Problem
 from coopt.workload.yaml_io import problem_from_yaml
-from coopt.yamlio import load_merged
+from coopt.arch.v4_spec import load_spec
 
 __all__ = ["InputSet", "load_inputs"]
 
@@ -53,10 +53,12 @@ def _require(raw: dict, sources: dict, key: str, paths) -> object:
     return raw[key]
 
 
-def load_inputs(paths, ert: str | Path | None = None, art: str | Path | None = None) -> InputSet:
-    """Load and check a Timeloop-style input set; energies from ERT/ART files or estimated."""
+def load_inputs(paths, ert: str | Path | None = None, art: str | Path | None = None,
+                variables: dict | None = None) -> InputSet:
+    """Load and check a Timeloop-style input set (or a timeloopfe v4 spec, ``variables`` for its Jinja2
+    top file); energies from ERT/ART files or estimated."""
     paths = [Path(p) for p in paths]
-    raw, sources = load_merged(paths)
+    raw, sources = load_spec(paths, variables)
     arch = arch_from_yaml(_require(raw, sources, "architecture", paths), file=sources.get("architecture"))
     problem = problem_from_yaml(_require(raw, sources, "problem", paths), file=sources.get("problem"))
     tables = design_tables(arch, ert, art, raw=raw, sources=sources)

@@ -19,7 +19,7 @@ import yaml
 from coopt.errors import SpecError
 
 __all__ = ["TolerantLoader", "load_yaml", "loads_yaml", "load_merged", "dump_yaml", "dumps_yaml", "read_text",
-           "MAX_FILE_BYTES", "MAX_DEPTH", "MAX_NODES"]
+           "check_shape", "MAX_FILE_BYTES", "MAX_DEPTH", "MAX_NODES"]
 
 # Limits on what an input file may be: far above any real Timeloop/Accelergy/coopt file, far below what
 # makes a parser hang or run out of memory (alias bombs, 20,000-deep nesting, /dev/zero).
@@ -106,7 +106,7 @@ _OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
 _CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 
 
-def _check_shape(text: str, file: str | None) -> None:
+def check_shape(text: str, file: str | None) -> None:
     """Refuse nesting deeper than MAX_DEPTH and documents over MAX_NODES once aliases are expanded.
 
     One pass over the parser's events (PyYAML's parser is iterative, its composer recursive):
@@ -148,7 +148,7 @@ def _check_shape(text: str, file: str | None) -> None:
 def loads_yaml(text: str, *, file: str | None = None) -> Any:
     """Parse YAML text with :class:`TolerantLoader`; syntax errors become SpecError with a line."""
     try:
-        _check_shape(text, file)
+        check_shape(text, file)
         return yaml.load(text, Loader=TolerantLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -171,14 +171,24 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_merged(paths: Iterable[str | Path]) -> tuple[dict, dict[str, str]]:
-    """Merge the top-level keys of several files (Timeloop style); return (merged, {key: file})."""
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, (list, dict)) and not value)
+
+
+def load_merged(paths: Iterable[str | Path], read=None) -> tuple[dict, dict[str, str]]:
+    """Merge the top-level keys of several files (Timeloop style); return (merged, {key: file}).
+
+    ``read`` reads one file (default :func:`load_yaml`).  A key given empty in one file (timeloopfe's
+    processed inputs carry ``mapping: []``) gives way to the file that fills it.
+    """
     merged: dict = {}
     origin: dict[str, str] = {}
     for path in paths:
-        data = load_yaml(path)
+        data = (read or load_yaml)(path)
         for key, value in data.items():
-            if key in origin:
+            if key in origin and _empty(value):
+                continue
+            if key in origin and not _empty(merged[key]):
                 raise SpecError(f"top-level key '{key}' appears in both {origin[key]} and {path}",
                                 file=str(path), key=str(key), expected="each top-level key in one file")
             merged[key] = value
@@ -196,6 +206,10 @@ class _Dumper(yaml.SafeDumper):
 def _represent_other(dumper: _Dumper, data: Any):
     if isinstance(data, Mapping):
         return dumper.represent_dict(dict(data))
+    if isinstance(data, str):          # str subclasses (a v4 file's quoted strings)
+        return dumper.represent_str(str(data))
+    if isinstance(data, list):
+        return dumper.represent_list(list(data))
     if isinstance(data, (tuple, set, frozenset)):
         return dumper.represent_list(list(data))
     if isinstance(data, Path):

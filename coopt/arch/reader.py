@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from coopt.arch.spec import Architecture, ArithmeticLevel, StorageLevel
 from coopt.errors import SpecError
@@ -28,12 +28,13 @@ class _Comp:
     """A component found while walking the tree, before Timeloop's rules are applied."""
 
     name: str          # as written, maybe with a range
-    cls: str
+    cls: str           # the class Accelergy estimates: ``subclass`` where given
     attrs: dict        # what Timeloop reads
     raw: dict          # what we keep for writing back
     n_elements: int
     key: str
     path: str
+    role: str = ""     # the class Timeloop reads (storage or compute), ``class`` as written
 
 __all__ = ["arch_from_yaml"]
 
@@ -96,64 +97,25 @@ def _walk_tree(root: dict, file: str | None) -> tuple[list[_Comp], str, dict]:
             ck = f"{key}.local[{i}]"
             c = _need_dict(c, ck, file)
             cname, cls = _need_name(c, ck, file), _need_class(c, ck, file)
+            sub = c.get("subclass")
+            if sub is not None and (not isinstance(sub, str) or not sub):
+                raise SpecError(f"subclass is {sub!r}", file=file, key=f"{ck}.subclass", expected="a class name")
             own = dict(_need_dict(c.get("attributes"), f"{ck}.attributes", file))
             raw = {**{k: v for k, v in inherited.items() if k not in own}, **own}
             n = mult * range_count(cname, key=f"{ck}.name", file=file)
-            comps.append(_Comp(cname, cls, own, raw, n, ck, ".".join(parts + [cname])))
+            comps.append(_Comp(cname, sub or cls, own, raw, n, ck, ".".join(parts + [cname]), cls))
     if top_name is None:
         raise SpecError("no 'subtree'", file=file, key="architecture",
                         expected="architecture: {version, subtree: [{name, local: [...]}]}")
     return comps, top_name, top_attrs
 
 
-def _leaves(nodes: Any, key: str, file: str | None) -> Iterator[tuple[dict, str]]:
-    """Flatten !Hierarchical / !Parallel / !Pipelined groups (their tags are dropped) in order."""
-    for i, n in enumerate(_need_list(nodes, key, file)):
-        nk = f"{key}[{i}]"
-        n = _need_dict(n, nk, file)
-        if n.get("enabled", True) is False:
-            continue
-        if "nodes" in n and "class" not in n:
-            yield from _leaves(n["nodes"], f"{nk}.nodes", file)
-        else:
-            yield n, nk
-
-
 def _walk_nodes(root: dict, file: str | None) -> tuple[list[_Comp], str, dict]:
-    """timeloopfe's v0.4 ``nodes:`` list, flattened like its v4->v3 transpiler."""
-    comps: list[_Comp] = []
-    mx = my = 1
-    top_name, top_attrs, inherited, first = "top_level", {}, {}, True
-    for node, key in _leaves(root["nodes"], "architecture.nodes", file):
-        name = _need_name(node, key, file)
-        is_container = "class" not in node
-        cls = None if is_container else _need_class(node, key, file)
-        if cls is not None and "nothing" in cls:
-            continue
-        attrs = dict(_need_dict(node.get("attributes"), f"{key}.attributes", file))
-        sp = Attrs(_need_dict(node.get("spatial"), f"{key}.spatial", file), f"{key}.spatial", file)
-        fx, fy = sp.int(("meshX",), minimum=1) or 1, sp.int(("meshY",), minimum=1) or 1
-        if is_container:
-            inherited.update(attrs)
-            if first:
-                top_name, top_attrs = f"{base_name(name)}_top_level", dict(attrs)
-        first = False
-        if fx * fy != 1:
-            dummy = {"width": 1, "depth": 1, "datawidth": 1, "technology": -1}
-            dummy.update({k: v for k, v in inherited.items() if k not in dummy})
-            dname = f"inter_{base_name(name)}_spatial"
-            comps.append(_nodes_comp(dname, "dummy_storage", dummy, mx, my, f"{key}.spatial", top_name))
-            mx, my = mx * fx, my * fy
-        if not is_container:
-            full = {**{k: v for k, v in inherited.items() if k not in attrs}, **attrs}
-            comps.append(_nodes_comp(base_name(name), cls, full, mx, my, key, top_name))
-    return comps, top_name, top_attrs
+    """timeloopfe's v0.4 ``nodes:`` list, flattened by its v4->v3 transpiler (:mod:`coopt.arch.v4_spec`)."""
+    from coopt.arch.v4_spec import flatten_nodes
 
-
-def _nodes_comp(name: str, cls: str, attrs: dict, mx: int, my: int, key: str, top: str) -> _Comp:
-    attrs = {**attrs, "meshX": mx, "meshY": my}
-    n = mx * my
-    return _Comp(f"{name}[1..{n}]", cls, attrs, attrs, n, key, f"{top}.{name}[1..{n}]")
+    flat, _ = flatten_nodes(root, file=file)
+    return _walk_tree(flat, file)
 
 
 def _storage(c: _Comp, file: str | None) -> StorageLevel:
@@ -209,7 +171,7 @@ def _storage(c: _Comp, file: str | None) -> StorageLevel:
         depth = None
 
     tech_attr = a.find(("technology",))
-    is_dram = "DRAM" in c.cls or (tech_attr is not None and str(tech_attr[1]) == "DRAM")
+    is_dram = "DRAM" in c.role or (tech_attr is not None and str(tech_attr[1]) == "DRAM")
     if is_dram and cluster != 1:
         raise a.err("cluster_size", f"{name}: a DRAM must have cluster_size 1", "cluster_size 1")
 
@@ -252,7 +214,8 @@ def _arithmetic(c: _Comp, file: str | None) -> ArithmeticLevel:
 
 def _node_technology(top_attrs: dict, comps: list[_Comp]) -> str:
     tech = top_attrs.get("technology")
-    if tech is not None and str(tech) not in ("DRAM", "-1"):
+    if tech is not None and str(tech) not in ("DRAM", "-1") and (NODE_TECH.match(str(tech)) or not any(
+            NODE_TECH.match(str(c.raw.get("technology"))) for c in comps)):
         return str(tech)
     for c in comps:
         t = c.raw.get("technology")
@@ -276,16 +239,16 @@ def arch_from_yaml(node: dict, *, file: str | None = None) -> Architecture:
     storage: list[StorageLevel] = []
     arith: list[ArithmeticLevel] = []
     for c in comps:
-        if is_buffer_class(c.cls):
+        if is_buffer_class(c.role):
             storage.append(_storage(c, file))
-        elif is_compute_class(c.cls):
+        elif is_compute_class(c.role):
             arith.append(_arithmetic(c, file))
-        elif any(s in c.cls for s in NETWORK_CLASSES):
+        elif any(s in c.role for s in NETWORK_CLASSES):
             raise SpecError(f"component '{base_name(c.name)}' is a network (class {c.cls}); "
                             "coopt models Timeloop's default networks only", file=file,
                             key=f"{c.key}.class", expected="a storage or compute class")
         else:
-            raise SpecError(f"component '{base_name(c.name)}' has class '{c.cls}', which is neither "
+            raise SpecError(f"component '{base_name(c.name)}' has class '{c.role}', which is neither "
                             "storage nor compute", file=file, key=f"{c.key}.class",
                             expected=f"a class containing one of {list(BUFFER_CLASSES + COMPUTE_CLASSES)}")
     if len(arith) != 1:

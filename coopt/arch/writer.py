@@ -14,7 +14,7 @@ from typing import Any
 from coopt.arch.spec import Architecture, ArithmeticLevel, StorageLevel
 from coopt.errors import SpecError
 from coopt.arch.attrs import (ARITH_WORD_BITS, BLOCK, DEPTH, WIDTH, WORD_BITS, NODE_TECH, spellings, base_name,
-                              range_count, split_path)
+                              range_count, split_path, is_buffer_class, is_compute_class)
 from coopt.arch.reader import arch_from_yaml
 
 __all__ = ["arch_to_yaml"]
@@ -142,6 +142,15 @@ def _chain_generated(arch: Architecture, comps: list) -> tuple[list[str], list[t
     return chain, placed
 
 
+def _class_keys(c) -> dict:
+    """``class`` Timeloop reads; a class outside its storage/compute names goes to ``subclass`` (timeloopfe's form)."""
+    if isinstance(c, StorageLevel) and not is_buffer_class(c.cls):
+        return {"class": "storage", "subclass": c.cls}
+    if not isinstance(c, StorageLevel) and not is_compute_class(c.cls) and not is_buffer_class(c.cls):
+        return {"class": "compute", "subclass": c.cls}
+    return {"class": c.cls}
+
+
 def _same_numbers(a: Any, b: Any) -> list[str]:
     return [f.name for f in fields(a) if f.compare and f.name != "path" and getattr(a, f.name) != getattr(b, f.name)]
 
@@ -168,7 +177,7 @@ def arch_to_yaml(arch: Architecture) -> dict:
         implied = math.prod(mults[:depth + 1]) * range_count(local_name)
         attrs = (_storage_attrs(c, arch, implied) if isinstance(c, StorageLevel)
                  else _arith_attrs(c, arch, implied))
-        nodes[depth]["local"].append({"name": local_name, "class": c.cls, "attributes": attrs})
+        nodes[depth]["local"].append({"name": local_name, **_class_keys(c), "attributes": attrs})
     for parent, child in zip(nodes, nodes[1:]):
         parent["subtree"] = [child]
     for n in nodes:

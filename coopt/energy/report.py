@@ -5,7 +5,7 @@ from coopt.arch.spec import Architecture
 from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.accelergy import Estimation
 from coopt.errors import SpecError
-from coopt.yamlio import load_merged
+from coopt.arch.v4_spec import load_spec
 
 
 def load_arch(path) -> Architecture:
@@ -13,13 +13,15 @@ def load_arch(path) -> Architecture:
     return load_arch_and_components(path)[0]
 
 
-def load_arch_and_components(path) -> tuple[Architecture, list]:
-    """The architecture and, as Accelergy reads every key of every file, compound classes found beside it."""
-    raw, sources = load_merged([path])
+def load_arch_and_components(path, variables: dict | None = None) -> tuple[Architecture, list]:
+    """The architecture and, as Accelergy reads every key of every file, compound classes found beside it
+    (a v4 spec's ``components:`` included)."""
+    raw, sources = load_spec([path], variables)
     if "architecture" not in raw:
         raise SpecError("no 'architecture:' section", file=str(path), key="architecture")
     arch = arch_from_yaml(raw["architecture"], file=sources["architecture"])
-    comps = [path] if isinstance(raw.get("compound_components"), dict) else []
+    cc = raw.get("compound_components")
+    comps = [{"compound_components": cc}] if isinstance(cc, dict) else []
     return arch, comps
 
 

@@ -22,6 +22,9 @@ _TOP_KEYS = ("version", "shape", "instance")
 _SHAPE_KEYS = ("name", "dimensions", "data_spaces", "coefficients")
 _DS_KEYS = ("name", "projection", "read_write")
 _IGNORED_INSTANCE_KEYS = ("densities",)
+# Derived sizes the Timeloop exercises' problems carry beside the bounds (input height/width and padding);
+# Timeloop reads bounds and coefficients by name and ignores them, so they are a documented no-op here.
+DERIVED_INSTANCE_KEYS = ("H", "W", "Hpad", "Wpad")
 
 
 def _fail(msg: str, file: str | None, key: str, expected: str | None = None) -> SpecError:
@@ -162,6 +165,8 @@ def _parse_instance(inst: dict, dims, coefs: dict, file, key) -> tuple[dict, dic
             bounds[k] = _positive(v, file, f"{key}.{k}")
         elif k in values:
             values[k] = _positive(v, file, f"{key}.{k}")
+        elif k in DERIVED_INSTANCE_KEYS:
+            continue
         else:
             raise _fail(f"unknown instance key {k!r}", file, f"{key}.{k}",
                         f"a dimension {list(dims)} or coefficient {list(coefs)}")
