@@ -1,0 +1,199 @@
+"""timeloopfe v4 specifications read as shipped: the four dense Timeloop + Accelergy exercises.
+
+tests/data/exercises/ holds the exercises' own files (MIT; see its README):
+the Jinja2 top file, each design's arch.yaml, the shared _components/ and
+_include/, and from ref_outputs/default_problem/ what real timeloopfe +
+timeloop-mapper + Accelergy produced.  Each design runs exactly as a
+Timeloop user runs it (``top.yaml.jinja2 --var architecture=NAME``).
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from coopt.arch.v4_spec import load_spec
+from coopt.backends.timeloop_stats import level_energy_pj, parse_stats, total_energy_pj
+from coopt.cli import main
+from coopt.errors import SpecError
+from coopt.yamlio import load_yaml, loads_yaml
+
+DATA = Path(__file__).parent / "data" / "exercises"
+TOP = DATA / "top.yaml.jinja2"
+DESIGNS = ["eyeriss_like", "simba_like", "simple_output_stationary", "simple_weight_stationary"]
+# The DRAM tile's input halo: coopt (and, per the issue, current Timeloop master) counts the rows shared by
+# consecutive DRAM tiles once; the reference run, a 2024 v4-era timeloop-mapper, counts 157,296 input reads.
+# No Timeloop build was available in this session to rerun the reference inputs, so both counts are stated.
+HALO = {"eyeriss_like": (156_600, 157_296), "simple_output_stationary": (152_550, 157_296)}
+
+
+def _ref(design: str) -> Path:
+    return DATA / design / "ref_outputs" / "default_problem"
+
+
+def _run(capsys, *argv) -> tuple[int, str]:
+    rc = main([str(a) for a in argv])
+    return rc, capsys.readouterr().out
+
+
+def _canonical(targets: list) -> list:
+    out = []
+    for t in targets:
+        t = dict(t)
+        for k in ("keep", "bypass"):
+            if k in t:
+                t[k] = sorted(t[k])
+        if "factors" in t:
+            t["factors"] = sorted(str(t["factors"]).replace(" ", ",").split(","))
+        out.append(json.dumps(t, sort_keys=True))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("design", DESIGNS)
+def test_processed_form_is_timeloopfes(design):
+    """Architecture, inline constraints and classes as timeloopfe's own parsed-processed-input.yaml."""
+    raw, _ = load_spec([TOP], {"architecture": design})
+    ref = load_yaml(_ref(design) / "parsed-processed-input.yaml")
+    assert _canonical(raw["architecture_constraints"]["targets"]) == _canonical(ref["architecture_constraints"]["targets"])
+    mine, theirs = raw["architecture"]["subtree"][0], ref["architecture"]["subtree"][0]
+    assert mine["name"] == theirs["name"]
+    assert [(c["name"], c["class"], c.get("subclass")) for c in mine["local"]] == \
+           [(c["name"], c["class"], c.get("subclass")) for c in theirs["local"]]
+    for a, b in zip(mine["local"], theirs["local"]):
+        for k, v in b["attributes"].items():
+            if k in ("has_power_gating", "power_gated_at"):
+                continue
+            if design == "eyeriss_like" and k == "technology" and v != -1:
+                # the reference outputs predate the exercises' commit 2d55108 that moved eyeriss to 65 nm
+                assert (a["attributes"][k], v) == ("65nm", "32nm")
+                continue
+            assert a["attributes"].get(k) == v, (a["name"], k)
+    assert sorted(c["name"] for c in raw["compound_components"]["classes"]) == \
+           sorted(c["name"] for c in ref["compound_components"]["classes"])      # glob order differs
+    assert raw["problem"]["instance"] == {k: v for k, v in ref["problem"]["instance"].items() if k != "densities"}
+
+
+@pytest.mark.parametrize("design", DESIGNS)
+def test_as_shipped_with_reference_mapping_and_tables(design, capsys):
+    """Cycles, utilisation, every access count and the energies of timeloop-mapper's best mapping."""
+    r = _ref(design)
+    rc, out = _run(capsys, "evaluate", TOP, r / "timeloop-mapper.map.yaml", "--var", f"architecture={design}",
+                   "--ert", r / "timeloop-mapper.ERT.yaml", "--art", r / "timeloop-mapper.ART.yaml", "--json")
+    assert rc == 0, out
+    got, ref = json.loads(out), parse_stats(r / "timeloop-mapper.stats.txt")
+    assert got["cycles"] == ref["cycles"]
+    assert got["macs"] == ref["computes"]
+    assert round(got["utilization"], 4) == round(ref["utilization"], 4)
+    halo = HALO.get(design)
+    checked = 0
+    for name, lvl in ref["levels"].items():
+        for ds, counts in lvl["dataspaces"].items():
+            for key in ("reads", "fills", "updates"):
+                mine = got["levels"][name][ds][key]
+                if halo and ds == "Inputs" and (name, key) in (("DRAM", "reads"), ("shared_glb", "fills")):
+                    assert (mine, counts[key]) == halo, f"{name}.{ds}.{key}"
+                else:
+                    assert mine == counts[key], f"{name}.{ds}.{key}"
+                checked += 1
+    assert checked >= 12
+    for name in ref["levels"]:
+        if halo and name in ("DRAM", "shared_glb"):
+            continue
+        e = level_energy_pj(ref, name)
+        assert got["levels"][name]["energy_pj"] == pytest.approx(e, rel=1e-3, abs=1e-6)
+    e_ref = total_energy_pj(ref)
+    # the halo's extra DRAM reads and buffer fills are 0.08 % (eyeriss) and 0.54 % (output stationary)
+    assert got["energy_pj"] == pytest.approx(e_ref, rel=6e-3 if halo else 1e-3)
+
+
+def test_energy_command_uses_the_specs_component_classes(capsys):
+    """coopt energy on the top file estimates every component with the spec's own _components classes.
+
+    simba_like (45 nm in both the spec and the reference run): the buffers built from the exercises'
+    smartbuffer_SRAM / smartbuffer_RF classes read and write within 1 % of the reference Accelergy.  The
+    entries that differ more are listed with their causes in docs/v4_exercises.md.
+    """
+    rc, out = _run(capsys, "energy", TOP, "--var", "architecture=simba_like", "--json")
+    assert rc == 0, out
+    got = json.loads(out)
+    ert = load_yaml(_ref("simba_like") / "timeloop-mapper.ERT.yaml")["ERT"]["tables"]
+    ref = {re.sub(r"\[.*?\]", "", e["name"]).split(".")[-1]: {a["name"]: a["energy"] for a in e["actions"]}
+           for e in ert}
+    assert set(ref) <= set(got["ert"])
+    for comp in ("GlobalBuffer", "PEInputBuffer", "PEWeightBuffer", "PEAccuBuffer"):
+        for action in ("read", "write"):
+            assert got["ert"][comp][action] == pytest.approx(ref[comp][action], rel=0.01), (comp, action)
+
+
+def test_network_takes_the_spec_and_its_inline_constraints(capsys):
+    from coopt.design import load_design
+
+    d = load_design(str(TOP), variables={"architecture": "simple_weight_stationary"})
+    kinds = {(t["target"], t["type"]) for t in d.targets}
+    assert ("inter_PE_spatial", "spatial") in kinds and ("weight_reg", "bypass") in kinds
+    # per-layer targets: the default problem's size-1 dimensions are not pinned into permutations
+    assert not any(t["target"] == "DRAM" for t in d.targets)
+    rc, out = _run(capsys, "network", "--arch", TOP, "--var", "architecture=simple_weight_stationary",
+                   "--network", "resnet18", "--budget", "60", "--workers", "1", "--json")
+    assert rc in (0, 1), out
+    assert json.loads(out)["layers"]
+
+
+@pytest.mark.parametrize("text, where", [
+    ("architecture:\n  nodes:\n  - !Compnent {name: x, class: DRAM}\n", "line 3"),
+    ("architecture:\n  nodes:\n  - !Parallel\n    nodes:\n    - !Container {name: c}\n", "inside a !Parallel"),
+    ("architecture:\n  nodes:\n  - !Component {name: d, class: DRAM, attributes: {width: 2 * wdth}}\n",
+     "undefined wdth"),
+    ("architecture: {{ include('nowhere.yaml', 'architecture') }}\n", "line 1"),
+    ("globals: {}\narchitecture: {{ 1 + }}\n", "line 2"),
+])
+def test_errors_name_file_and_place(tmp_path, capsys, text, where):
+    f = tmp_path / "spec.yaml.jinja2"
+    f.write_text(text)
+    rc = main(["energy", str(f)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert "spec.yaml.jinja2" in err and where in err, err
+
+
+def test_missing_jinja_variable_says_how_to_set_it(capsys):
+    rc = main(["energy", str(TOP)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "line " in err and "--var architecture=VALUE" in err
+
+
+def test_processed_input_mapping_placeholder_gives_way(tmp_path, capsys):
+    """timeloopfe's processed input carries 'mapping: []'; a mapping file beside it is the one used."""
+    r = _ref("simba_like")
+    rc, out = _run(capsys, "evaluate", r / "parsed-processed-input.yaml", r / "timeloop-mapper.map.yaml",
+                   "--ert", r / "timeloop-mapper.ERT.yaml", "--art", r / "timeloop-mapper.ART.yaml", "--json")
+    assert rc == 0, out
+    assert json.loads(out)["cycles"] == parse_stats(r / "timeloop-mapper.stats.txt")["cycles"]
+
+
+def test_reading_a_spec_costs_little_over_parsing_its_yaml():
+    files = [DATA / "eyeriss_like" / "arch.yaml", DATA / "_include" / "default_problem.yaml",
+             DATA / "_include" / "mapper.yaml", *sorted((DATA / "_components").glob("*.yaml"))]
+    texts = [f.read_text() for f in files]
+
+    def best(fn):
+        fn()
+        out = []
+        for _ in range(3):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+        return min(out)
+
+    spec = best(lambda: load_spec([TOP], {"architecture": "eyeriss_like"}))
+    plain = best(lambda: [loads_yaml(t) for t in texts])
+    assert spec - plain < 0.05, (spec, plain)
+
+
+def test_var_without_a_template_is_refused():
+    with pytest.raises(SpecError, match="no input file is a Jinja2 template"):
+        load_spec([DATA / "eyeriss_like" / "arch.yaml"], {"architecture": "x"})
