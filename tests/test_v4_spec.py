@@ -206,3 +206,98 @@ def test_reading_a_spec_costs_little_over_parsing_its_yaml():
 def test_var_without_a_template_is_refused():
     with pytest.raises(SpecError, match="no input file is a Jinja2 template"):
         load_spec([DATA / "eyeriss_like" / "arch.yaml"], {"architecture": "x"})
+
+
+_PROBLEM = """
+problem:
+  version: 0.4
+  shape: {name: CNN_Layer, dimensions: [C, M, R, S, N, P, Q],
+          data_spaces: [{name: Weights, projection: [[[C]], [[M]], [[R]], [[S]]]},
+                        {name: Inputs, projection: [[[N]], [[C]], [[R], [P]], [[S], [Q]]]},
+                        {name: Outputs, projection: [[[N]], [[M]], [[Q]], [[P]]], read_write: true}]}
+  instance: {C: 2 * chans, M: 8, R: 3, S: 3, N: 1, P: 8, Q: 8, H: 10, W: 10}
+variables: {version: 0.4, chans: 4, kib: 8}
+"""
+
+
+def _spec(tmp_path, nodes: str, extra: str = "") -> dict:
+    f = tmp_path / "spec.yaml"
+    f.write_text(_PROBLEM + "architecture:\n  version: 0.4\n  nodes:\n" + nodes + extra)
+    raw, _ = load_spec([f])
+    return raw
+
+
+def _targets(raw) -> dict:
+    return {(t["target"], t["type"]): {k: v for k, v in t.items() if k not in ("target", "type")}
+            for t in raw["architecture_constraints"]["targets"]}
+
+
+def test_every_constraint_form_timeloopfe_accepts(tmp_path):
+    raw = _spec(tmp_path, """
+  - !Container {name: sys, attributes: {technology: "45nm"}}
+  - !Component {name: DRAM, class: DRAM, attributes: {width: 64, datawidth: 8},
+                constraints: {temporal: {factors: "C=1 M=2", permutation: "MC"}}}
+  - !Component
+    name: buf
+    class: storage
+    subclass: smartbuffer_SRAM
+    attributes: {depth: kib * 1024 // 8, width: 64, datawidth: 8}
+    constraints:
+      dataspace: {keep_only: [Inputs]}
+      temporal: {factors_only: [P=8], no_reuse: [Inputs]}
+  - !Container
+    name: PE
+    spatial: {meshX: chans}
+    constraints: {spatial: {factors: {R: 1, S: 1}, no_iteration_over_dataspaces: [Outputs], split: 1}}
+  - !Parallel
+    nodes:
+    - !Component {name: wreg, class: regfile, attributes: {depth: 1, width: 8, datawidth: 8},
+                  constraints: {dataspace: {keep: [Weights]}}}
+    - !Nothing {constraints: {dataspace: {keep: [Inputs, Outputs]}}}
+  - !Component {name: mac, class: intmac, attributes: {multiplier_width: 8, adder_width: 16}}
+""")
+    t = _targets(raw)
+    assert t[("DRAM", "temporal")] == {"factors": "C=1,M=2", "permutation": "NMC"}
+    assert t[("buf", "bypass")] == {"keep": ["Inputs"], "bypass": ["Weights", "Outputs"]}
+    assert t[("buf", "temporal")]["factors"] == "P=8,C=1,M=1,R=1,S=1,N=1,Q=1"
+    assert t[("buf", "temporal")]["no_reuse"] == ["Inputs"]
+    sp = t[("inter_PE_spatial", "spatial")]
+    assert sp["split"] == 1 and set(sp["factors"].split(",")) == {"R=1", "S=1", "N=1", "M=1", "Q=1", "P=1"}
+    # the !Nothing branch keeps Inputs and Outputs, so the register branch bypasses them
+    assert t[("wreg", "bypass")] == {"keep": ["Weights"], "bypass": ["Inputs", "Outputs"]}
+    local = {c["name"]: c for c in raw["architecture"]["subtree"][0]["local"]}
+    assert local["buf[1..1]"]["attributes"]["depth"] == 1024 and local["buf[1..1]"]["subclass"] == "smartbuffer_SRAM"
+    assert "wreg[1..4]" in local and local["mac[1..4]"]["attributes"]["technology"] == "45nm"
+    assert raw["problem"]["instance"]["C"] == 8
+
+
+def test_top_level_constraint_targets_join_the_nodes(tmp_path):
+    raw = _spec(tmp_path, """
+  - !Component {name: DRAM, class: DRAM, attributes: {width: 64, datawidth: 8}}
+  - !Component {name: buf, class: SRAM, attributes: {depth: 64, width: 64, datawidth: 8},
+                constraints: {temporal: {factors: [C=1]}}}
+  - !Component {name: mac, class: intmac}
+""", "constraints:\n  targets:\n  - {target: buf, type: temporal, factors: M=2, permutation: [M]}\n")
+    assert _targets(raw)[("buf", "temporal")] == {"factors": "C=1,M=2", "permutation": "NCM"}
+
+
+@pytest.mark.parametrize("nodes, message", [
+    ("  - !Parallel\n    nodes:\n    - !Component {name: a, class: SRAM, constraints: {dataspace: {keep: [Weights]}}}\n"
+     "    - !Component {name: b, class: SRAM, constraints: {dataspace: {keep: [Weights, Inputs, Outputs]}}}\n",
+     "kept in two branches"),
+    ("  - !Parallel\n    nodes:\n    - !Component {name: a, class: SRAM, constraints: {dataspace: {keep: [Weights]}}}\n",
+     "no branch keeps ['Inputs', 'Outputs']"),
+    ("  - !Parallel\n    nodes:\n    - !Component {name: a, class: SRAM, spatial: {meshX: 2},\n"
+     "                  constraints: {dataspace: {keep: ['*']}}}\n", "inside a !Parallel"),
+    ("  - !Container {name: c, constraints: {temporal: {factors: [C=1]}}}\n", "would be ignored by timeloopfe"),
+    ("  - !Component {name: a, class: SRAM, constraints: {temporal: {maximize_dims: [[C]]}}}\n",
+     "unknown key 'maximize_dims'"),
+    ("  - !Component {name: a, class: SRAM, constraints: {temporal: {factors: [C=1, C=2]}}}\n", "conflicting factors"),
+    ("  - !Component {name: a, class: SRAM, attributes: {technology: 45nm}}\n", "not a Python expression"),
+    ("  - !Component {name: a, class: SRAM, sparse_optimizations: {targets: []}, attributes: {x: 1}}\n"
+     "  - !Component {name: b, class: SRAM, sparse_optimizations: {action_optimization: [1]}}\n", "sparse"),
+])
+def test_unsupported_or_wrong_forms_are_refused(tmp_path, nodes, message):
+    with pytest.raises(SpecError, match=re.escape(message)) as err:
+        _spec(tmp_path, nodes)
+    assert "spec.yaml" in str(err.value)

@@ -180,7 +180,8 @@ def _expand_macros(c: dict, shape, dims, file, key) -> None:
     for macro, inside in (("no_iteration_over_dataspaces", True), ("must_iterate_over_dataspaces", False)):
         if macro in c:
             need_shape(macro)
-            chosen = {d for ds in shape.dataspaces if ds.name in c.pop(macro) for d in _ds_dims(ds)}
+            listed = c.pop(macro)
+            chosen = {d for ds in shape.dataspaces if ds.name in listed for d in _ds_dims(ds)}
             fs = c.setdefault("factors", [])
             for d in dims:
                 if (d in chosen) == inside:
