@@ -261,8 +261,15 @@ def _cmd_arch(args) -> int:
         return 0
     if not args.template:
         raise CooptError("name a template", expected=f"one of {available_templates()} or a path")
-    template = load_template(args.template)
-    doc = template.instantiate_yaml(_parse_sets(args.set))
+    from coopt.design import is_template
+    if is_template(args.template):
+        if args.var:
+            raise CooptError("--var applies to Jinja2 spec files; templates take --set", key="--var")
+        doc = load_template(args.template).instantiate_yaml(_parse_sets(args.set))
+    else:                                # a Timeloop or v4 spec: the architecture Timeloop reads, processed
+        from coopt.arch.v4_spec import load_spec
+        raw, _ = load_spec([args.template], _parse_vars(args.var))
+        doc = {k: raw[k] for k in ("architecture", "architecture_constraints") if k in raw}
     if args.out:
         from coopt.outputs import output_file, write_text
         write_text(output_file(args.out, force=args.force), dumps_yaml(doc))
@@ -494,9 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ar = sub.add_parser("arch", help="instantiate an architecture template as Timeloop YAML",
                         description="Write the Timeloop/Accelergy architecture of a template from arch_base/ "
-                                    "with the given parameters.")
-    ar.add_argument("template", nargs="?", help=f"template name ({', '.join(available_templates())}) or path")
+                                    "with the given parameters, or the processed architecture and constraint "
+                                    "targets of a Timeloop v4 spec (top.yaml.jinja2 --var architecture=NAME).")
+    ar.add_argument("template", nargs="?", help=f"template name ({', '.join(available_templates())}), template "
+                                                "file, or a Timeloop/v4 spec file")
     ar.add_argument("--set", action="append", metavar="NAME=VALUE", help="set a template parameter")
+    _var_arg(ar)
     ar.add_argument("--out", help="write to this file instead of stdout")
     ar.add_argument("--force", action="store_true", help="replace an existing --out file")
     ar.add_argument("--list", action="store_true", help="list the templates")

@@ -24,7 +24,7 @@ from coopt.mapper.constraints import collect_targets
 from coopt.arch.v4_spec import load_spec
 from coopt.yamlio import load_yaml
 
-__all__ = ["Design", "design_tables", "design_from_template", "load_design"]
+__all__ = ["Design", "is_template", "design_tables", "design_from_template", "load_design"]
 
 
 @dataclass
@@ -40,7 +40,8 @@ class Design:
     constraints_file: str | None = None    # where the targets came from, for error messages
 
 
-def _is_template(arg: str) -> bool:
+def is_template(arg: str) -> bool:
+    """A template name or template file (``parameters:``), not a Timeloop/v4 spec file."""
     p = Path(arg)
     if not p.suffix:
         return True
@@ -83,7 +84,7 @@ def design_from_template(template: Template | str, params: dict | None = None, d
 
 def load_design(arch_arg: str, *, params: dict | None = None, dataflow: str | None = None,
                 constraints: str | None = None, ert=None, art=None, variables: dict | None = None) -> Design:
-    if _is_template(arch_arg):
+    if is_template(arch_arg):
         if variables:
             raise SpecError("--var applies to Jinja2 spec files; templates take --set", key="--var")
         if constraints:

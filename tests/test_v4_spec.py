@@ -301,3 +301,34 @@ def test_unsupported_or_wrong_forms_are_refused(tmp_path, nodes, message):
     with pytest.raises(SpecError, match=re.escape(message)) as err:
         _spec(tmp_path, nodes)
     assert "spec.yaml" in str(err.value)
+
+
+def test_an_error_in_an_included_file_names_that_file(tmp_path, capsys):
+    import shutil
+    shutil.copytree(DATA, tmp_path / "ex", ignore=shutil.ignore_patterns("ref_outputs"))
+    arch = tmp_path / "ex" / "eyeriss_like" / "arch.yaml"
+    arch.write_text(arch.read_text().replace("depth: 16384", "depth: glb_words"))
+    rc = main(["energy", str(tmp_path / "ex" / "top.yaml.jinja2"), "--var", "architecture=eyeriss_like"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "eyeriss_like/arch.yaml: architecture.nodes[3].attributes.depth" in err and "undefined glb_words" in err
+
+
+def test_arch_command_prints_the_processed_spec(capsys):
+    rc, out = _run(capsys, "arch", TOP, "--var", "architecture=simple_weight_stationary")
+    assert rc == 0
+    doc = loads_yaml(out)
+    ref = load_yaml(_ref("simple_weight_stationary") / "parsed-processed-input.yaml")
+    assert _canonical(doc["architecture_constraints"]["targets"]) == _canonical(ref["architecture_constraints"]["targets"])
+    assert [c["name"] for c in doc["architecture"]["subtree"][0]["local"]] == \
+           [c["name"] for c in ref["architecture"]["subtree"][0]["local"]]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--var", "architecture"], "KEY=VALUE"),
+    (["--var", "architecture=a", "--var", "architecture=b"], "given twice"),
+])
+def test_bad_var_is_one_line(capsys, argv, message):
+    rc = main(["energy", str(TOP), *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1

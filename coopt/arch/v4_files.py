@@ -135,6 +135,8 @@ def _resolve_included(loader: _Loader, ref: str, line: int) -> Any:
                                 file=files[i], key=".".join(keys))
             part = part[k]
         parts[i] = part
+        if loader.v4state is not None:
+            loader.v4state.origin[id(part)] = files[i]
     return parts if isinstance(found, _Multi) else parts[0]
 
 
@@ -147,6 +149,7 @@ class V4State:
         self.stack: list[str] = []
         self.files: list[str] = []
         self.rendered = False           # some file had Jinja markup (so --var values were used)
+        self.origin: dict[int, str] = {}  # id of an included value -> the file it came from
 
 
 def _find_paths(p: str, here: str, state: V4State, *, glob_ok: bool = True) -> list[str]:

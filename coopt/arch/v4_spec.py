@@ -21,6 +21,7 @@ expression functions, plug-in folders, ``maximize_dims``) is refused.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,6 +315,11 @@ def process(raw: dict, sources: dict, *, size_one_dims: bool = True) -> dict:
     return raw
 
 
+def _shown(path: str) -> str:
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
 def load_spec(paths, variables: dict | None = None, *, size_one_dims: bool = True) -> tuple[dict, dict]:
     """Read Timeloop or timeloopfe v4 input files into the merged, processed form: ``(raw, {key: file})``."""
     state = V4State(variables)
@@ -330,6 +336,9 @@ def load_spec(paths, variables: dict | None = None, *, size_one_dims: bool = Tru
         return data
 
     raw, sources = load_merged([Path(p) for p in paths], read=read)
+    for key, value in raw.items():          # a key spliced in by include() is that file's, for error messages
+        if id(value) in state.origin:
+            sources[key] = _shown(state.origin[id(value)])
     if variables and not state.rendered:
         raise SpecError(f"--var {next(iter(variables))}=... given, but no input file is a Jinja2 template",
                         key="--var", expected="a top file such as top.yaml.jinja2")
