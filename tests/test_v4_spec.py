@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from coopt.arch.v4_spec import load_spec
+from coopt.arch.v4_spec import TIMELOOPFE_DEFAULTS, load_spec
 from coopt.backends.timeloop_stats import level_energy_pj, parse_stats, total_energy_pj
 from coopt.cli import main
 from coopt.errors import SpecError
@@ -64,7 +64,8 @@ def test_processed_form_is_timeloopfes(design):
            [(c["name"], c["class"], c.get("subclass")) for c in theirs["local"]]
     for a, b in zip(mine["local"], theirs["local"]):
         for k, v in b["attributes"].items():
-            if k in ("has_power_gating", "power_gated_at"):
+            if k in ("has_power_gating", "power_gated_at") or (k in TIMELOOPFE_DEFAULTS and k not in a["attributes"]):
+                assert k not in TIMELOOPFE_DEFAULTS or v == TIMELOOPFE_DEFAULTS[k]     # Timeloop's defaults
                 continue
             if design == "eyeriss_like" and k == "technology" and v != -1:
                 # the reference outputs predate the exercises' commit 2d55108 that moved eyeriss to 65 nm

@@ -34,15 +34,17 @@ from coopt.arch.v4_files import V4State, is_jinja, load_v4_file
 from coopt.errors import SpecError
 from coopt.yamlio import load_merged, loads_yaml, read_text
 
-__all__ = ["load_spec", "flatten_nodes", "is_v4_text"]
+__all__ = ["load_spec", "flatten_nodes", "is_v4_text", "TIMELOOPFE_DEFAULTS"]
 
 _V4_MARK = re.compile(r"!(Component|Container|Hierarchical|Parallel|Pipelined|Nothing)\b|^\s*nodes\s*:", re.M)
 _LEAF_KEYS = ("name", "attributes", "spatial", "constraints", "sparse_optimizations", "class", "subclass",
               "required_actions", "area_scale", "energy_scale", "enabled", "networks")
 _BRANCH_TAGS = ("!Hierarchical", "!Parallel", "!Pipelined")
-# timeloopfe v4/arch.py StorageAttributes defaults (written into every storage node it dumps).
-_STORAGE_DEFAULTS = {"n_banks": 2, "cluster_size": 1, "reduction_supported": True, "multiple_buffering": 1,
-                     "min_utilization": 0, "allow_overbooking": False}
+# timeloopfe v4/arch.py StorageAttributes defaults, written into every storage node it dumps.  They equal
+# Timeloop's own defaults, so they are not written here: coopt's estimators would otherwise see keys the
+# user did not write (n_banks: 2 reaches coopt's CACTI model; the reference's CactiSRAM ignored it).
+TIMELOOPFE_DEFAULTS = {"n_banks": 2, "cluster_size": 1, "reduction_supported": True, "multiple_buffering": 1,
+                       "min_utilization": 0, "allow_overbooking": False}
 
 
 def is_v4_text(path, text: str) -> bool:
@@ -225,9 +227,6 @@ def flatten_nodes(arch: dict, *, file: str | None = None, variables: dict | None
                 group = {k: v for k, v in n.group.items() if k != "spatial" or fan == 1}
                 comp = {k: n.node[k] for k in ("class", "subclass", "required_actions", "area_scale",
                                                 "energy_scale") if n.node.get(k) is not None}
-            if is_buffer_class(comp["class"]):
-                for k, v in _STORAGE_DEFAULTS.items():
-                    attrs.setdefault(k, v)
             attrs["meshX"], attrs["meshY"] = mx, my
             for k, v in arch_attrs.items():
                 attrs.setdefault(k, v)
