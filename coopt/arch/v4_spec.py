@@ -191,6 +191,10 @@ def flatten_nodes(arch: dict, *, file: str | None = None, variables: dict | None
             continue
         is_container = leaf.kind == "container"
         fan = leaf.mesh[0] * leaf.mesh[1]
+        if (is_container or fan != 1) and leaf.in_parallel:
+            what = "a container" if is_container else "a component with a spatial fan-out"
+            raise SpecError(f"'{leaf.name}' is {what} inside a !Parallel, which timeloopfe does not support",
+                            file=file, key=leaf.key, expected="components without 'spatial' in a !Parallel")
         if is_container:
             arch_attrs.update(leaf.attrs)
             _check_container(leaf, file)
@@ -204,10 +208,6 @@ def flatten_nodes(arch: dict, *, file: str | None = None, variables: dict | None
             optimise_permutations(leaf.group.setdefault("spatial", {}), problem if size_one_dims else None)
         place = [leaf]
         if is_container or fan != 1:
-            if leaf.in_parallel:
-                what = "a container" if is_container else "a component with a spatial fan-out"
-                raise SpecError(f"'{leaf.name}' is {what} inside a !Parallel, which timeloopfe does not support",
-                                file=file, key=leaf.key, expected="components without 'spatial' in a !Parallel")
             nx, ny = leaf.mesh
             place = []
             if fan != 1:
@@ -273,6 +273,23 @@ def _problem(raw: dict, sources: dict, table: dict):
     return problem_from_yaml(node, file=file)
 
 
+def _part_matches(raw: dict, sources: dict, part: str, timeloops: tuple, inner: str) -> tuple[list, str | None]:
+    """Every top-level key containing ``part`` (timeloopfe's part_name_match: ``extra_mapping_constraints``
+    is a constraints list, ``my_components`` a components list), popped and joined; Timeloop's own keys stay."""
+    items, file = [], None
+    for key in [k for k in raw if isinstance(k, str) and part in k and k not in timeloops]:
+        node = raw.pop(key)
+        got = node.get(inner) if isinstance(node, dict) else node
+        if got is None:
+            continue
+        if not isinstance(got, list):
+            raise SpecError(f"is a {type(got).__name__}", file=sources.get(key), key=f"{key}.{inner}",
+                            expected="a list")
+        items.extend(got)
+        file = file or sources.get(key)
+    return items, file
+
+
 def _refuse_globals(raw: dict, sources: dict) -> None:
     g = raw.get("globals") or {}
     if not isinstance(g, dict):
@@ -292,23 +309,27 @@ def process(raw: dict, sources: dict, *, size_one_dims: bool = True) -> dict:
         raise SpecError("is not a mapping", file=sources.get("variables"), key="variables")
     variables = evaluate_all(variables, {}, file=sources.get("variables"), key="variables")
     problem = _problem(raw, sources, variables)
-    cons = raw.pop("constraints", None) or {}
-    top = cons.get("targets") if isinstance(cons, dict) else cons
+    if problem is None:                 # an architecture alone (coopt network): Timeloop's CNN layer shape
+        from coopt.workload.problem import conv_problem
+        problem, size_one_dims = conv_problem("cnn-layer"), False
+    top, tfile = _part_matches(raw, sources, "constraints", ("architecture_constraints", "mapspace_constraints"),
+                               "targets")
     arch, targets = flatten_nodes(raw["architecture"], file=afile, variables=variables, problem=problem,
-                                  evaluate_exprs=True, size_one_dims=size_one_dims, top_targets=top or [],
-                                  targets_file=sources.get("constraints"))
+                                  evaluate_exprs=True, size_one_dims=size_one_dims, top_targets=top,
+                                  targets_file=tfile)
     raw["architecture"] = arch
     if targets:
         given = raw.get("architecture_constraints") or {}
         raw["architecture_constraints"] = {**given, "targets": [*(given.get("targets") or []), *targets]}
         sources.setdefault("architecture_constraints", afile)
-    comps = raw.pop("components", None)
-    if isinstance(comps, dict) and comps.get("classes"):
-        classes = []
-        for c in comps["classes"]:
-            classes.extend(c if isinstance(c, list) else [c])
-        raw["compound_components"] = {"version": "0.4", "classes": classes}
-        sources["compound_components"] = sources.get("components")
+    classes, cfile = _part_matches(raw, sources, "components", ("compound_components",), "classes")
+    if classes:
+        flat = []
+        for c in classes:
+            flat.extend(c if isinstance(c, list) else [c])   # include_all() gives one list per file
+        given = (raw.get("compound_components") or {}).get("classes") or []
+        raw["compound_components"] = {"version": "0.4", "classes": [*given, *flat]}
+        sources.setdefault("compound_components", cfile)
     if raw.get("mapping") == []:
         raw.pop("mapping")
     return raw
