@@ -356,3 +356,25 @@ def test_a_designs_mapping_file_joins_as_extra_constraints(tmp_path):
     raw, _ = load_spec([tmp_path / "ex" / "top.yaml.jinja2"], {"architecture": "simba_like"})
     t = [t for t in raw["architecture_constraints"]["targets"] if t["target"] == "GlobalBuffer"]
     assert {"type": "temporal", "target": "GlobalBuffer", "factors": "N=1", "permutation": "NC"} in t
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"top.yaml.jinja2": "a: {{ include('top.yaml.jinja2', 'a') }}\n"}, "includes itself"),
+    ({"top.yaml.jinja2": "a: {{ ''.__class__.__mro__ }}\n"}, "line 1: Jinja2"),
+    ({"top.yaml.jinja2": "a: {{ setenv('X', '1') }}\n"}, "setenv() is not supported"),
+    ({"top.yaml.jinja2": "{% for i in range(99999) %}{% for j in range(999) %}xxxxxxxxxxxxxxxx{% endfor %}"
+                         "{% endfor %}\n"}, "renders to more than 16 MiB"),
+    ({"top.yaml.jinja2": "{{ add_to_path(cwd()) }}\nproblem: {{ include('p.yaml', 'problem') }}\n"
+                         "architecture: {{ include('a.yaml', 'architecture') }}\n",
+      "p.yaml": "problem: {shape: cnn-layer, instance: {C: 2}}\n",
+      "a.yaml": "architecture:\n  nodes:\n  - !Component {name: d, class: DRAM, attributes: "
+                "{width: __import__('os').getcwd()}}\n"},
+     "attribute access is not allowed"),
+    ({"top.yaml.jinja2": "globals: {expression_custom_functions: [f.py]}\narchitecture: {nodes: []}\n"},
+     "expression_custom_functions"),
+])
+def test_hostile_specs_are_refused(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_spec([tmp_path / "top.yaml.jinja2"])

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from coopt.errors import SpecError
-from coopt.yamlio import TolerantLoader, check_shape, read_text
+from coopt.yamlio import MAX_FILE_BYTES, TolerantLoader, check_shape, read_text
 
 __all__ = ["ARCH_TAGS", "Quoted", "Tagged", "TaggedList", "V4State", "is_jinja", "load_v4_file"]
 
@@ -217,7 +217,15 @@ def _render(path: str, text: str, state: V4State, included: dict) -> str:
         find_paths=lambda p: _find_paths(str(p), path, state), path_exists=path_exists,
         add_to_path=add_to_path, setenv=setenv)
     try:
-        return env.from_string(text).render(state.variables)
+        out = []
+        size = 0
+        for chunk in env.from_string(text).generate(state.variables):     # bounded like a file read
+            size += len(chunk)
+            if size > MAX_FILE_BYTES:
+                raise SpecError(f"renders to more than {MAX_FILE_BYTES // 2**20} MiB", file=path,
+                                expected="a template of a file's size")
+            out.append(chunk)
+        return "".join(out)
     except jinja2.TemplateSyntaxError as exc:
         raise SpecError(f"line {exc.lineno}: Jinja2 syntax error: {exc.message}", file=path) from None
     except SpecError:
