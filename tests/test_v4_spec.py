@@ -296,6 +296,7 @@ def test_top_level_constraint_targets_join_the_nodes(tmp_path):
      "unknown key 'maximize_dims'"),
     ("  - !Component {name: a, class: SRAM, constraints: {temporal: {factors: [C=1, C=2]}}}\n", "conflicting factors"),
     ("  - !Component {name: a, class: SRAM, attributes: {technology: 45nm}}\n", "not a Python expression"),
+    ("  - !Component {name: a, class: SRAM, area_scale: 0.5}\n", "'area_scale' on an architecture node"),
     ("  - !Component {name: a, class: SRAM, sparse_optimizations: {targets: []}, attributes: {x: 1}}\n"
      "  - !Component {name: b, class: SRAM, sparse_optimizations: {action_optimization: [1]}}\n", "sparse"),
 ])

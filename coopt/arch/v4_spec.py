@@ -121,6 +121,10 @@ class _Walker:
             if node.get(k):
                 raise SpecError(f"'{k}' is not supported by coopt (dense tensors, Timeloop's default networks)",
                                 file=f, key=f"{key}.{k}")
+        for k in ("area_scale", "energy_scale"):
+            if node.get(k) not in (None, 1):
+                raise SpecError(f"'{k}' on an architecture node is not supported by coopt", file=f, key=f"{key}.{k}",
+                                expected="the scale inside the component class (compound_components)")
         name = node.get("name", "nothing" if kind == "nothing" else None)
         if not isinstance(name, str) or not name:
             raise SpecError("missing or empty 'name'", file=f, key=f"{key}.name", expected="a string")
@@ -184,7 +188,7 @@ def flatten_nodes(arch: dict, *, file: str | None = None, variables: dict | None
     targets: list = []
     arch_attrs: dict = {}
     mx = my = nx = ny = 1
-    first, last = True, None
+    first = True
     for leaf in w.leaves:
         mx, my, nx, ny = mx * nx, my * ny, 1, 1
         if leaf.kind == "nothing":
@@ -225,8 +229,7 @@ def flatten_nodes(arch: dict, *, file: str | None = None, variables: dict | None
             else:
                 name, attrs, order = n.name, dict(n.attrs), n.order
                 group = {k: v for k, v in n.group.items() if k != "spatial" or fan == 1}
-                comp = {k: n.node[k] for k in ("class", "subclass", "required_actions", "area_scale",
-                                                "energy_scale") if n.node.get(k) is not None}
+                comp = {k: n.node[k] for k in ("class", "subclass") if n.node.get(k) is not None}
             attrs["meshX"], attrs["meshY"] = mx, my
             for k, v in arch_attrs.items():
                 attrs.setdefault(k, v)
@@ -235,8 +238,7 @@ def flatten_nodes(arch: dict, *, file: str | None = None, variables: dict | None
             if problem is not None:
                 targets.extend(to_targets(group, name, order))
             mx, my, nx, ny = mx * nx, my * ny, 1, 1
-            last = n
-    if last is None or not level["local"]:
+    if not level["local"]:
         raise SpecError("no components", file=file, key="architecture.nodes", expected="storage levels and a compute unit")
     return {"version": "0.4", "subtree": [level]}, targets
 
