@@ -393,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     nw.add_argument("--arch", default="eyeriss_like",
                     help=f"a template ({', '.join(available_templates())}; default eyeriss_like) "
                          "or a Timeloop architecture YAML, or a timeloopfe v4 spec (top.yaml.jinja2 with --var)")
-    nw.add_argument("--set", action="append", metavar="NAME=VALUE", help="template parameter")
+    nw.add_argument("--set", action="append", metavar="NAME=VALUE",
+                    help="template parameter, or a value of a v4 spec's variables:")
     nw.add_argument("--dataflow", help="template constraint option (default: the template's first)")
     nw.add_argument("--constraints", help="YAML with Timeloop constraint targets (for architecture files)")
     _var_arg(nw)

@@ -4,7 +4,9 @@
 and a ``--dataflow`` constraint option) or a Timeloop architecture YAML
 (whose constraints come from the places Timeloop reads them --
 ``architecture_constraints``, ``mapspace_constraints``, ``constraints``,
-``mapspace: constraints:`` -- or ``--constraints FILE``).  Tables are the
+``mapspace: constraints:`` -- or ``--constraints FILE``), or a timeloopfe v4
+spec (a Jinja2 top file with ``--var``, ``--set`` for its ``variables:``; its
+inline constraints become targets: :mod:`coopt.arch.v4_spec`).  Tables are the
 built-in estimates overridden entry by entry by the user's Accelergy ERT/ART
 (:func:`design_tables`, also used by ``coopt evaluate``/``map``).
 """
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coopt.arch.spec import Architecture
-from coopt.arch.template import Template, available_templates, load_template
+from coopt.arch.template import Template, load_template
 from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.accelergy_io import read_art, read_ert
 from coopt.energy.select import with_overrides
@@ -91,11 +93,9 @@ def load_design(arch_arg: str, *, params: dict | None = None, dataflow: str | No
             raise SpecError("--constraints applies to architecture files; templates take --dataflow",
                             key="--constraints")
         return design_from_template(arch_arg, params, dataflow, ert, art)
-    if params:
-        raise SpecError(f"--set applies to templates, and {arch_arg} is an architecture file", key="--set",
-                        expected=f"a template among {available_templates()}")
     files = [arch_arg] + ([constraints] if constraints else [])
-    raw, sources = load_spec(files, variables, size_one_dims=False)   # the targets serve every layer
+    # the targets serve every layer; --set on a v4 spec sets its variables:
+    raw, sources = load_spec(files, variables, size_one_dims=False, overrides=params)
     if "architecture" not in raw:
         raise SpecError("no 'architecture:' section", file=arch_arg, key="architecture")
     arch = arch_from_yaml(raw["architecture"], file=sources["architecture"])

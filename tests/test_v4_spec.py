@@ -379,3 +379,22 @@ def test_hostile_specs_are_refused(tmp_path, files, message):
         (tmp_path / name).write_text(text)
     with pytest.raises(SpecError, match=re.escape(message)):
         load_spec([tmp_path / "top.yaml.jinja2"])
+
+
+def test_set_binds_the_specs_variables(tmp_path):
+    """--set NAME=VALUE on a v4 spec replaces a value of its variables: before the expressions over it."""
+    from coopt.design import load_design
+
+    f = tmp_path / "spec.yaml"
+    f.write_text("variables: {pes: 4, glb_kib: 16}\narchitecture:\n  nodes:\n"
+                 "  - !Component {name: DRAM, class: DRAM, attributes: {width: 64, datawidth: 8}}\n"
+                 "  - !Component {name: glb, class: SRAM, attributes: {depth: glb_kib * 128, width: 64, datawidth: 8}}\n"
+                 "  - !Container {name: PE, spatial: {meshX: pes}}\n"
+                 "  - !Component {name: mac, class: intmac}\n")
+    d = load_design(str(f), params={"pes": "16"})
+    assert d.arch.arithmetic.instances == 16 and d.arch.storage[-2].depth == 16 * 128
+    with pytest.raises(SpecError, match="no variable 'pe'"):
+        load_design(str(f), params={"pe": "16"})
+    with pytest.raises(SpecError, match="not a v4 spec"):
+        load_design(str(DATA / "simba_like" / "ref_outputs" / "default_problem" / "parsed-processed-input.yaml"),
+                    params={"x": "1"})

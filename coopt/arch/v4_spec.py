@@ -302,13 +302,27 @@ def _refuse_globals(raw: dict, sources: dict) -> None:
                             file=sources.get("globals"), key=f"globals.{k}")
 
 
-def process(raw: dict, sources: dict, *, size_one_dims: bool = True) -> dict:
+def _override(variables: dict, overrides: dict, file) -> dict:
+    """``--set NAME=VALUE`` on a spec: a value of its ``variables:`` replaced in place (later ones see it)."""
+    unknown = sorted(set(overrides) - set(variables))
+    if unknown:
+        raise SpecError(f"no variable {unknown[0]!r} in the spec's variables:", file=file, key="--set",
+                        expected=f"one of {sorted(k for k in variables if k != 'version')}")
+    out = dict(variables)
+    for k, v in overrides.items():
+        out[k] = loads_yaml(v, file=file) if isinstance(v, str) else v     # "16" -> 16, as YAML reads it
+    return out
+
+
+def process(raw: dict, sources: dict, *, size_one_dims: bool = True, overrides: dict | None = None) -> dict:
     """A merged v4 input (``architecture.nodes``) -> the processed form (see the module's docstring)."""
     afile = sources.get("architecture")
     _refuse_globals(raw, sources)
     variables = raw.pop("variables", None) or {}
     if not isinstance(variables, dict):
         raise SpecError("is not a mapping", file=sources.get("variables"), key="variables")
+    if overrides:
+        variables = _override(variables, overrides, sources.get("variables"))
     variables = evaluate_all(variables, {}, file=sources.get("variables"), key="variables")
     problem = _problem(raw, sources, variables)
     if problem is None:                 # an architecture alone (coopt network): Timeloop's CNN layer shape
@@ -342,8 +356,13 @@ def _shown(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-def load_spec(paths, variables: dict | None = None, *, size_one_dims: bool = True) -> tuple[dict, dict]:
-    """Read Timeloop or timeloopfe v4 input files into the merged, processed form: ``(raw, {key: file})``."""
+def load_spec(paths, variables: dict | None = None, *, size_one_dims: bool = True,
+              overrides: dict | None = None) -> tuple[dict, dict]:
+    """Read Timeloop or timeloopfe v4 input files into the merged, processed form: ``(raw, {key: file})``.
+
+    ``variables`` are the Jinja2 variables (``--var``); ``overrides`` replace values of the spec's own
+    ``variables:`` (``--set`` on a spec), before any expression over them is evaluated.
+    """
     state = V4State(variables)
 
     def read(path):
@@ -366,6 +385,9 @@ def load_spec(paths, variables: dict | None = None, *, size_one_dims: bool = Tru
                         key="--var", expected="a top file such as top.yaml.jinja2")
     arch = raw.get("architecture")
     if isinstance(arch, dict) and "nodes" in arch:
-        raw = process(raw, sources, size_one_dims=size_one_dims)
+        raw = process(raw, sources, size_one_dims=size_one_dims, overrides=overrides)
+    elif overrides:
+        raise SpecError(f"--set {next(iter(overrides))}=... given, but {', '.join(map(str, paths))} is not a v4 "
+                        "spec with variables:", key="--set", expected="a template, or a v4 spec (architecture nodes)")
     return raw, sources
 
