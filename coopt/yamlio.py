@@ -175,11 +175,23 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, (list, dict)) and not value)
 
 
-def load_merged(paths: Iterable[str | Path], read=None) -> tuple[dict, dict[str, str]]:
+def _extend(merged: dict, key: str, value: Any, inner: str) -> bool:
+    a, b = merged[key], value
+    if not (isinstance(a, dict) and isinstance(b, dict) and isinstance(a.get(inner), list)
+            and isinstance(b.get(inner), list)):
+        return False
+    merged[key] = {**a, **{k: v for k, v in b.items() if k not in a}, inner: [*a[inner], *b[inner]]}
+    return True
+
+
+def load_merged(paths: Iterable[str | Path], read=None, combine: Mapping[str, str] | None = None
+                ) -> tuple[dict, dict[str, str]]:
     """Merge the top-level keys of several files (Timeloop style); return (merged, {key: file}).
 
     ``read`` reads one file (default :func:`load_yaml`).  A key given empty in one file (timeloopfe's
-    processed inputs carry ``mapping: []``) gives way to the file that fills it.
+    processed inputs carry ``mapping: []``) gives way to the file that fills it.  ``combine`` names keys
+    whose list (``{"compound_components": "classes"}``) several files may each extend, as Accelergy and
+    timeloopfe read one component class file after another.
     """
     merged: dict = {}
     origin: dict[str, str] = {}
@@ -187,6 +199,9 @@ def load_merged(paths: Iterable[str | Path], read=None) -> tuple[dict, dict[str,
         data = (read or load_yaml)(path)
         for key, value in data.items():
             if key in origin and _empty(value):
+                continue
+            inner = (combine or {}).get(key)
+            if key in origin and inner and _extend(merged, key, value, inner):
                 continue
             if key in origin and not _empty(merged[key]):
                 raise SpecError(f"top-level key '{key}' appears in both {origin[key]} and {path}",

@@ -398,3 +398,17 @@ def test_set_binds_the_specs_variables(tmp_path):
     with pytest.raises(SpecError, match="not a v4 spec"):
         load_design(str(DATA / "simba_like" / "ref_outputs" / "default_problem" / "parsed-processed-input.yaml"),
                     params={"x": "1"})
+
+
+def test_arch_problem_and_component_files_read_like_the_top_file(capsys):
+    """The same design given as its files (arch.yaml, the problem, every _components file) instead of the top
+    file: component class files extend one another, as timeloopfe and Accelergy read them."""
+    r = _ref("simba_like")
+    tables = ["--ert", r / "timeloop-mapper.ERT.yaml", "--art", r / "timeloop-mapper.ART.yaml", "--json"]
+    rc, out = _run(capsys, "evaluate", DATA / "simba_like" / "arch.yaml", DATA / "_include" / "default_problem.yaml",
+                   *sorted((DATA / "_components").glob("*.yaml")), r / "timeloop-mapper.map.yaml", *tables)
+    assert rc == 0, out
+    rc, top = _run(capsys, "evaluate", TOP, r / "timeloop-mapper.map.yaml", "--var", "architecture=simba_like", *tables)
+    assert json.loads(out) == json.loads(top)
+    raw, _ = load_spec([DATA / "simba_like" / "arch.yaml", *sorted((DATA / "_components").glob("*.yaml"))])
+    assert len(raw["compound_components"]["classes"]) == 6

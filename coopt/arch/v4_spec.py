@@ -47,6 +47,10 @@ TIMELOOPFE_DEFAULTS = {"n_banks": 2, "cluster_size": 1, "reduction_supported": T
                        "min_utilization": 0, "allow_overbooking": False}
 
 
+# Top-level lists that several input files may each extend (timeloopfe combines repeated keys).
+_COMBINE = {"compound_components": "classes", "components": "classes", "constraints": "targets"}
+
+
 def is_v4_text(path, text: str) -> bool:
     return is_jinja(path, text) or bool(_V4_MARK.search(text))
 
@@ -376,7 +380,7 @@ def load_spec(paths, variables: dict | None = None, *, size_one_dims: bool = Tru
                             file=str(path), expected="a YAML mapping (key: value) at the top level")
         return data
 
-    raw, sources = load_merged([Path(p) for p in paths], read=read)
+    raw, sources = load_merged([Path(p) for p in paths], read=read, combine=_COMBINE)
     for key, value in raw.items():          # a key spliced in by include() is that file's, for error messages
         if id(value) in state.origin:
             sources[key] = _shown(state.origin[id(value)])
