@@ -412,3 +412,24 @@ def test_arch_problem_and_component_files_read_like_the_top_file(capsys):
     assert json.loads(out) == json.loads(top)
     raw, _ = load_spec([DATA / "simba_like" / "arch.yaml", *sorted((DATA / "_components").glob("*.yaml"))])
     assert len(raw["compound_components"]["classes"]) == 6
+
+
+def test_a_subclassed_storage_is_written_back_as_timeloop_reads_it():
+    """class: storage + subclass: aladdin_register: Timeloop reads the class, Accelergy the subclass."""
+    from coopt.arch.yaml_io import arch_from_yaml, arch_to_yaml
+    from coopt.design import load_design
+
+    arch = load_design(str(TOP), variables={"architecture": "simple_output_stationary"}).arch
+    reg = next(s for s in arch.storage if s.name == "weight_reg")
+    assert reg.cls == "aladdin_register" and reg.depth == 1 and reg.instances == 256
+    doc = arch_to_yaml(arch)
+    locals_ = [c for node in _tree_nodes(doc["architecture"]) for c in node.get("local", [])]
+    written = next(c for c in locals_ if c["name"].startswith("weight_reg"))
+    assert (written["class"], written["subclass"]) == ("storage", "aladdin_register")
+    assert arch_from_yaml(doc["architecture"]).storage == arch.storage
+
+
+def _tree_nodes(node):
+    for sub in node.get("subtree", []):
+        yield sub
+        yield from _tree_nodes(sub)
