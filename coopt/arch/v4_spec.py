@@ -355,6 +355,18 @@ def process(raw: dict, sources: dict, *, size_one_dims: bool = True, overrides: 
     return raw
 
 
+def _plain(x):
+    """Plain dicts, lists and strings once expressions are evaluated: the rest of coopt (and every YAML
+    writer) sees what it sees from a Timeloop file."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    if isinstance(x, str) and type(x) is not str:
+        return str(x)
+    return x
+
+
 def _shown(path: str) -> str:
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel
@@ -389,7 +401,7 @@ def load_spec(paths, variables: dict | None = None, *, size_one_dims: bool = Tru
                         key="--var", expected="a top file such as top.yaml.jinja2")
     arch = raw.get("architecture")
     if isinstance(arch, dict) and "nodes" in arch:
-        raw = process(raw, sources, size_one_dims=size_one_dims, overrides=overrides)
+        raw = _plain(process(raw, sources, size_one_dims=size_one_dims, overrides=overrides))
     elif overrides:
         raise SpecError(f"--set {next(iter(overrides))}=... given, but {', '.join(map(str, paths))} is not a v4 "
                         "spec with variables:", key="--set", expected="a template, or a v4 spec (architecture nodes)")
