@@ -433,3 +433,33 @@ def _tree_nodes(node):
     for sub in node.get("subtree", []):
         yield sub
         yield from _tree_nodes(sub)
+
+
+def _factors_of(text: str) -> dict:
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"([A-Z])\s*=?\s*(\d+)", str(text))}
+
+
+@pytest.mark.parametrize("design", ["simple_output_stationary", "simple_weight_stationary"])
+def test_map_as_shipped_keeps_the_inline_constraints(design, capsys):
+    """coopt map on the top file: every factor, keep/bypass and split written in the nodes holds in the mapping
+    found, and its EDP is no worse than the reference mapper's mapping (both on coopt's own estimates)."""
+    rc, out = _run(capsys, "map", TOP, "--var", f"architecture={design}", "--budget", "3000", "--json")
+    assert rc == 0, out
+    found = json.loads(out)
+    got = {(m["target"], "bypass" if m["type"] in ("datatype", "bypass") else m["type"]): m for m in found["mapping"]}
+    raw, _ = load_spec([TOP], {"architecture": design})
+    checked = 0
+    for t in raw["architecture_constraints"]["targets"]:
+        m = got[(t["target"], t["type"])]
+        for dim, value in _factors_of(t.get("factors", "")).items():
+            assert _factors_of(m["factors"])[dim] == value, (t, m)
+            checked += 1
+        for key in ("keep", "bypass"):
+            assert set(t.get(key, [])) <= set(m.get(key, [])), (t, m)
+        if "split" in t:
+            assert m["split"] == t["split"]
+    assert checked >= 10
+    rc, out = _run(capsys, "evaluate", TOP, _ref(design) / "timeloop-mapper.map.yaml", "--var",
+                   f"architecture={design}", "--json")
+    ref = json.loads(out)
+    assert found["energy_pj"] * found["cycles"] <= ref["energy_pj"] * ref["cycles"]
