@@ -111,8 +111,8 @@ def _walk_tree(root: dict, file: str | None) -> tuple[list[_Comp], str, dict]:
 
 
 def _walk_nodes(root: dict, file: str | None) -> tuple[list[_Comp], str, dict]:
-    """timeloopfe's v0.4 ``nodes:`` list, flattened by its v4->v3 transpiler (:mod:`coopt.arch.v4_spec`)."""
-    from coopt.arch.v4_spec import flatten_nodes
+    """timeloopfe's v0.4 ``nodes:`` list, flattened by its v4->v3 transpiler (:mod:`coopt.arch.v4_tree`)."""
+    from coopt.arch.v4_tree import flatten_nodes
 
     flat, _ = flatten_nodes(root, file=file)
     return _walk_tree(flat, file)
