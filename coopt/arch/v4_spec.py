@@ -18,6 +18,10 @@ derived CNN instance keys (``H``, ``W``, ``Hpad``, ``Wpad``: see
 defaults timeloopfe writes (``n_banks``, ``has_power_gating``...).  Anything
 coopt cannot honour (``sparse_optimizations``, ``networks``, custom Python
 expression functions, plug-in folders, ``maximize_dims``) is refused.
+
+Sources followed (cited per function in these modules): Accelergy-Project/timeloop-python at b8aaf2c,
+``pytimeloop/timeloopfe/v4/`` and ``common/``; Accelergy-Project/accelergy at 6911d15,
+``accelergy/utils/yaml.py`` and ``accelergy/parsing_utils.py``.
 """
 from __future__ import annotations
 
