@@ -23,7 +23,7 @@ from coopt.errors import SpecError
 from coopt.mapper.constraints import collect_targets
 from coopt.yamlio import load_merged, load_yaml
 
-__all__ = ["Design", "design_tables", "design_from_template", "load_design"]
+__all__ = ["Design", "component_classes", "design_tables", "design_from_template", "load_design"]
 
 
 @dataclass
@@ -57,13 +57,30 @@ def design_tables(arch: Architecture, ert=None, art=None, *, raw: dict | None = 
     """
     raw, sources = raw or {}, sources or {}
     user = {}
+    classes = component_classes(raw, sources)
     for key, given, read in (("ERT", ert, read_ert), ("ART", art, read_art)):
         if given is not None:
             user[key] = read(given, file=None if isinstance(given, dict) else str(given))
         elif raw.get(key):
             user[key] = read({key: raw[key]}, file=sources.get(key))
     return with_overrides(arch, EnergyTables(ert=user.get("ERT", {}), art=user.get("ART", {}),
-                                             source="accelergy") if user else None)
+                                             source="accelergy") if user else None, classes)
+
+
+def component_classes(raw: dict, sources: dict) -> list[tuple[dict, str]]:
+    """The compound classes an input set carries (``compound_components:``, or v4's ``components:
+    classes:``), as (node, file) for the estimator: they replace the shipped classes of the same name in
+    every command, as in ``coopt energy``."""
+    out = []
+    for key in ("compound_components", "components"):
+        node = raw.get(key)
+        if node is None:
+            continue
+        if not isinstance(node, dict) or not isinstance(node.get("classes"), list):
+            raise SpecError("must hold a list of classes", file=sources.get(key), key=f"{key}.classes",
+                            expected=f"{key}: {{version: 0.4, classes: [...]}}")
+        out.append(({"compound_components": node}, sources.get(key) or key))
+    return out
 
 
 def design_from_template(template: Template | str, params: dict | None = None, dataflow: str | None = None,

@@ -43,12 +43,20 @@ def _shipped() -> dict:
 
 
 def library(component_files=()) -> Library:
-    """The shipped classes, then the user's files (a class of the same name replaces ours)."""
+    """The shipped classes, then the user's (a class of the same name replaces ours).
+
+    Each entry is a file, a parsed dict, or ``(dict, file name)`` for classes read from an input set
+    (so that errors name the user's file)."""
     lib = Library()
-    lib.add(_shipped(), "coopt/energy/data/compound_components.yaml")
+    lib.add(_shipped(), "coopt/energy/data/compound_components.yaml", shipped=True)
     for f in component_files:
-        node = _load(str(f), _mtime(f)) if not isinstance(f, dict) else f
-        lib.add(node or {}, str(f) if not isinstance(f, dict) else "<components>")
+        if isinstance(f, tuple):
+            node, name = f
+        elif isinstance(f, dict):
+            node, name = f, "<components>"
+        else:
+            node, name = _load(str(f), _mtime(f)), str(f)
+        lib.add(node or {}, name)
     return lib
 
 

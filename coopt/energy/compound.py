@@ -145,8 +145,11 @@ class Library:
 
     def __init__(self):
         self.classes: dict[str, ClassDef] = {}
+        self._users: set[str] = set()       # classes the user defined (shipped ones may be replaced once)
 
-    def add(self, node: dict, file: str) -> None:
+    def add(self, node: dict, file: str, *, shipped: bool = False) -> None:
+        """The classes of one components file; a user's class replaces a shipped one of the same name,
+        but a class the user defines twice is an error (which one would win is not obvious)."""
         cc = node.get("compound_components", node) if isinstance(node, dict) else None
         classes = cc.get("classes") if isinstance(cc, dict) else None
         if not isinstance(classes, list):
@@ -155,7 +158,15 @@ class Library:
         for i, spec in enumerate(classes):
             if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
                 raise ComponentError("a class needs a name", file=file, key=f"compound_components.classes[{i}]")
-            self.classes[spec["name"]] = ClassDef(spec["name"], spec, file, i)
+            name = spec["name"]
+            if not shipped and name in self._users:
+                first = self.classes[name]
+                raise ComponentError(f"class {name!r} is defined twice (first in {first.file}, "
+                                     f"{first.key})", file=file, key=f"compound_components.classes[{i}]",
+                                     expected="one definition per class name")
+            if not shipped:
+                self._users.add(name)
+            self.classes[name] = ClassDef(name, spec, file, i)
 
     def attributes(self, cdef: ClassDef, given: dict, inherited: dict, where: str) -> dict:
         """The class's attributes for one instance: given values, then defaults, evaluated in order."""

@@ -14,6 +14,7 @@ from coopt.errors import SpecError
 
 METHODS = ("accelergy", "builtin")
 ENV = "COOPT_ENERGY"
+_said: list = []              # the builtin-ignores-classes warning, once per process
 
 
 def method() -> str:
@@ -40,11 +41,20 @@ def arch_tables(arch: Architecture, component_files=(), only=None, using: str | 
     return tables(arch, component_files, only=only)
 
 
-def with_overrides(arch: Architecture, user: EnergyTables | None) -> EnergyTables:
-    """The user's ERT/ART entries over estimates; nothing is estimated when the user's files cover all."""
+def with_overrides(arch: Architecture, user: EnergyTables | None, component_files=()) -> EnergyTables:
+    """The user's ERT/ART entries over estimates; nothing is estimated when the user's files cover all.
+
+    ``component_files``: the user's compound classes (files, dicts or (dict, file)), which replace the
+    shipped classes of the same name as in ``coopt energy``.
+    """
     names = [lvl.name for lvl in arch.storage] + [arch.arithmetic.name]
+    if component_files and method() == "builtin" and not _said:
+        import sys
+        _said.append(True)
+        print("coopt: warning: --energy builtin uses coopt's own tables; the component classes in the input "
+              "files are not used", file=sys.stderr)
     if user is None or not (user.ert or user.art):
-        return arch_tables(arch)
+        return arch_tables(arch, component_files)
     missing = {n for n in names if n not in user.ert or n not in user.art}
-    base = arch_tables(arch, only=missing) if missing else EnergyTables(source=method())
+    base = arch_tables(arch, component_files, only=missing) if missing else EnergyTables(source=method())
     return base.merged(user)

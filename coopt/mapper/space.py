@@ -60,6 +60,8 @@ class MapSpace:
         self.cap_s = np.full((L, D), np.iinfo(np.int64).max // 4, dtype=np.int64)
         self.keep_fixed = np.zeros((L, P), dtype=np.int8)      # 1 keep, -1 bypass, 0 free
         self.min_util = np.array([lvl.min_utilization for lvl in arch.storage])
+        self.min_t = np.ones((L, D), dtype=np.int64)            # '>=' factors (Timeloop's min factors)
+        self.min_s = np.ones((L, D), dtype=np.int64)
         for li, lc in enumerate(constraints.levels):
             for d, v in lc.t_fixed.items():
                 self.fix_t[li, d] = v
@@ -69,12 +71,15 @@ class MapSpace:
                 self.cap_t[li, d] = v
             for d, v in lc.s_max.items():
                 self.cap_s[li, d] = v
+            for d, v in lc.t_min.items():
+                self.min_t[li, d] = v
+            for d, v in lc.s_min.items():
+                self.min_s[li, d] = v
             for p, name in enumerate(self.ds_names):
                 if name in lc.keep:
                     self.keep_fixed[li, p] = 1
                 elif name in lc.bypass:
                     self.keep_fixed[li, p] = -1
-            self.min_util[li] = max(self.min_util[li], lc.min_utilization)
             if self.fan_x[li] * self.fan_y[li] == 1:
                 self.fix_s[li] = np.where(self.fix_s[li] == 0, 1, self.fix_s[li])
         self.keep_fixed[L - 1] = np.where(self.keep_fixed[L - 1] == 0, 1, self.keep_fixed[L - 1])
@@ -120,6 +125,8 @@ class MapSpace:
         self._t_pinned = np.zeros((L, D), dtype=bool)       # temporal loops held by an order prefix/suffix
         for li, lc in enumerate(constraints.levels):
             self._t_pinned[li, list(lc.t_prefix) + list(lc.t_suffix)] = True
+        self._fan_total = float(np.prod(self.fan_x.astype(np.float64) * self.fan_y))
+        self._has_floors = bool((self.min_t > 1).any() or (self.min_s > 1).any() or constraints.min_parallelism > 0)
         self._consts = {
             "free_s": self.fix_s == 0,
             "fixed_t": np.prod(self._tf_reset, axis=0),
@@ -398,7 +405,17 @@ class MapSpace:
 
     # ------------------------------------------------------------------ checks and canonical form
     def prefilter(self, mb: MappingBatch, *, compiled: bool | None = None) -> Prefilter:
-        """Fan-outs, factor caps and buffer capacities: everything checkable without the model."""
+        """Fan-outs, factor caps and floors, least parallelism and buffer capacities: everything checkable
+        without the model."""
+        pre = self._prefilter(mb, compiled=compiled)
+        if self._has_floors:
+            floors = (mb.sf >= self.min_s).all(axis=(1, 2)) & (mb.tf >= self.min_t).all(axis=(1, 2))
+            if self.cons.min_parallelism > 0:      # Uber's cumulative fan-out utilisation
+                floors &= np.prod(mb.sf.reshape(len(mb), -1), axis=1) >= self.cons.min_parallelism * self._fan_total
+            pre = Prefilter(ok=pre.ok & floors, fanout=pre.fanout & floors, capacity=pre.capacity)
+        return pre
+
+    def _prefilter(self, mb: MappingBatch, *, compiled: bool | None = None) -> Prefilter:
         if _compiled(compiled):
             B = len(mb)
             fan_ok, cap_ok, util_ok = (np.zeros(B, dtype=bool) for _ in range(3))
