@@ -296,7 +296,7 @@ def _cmd_energy(args) -> int:
     from coopt.energy.accelergy_files import write_energy_files
 
     arch, beside = load_arch_and_components(args.arch)
-    estimation = estimate_arch(arch, [*beside, *args.components])
+    estimation = estimate_arch(arch, [*beside, *args.components], arch_file=args.arch)
     if args.out:
         write_energy_files(arch, estimation, args.out, force=args.force)
     print(json.dumps(energy_json(estimation), indent=2) if args.json else energy_text(estimation))

@@ -17,6 +17,7 @@ from coopt.arch.spec import Architecture
 from coopt.arch.template import Template, available_templates, load_template
 from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.accelergy_io import read_art, read_ert
+from coopt.energy.notice import warn_once
 from coopt.energy.select import with_overrides
 from coopt.energy.tables import EnergyTables
 from coopt.errors import SpecError
@@ -63,8 +64,16 @@ def design_tables(arch: Architecture, ert=None, art=None, *, raw: dict | None = 
             user[key] = read(given, file=None if isinstance(given, dict) else str(given))
         elif raw.get(key):
             user[key] = read({key: raw[key]}, file=sources.get(key))
+    names = {lvl.name for lvl in arch.storage} | {arch.arithmetic.name}
+    for key, table in user.items():
+        extra = sorted(set(table) - names)
+        if extra:
+            file = sources.get(key) if (ert if key == "ERT" else art) is None else str(ert if key == "ERT" else art)
+            warn_once(f"{file or key}: {key}: {', '.join(extra)} match(es) no component of the architecture "
+                      f"({', '.join(sorted(names))}); ignored")
     return with_overrides(arch, EnergyTables(ert=user.get("ERT", {}), art=user.get("ART", {}),
-                                             source="accelergy") if user else None, classes)
+                                             source="accelergy") if user else None, classes,
+                          sources.get("architecture"))
 
 
 def component_classes(raw: dict, sources: dict) -> list[tuple[dict, str]]:

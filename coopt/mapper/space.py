@@ -435,7 +435,28 @@ class MapSpace:
         return Prefilter(ok=fan_ok & caps_ok & cap_ok & util_ok, fanout=fan_ok & caps_ok, capacity=cap_ok)
 
     def canonical(self, mb: MappingBatch, *, compiled: bool | None = None) -> MappingBatch:
-        """Trivial loops last (in dimension order): Timeloop ignores them, so this changes nothing."""
+        """Trivial loops last (in dimension order): Timeloop ignores them, so this changes nothing; then the
+        constrained temporal orders imposed again (a loop of a permutation's prefix that was trivial, and so
+        sorted last, may have gained a factor since)."""
+        out = self._canonical(mb, compiled=compiled)
+        for li, lc in enumerate(self.cons.levels):
+            if lc.t_prefix or lc.t_suffix:
+                out.tperm[:, li] = self._pinned_order(out.tf[:, li], out.tperm[:, li], lc.t_prefix, lc.t_suffix)
+        return out
+
+    def _pinned_order(self, tf, tperm, prefix, suffix):
+        """[B, D] orders: non-trivial prefix loops innermost in prefix order, the other non-trivial loops
+        as they were, the non-trivial suffix loops outermost, trivial loops last in dimension order."""
+        D = self.D
+        key = np.argsort(tperm, axis=1).astype(np.float64)          # a dimension's current position
+        for rank, d in enumerate(prefix):
+            key[:, d] = -2 * D + rank
+        for rank, d in enumerate(suffix):
+            key[:, d] = 2 * D + rank
+        key = np.where(tf > 1, key, 4 * D + np.arange(D)[None, :])
+        return np.argsort(key, axis=1, kind="stable")
+
+    def _canonical(self, mb: MappingBatch, *, compiled: bool | None = None) -> MappingBatch:
         if _compiled(compiled):
             tperm, sperm, split = mk().canonical_rows(mb.tf, mb.tperm, mb.sf, mb.sperm, mb.split)
             for li, lc in enumerate(self.cons.levels):

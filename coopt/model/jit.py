@@ -29,7 +29,10 @@ _state = {"on": False, "asked": 0}
 
 def enabled() -> bool:
     """Are the compiled kernels in use in this process?"""
-    mode = os.environ.get("COOPT_JIT", "")
+    mode = os.environ.get("COOPT_JIT", "").strip()
+    if mode not in ("", "0", "1"):          # a typo must not silently pick a path
+        from coopt.errors import CooptError
+        raise CooptError(f"COOPT_JIT={mode[:40]!r}", key="COOPT_JIT", expected="0, 1 or unset")
     if mode == "0" or not AVAILABLE:
         return False
     return _state["on"] or mode == "1"
