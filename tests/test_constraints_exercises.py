@@ -16,27 +16,18 @@ exercises' ``optimization_metrics: [edp]``) against the reference mapper's
 """
 from __future__ import annotations
 
+import copy
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from test_hostile import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "timeloop_exercises"
 DESIGNS = ("simple_output_stationary", "simple_weight_stationary", "eyeriss_like")
-
-
-def cli(*args, cwd, timeout=300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, "-m", "coopt.cli", *map(str, args)], cwd=cwd, env=env,
-                       capture_output=True, text=True, timeout=timeout)
-    p.cwd = str(cwd)
-    return p
 
 
 def _processed(design: str, tmp: Path) -> Path:
@@ -172,3 +163,75 @@ def test_evaluate_refuses_a_mapping_that_breaks_the_constraints(tmp_path):
              "--json", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["cycles"] == _reference("simple_output_stationary")[1]
+
+
+def _other_forms(targets: list) -> list:
+    """The same constraints in the other layouts Timeloop and timeloopfe accept: factors as lists and maps,
+    permutations as lists, levels by ``name`` or index, nested ``constraints:`` with ``attributes:``."""
+    out = []
+    for i, t in enumerate(targets):
+        t = dict(t)
+        if "factors" in t:
+            items = t["factors"].split(",")
+            t["factors"] = items if i % 2 else {f.split("=")[0]: int(f.split("=")[1]) for f in items}
+        if "permutation" in t and i % 3 == 0:
+            t["permutation"] = list(t["permutation"])
+        if i % 4 == 1:
+            t["name"] = t.pop("target")
+        elif i % 4 == 2:
+            level = t.pop("target")
+            out.append({"target": level, "constraints": [{"type": t.pop("type"), "attributes": t}]})
+            continue
+        out.append(t)
+    return out
+
+
+def _with_targets(design: str, tmp: Path, targets: list) -> Path:
+    f = _processed(design, tmp)
+    raw = yaml.safe_load(f.read_text())
+    raw["architecture_constraints"] = {"targets": targets}
+    f.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return f
+
+
+def test_every_layout_of_the_same_constraints_gives_the_same_mapping(mapped, tmp_path):
+    raw = yaml.safe_load((DATA / "simple_output_stationary" / "parsed-processed-input.yaml").read_text())
+    forms = _other_forms(raw["architecture_constraints"]["targets"])
+    assert any(isinstance(t.get("factors"), dict) for t in forms) and any("constraints" in t for t in forms)
+    p = cli("map", _with_targets("simple_output_stationary", tmp_path, forms),
+            *_tables("simple_output_stationary"), "--json", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    got = json.loads(p.stdout)
+    assert got["mapping"] == mapped["simple_output_stationary"]["mapping"]
+    assert got["energy_pj"] == mapped["simple_output_stationary"]["energy_pj"]
+
+
+def _spatial(got: dict, level: str) -> dict[str, int]:
+    return _factors(next(m for m in got["mapping"] if m["target"] == level and m["type"] == "spatial")["factors"])
+
+
+def test_min_factors_and_min_utilization_are_honoured(mapped, tmp_path):
+    """``C>=3`` (Timeloop's min factor) and ``utilization: min`` (Timeloop's min parallelism: the share of the
+    256 MACs used).  The design's split puts C and M on the 16-wide Y axis only, so at most 16 MACs (6.25 %)
+    are usable: C>=3 leaves M<=4 (12 MACs), which ``min: 0.06`` then excludes."""
+    raw = yaml.safe_load((DATA / "simple_output_stationary" / "parsed-processed-input.yaml").read_text())
+    assert _spatial(mapped["simple_output_stationary"], "inter_PE_spatial").get("C", 1) < 3     # C>=3 binds
+    targets = raw["architecture_constraints"]["targets"]
+
+    def run(*extra, spatial_extra=()):
+        t = copy.deepcopy(targets) + list(extra)
+        sp = next(x for x in t if x["type"] == "spatial")
+        sp["factors"] = sp["factors"].split(",") + list(spatial_extra)
+        p = cli("map", _with_targets("simple_output_stationary", tmp_path, t),
+                *_tables("simple_output_stationary"), "--json", cwd=tmp_path)
+        assert p.returncode in (0, 1) and "Traceback" not in p.stderr, p.stderr[-2000:]
+        return json.loads(p.stdout)
+
+    util = {"target": "output_activation_reg", "type": "utilization", "min": 0.06}
+    got = run(spatial_extra=["C>=3"])
+    assert _spatial(got, "inter_PE_spatial")["C"] == 3
+    got = run(util)
+    s = _spatial(got, "inter_PE_spatial")
+    assert s.get("C", 1) * s.get("M", 1) >= 0.06 * 256
+    assert run(util, spatial_extra=["C>=3"])["found"] is False
+    assert run({**util, "min": 0.1})["found"] is False

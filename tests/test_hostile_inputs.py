@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_hostile import ONE_D, dump, refused
 
 ROOT = Path(__file__).resolve().parents[1]
-ONE_D = ROOT / "tests" / "reference_data" / "model" / "03-model-conv1d+oc-3level_bypass"
 SHIPPED = ROOT / "coopt" / "energy" / "data" / "compound_components.yaml"
 MEMORY = 2 * 1024 ** 3
 
@@ -35,16 +35,6 @@ def cli(*args, cwd, env=None, timeout=60) -> subprocess.CompletedProcess:
     return p
 
 
-def refused(p, *names) -> str:
-    lines = [line for line in p.stderr.splitlines() if line.strip()]
-    assert p.returncode == 2, (p.returncode, p.stderr[-3000:])
-    assert "Traceback" not in p.stderr and len(lines) == 1, p.stderr[-3000:]
-    text = lines[0].replace(p.cwd, "<cwd>")
-    for name in names:
-        assert str(name) in text, (name, text)
-    return text
-
-
 def warned(p, *names) -> str:
     lines = [line for line in p.stderr.splitlines() if "warning" in line]
     assert p.returncode == 0, p.stderr[-3000:]
@@ -55,13 +45,8 @@ def warned(p, *names) -> str:
 
 
 @pytest.fixture
-def base():
+def one_d():
     return yaml.safe_load((ONE_D / "input.yaml").read_text())
-
-
-def dump(path: Path, doc) -> Path:
-    path.write_text(yaml.safe_dump(doc))
-    return path
 
 
 def _intmac(scale) -> dict:
@@ -76,8 +61,8 @@ def _intmac(scale) -> dict:
     return cls
 
 
-def _with_class(base, tmp_path, *classes) -> Path:
-    doc = copy.deepcopy(base)
+def _with_class(one_d, tmp_path, *classes) -> Path:
+    doc = copy.deepcopy(one_d)
     doc["compound_components"] = {"version": 0.4, "classes": list(classes)}
     return dump(tmp_path / "in.yaml", doc)
 
@@ -97,18 +82,18 @@ BOMBS = {
 
 @pytest.mark.parametrize("case", sorted(BOMBS))
 @pytest.mark.parametrize("command", ["energy", "evaluate"])
-def test_expression_bombs_are_one_line(case, command, base, tmp_path):
-    f = _with_class(base, tmp_path, _intmac(BOMBS[case]))
+def test_expression_bombs_are_one_line(case, command, one_d, tmp_path):
+    f = _with_class(one_d, tmp_path, _intmac(BOMBS[case]))
     refused(cli(command, f, cwd=tmp_path), "in.yaml", "energy_scale")
 
 
-def test_nan_number_in_a_class_is_refused(base, tmp_path):
-    f = _with_class(base, tmp_path, _intmac(float("nan")))
+def test_nan_number_in_a_class_is_refused(one_d, tmp_path):
+    f = _with_class(one_d, tmp_path, _intmac(float("nan")))
     refused(cli("energy", f, cwd=tmp_path), "in.yaml", "energy_scale", "finite")
 
 
-def test_negative_energies_are_refused_by_energy_as_by_evaluate_ert(base, tmp_path):
-    f = _with_class(base, tmp_path, _intmac(-1))
+def test_negative_energies_are_refused_by_energy_as_by_evaluate_ert(one_d, tmp_path):
+    f = _with_class(one_d, tmp_path, _intmac(-1))
     for command in ("energy", "evaluate"):
         refused(cli(command, f, cwd=tmp_path), "in.yaml", "intmac", ">= 0")
     ert = {"ERT": {"version": "0.4", "tables": [{"name": "MACC", "actions": [{"name": "compute", "energy": -2.0}]}]}}
@@ -127,8 +112,8 @@ def test_template_expression_bomb_is_one_line(tmp_path):
 
 # ----------------------------------------------------------------- silent overrides
 
-def test_a_class_defined_twice_is_refused(base, tmp_path):
-    f = _with_class(base, tmp_path, _intmac(2), _intmac(3))
+def test_a_class_defined_twice_is_refused(one_d, tmp_path):
+    f = _with_class(one_d, tmp_path, _intmac(2), _intmac(3))
     refused(cli("energy", f, cwd=tmp_path), "in.yaml", "classes[1]", "intmac", "defined twice")
     refused(cli("evaluate", f, cwd=tmp_path), "in.yaml", "classes[1]", "defined twice")
 
@@ -146,8 +131,8 @@ def test_ert_names_that_match_nothing_warn(tmp_path):
     warned(cli("evaluate", ONE_D / "input.yaml", "--ert", e, cwd=tmp_path), "ERT.yaml", "NoSuchBuffer")
 
 
-def test_keep_and_bypass_of_one_data_space_is_refused(base, tmp_path):
-    doc = copy.deepcopy(base)
+def test_keep_and_bypass_of_one_data_space_is_refused(one_d, tmp_path):
+    doc = copy.deepcopy(one_d)
     doc.pop("mapping")
     doc["architecture_constraints"] = {"targets": [
         {"target": "GlobalBuffer", "type": "bypass", "keep": ["Weights"]},
@@ -161,8 +146,8 @@ def test_invalid_coopt_jit_is_refused(value, tmp_path):
     refused(cli("evaluate", ONE_D / "input.yaml", env={"COOPT_JIT": value}, cwd=tmp_path), "COOPT_JIT", value)
 
 
-def test_depth_zero_buffer_is_reported_against_the_users_file(base, tmp_path):
-    doc = copy.deepcopy(base)
+def test_depth_zero_buffer_is_reported_against_the_users_file(one_d, tmp_path):
+    doc = copy.deepcopy(one_d)
     text = yaml.safe_dump(doc).replace("depth: 64", "depth: 0")
     f = tmp_path / "d0.yaml"
     f.write_text(text)
@@ -171,17 +156,17 @@ def test_depth_zero_buffer_is_reported_against_the_users_file(base, tmp_path):
         assert line.split(": ")[2].endswith("d0.yaml"), line        # the file named first is the user's
 
 
-def test_technology_error_names_its_file(base, tmp_path):
+def test_technology_error_names_its_file(one_d, tmp_path):
     f = tmp_path / "tech.yaml"
-    f.write_text(yaml.safe_dump(base).replace("40nm", "banana"))
+    f.write_text(yaml.safe_dump(one_d).replace("40nm", "banana"))
     for command in ("energy", "evaluate"):
         refused(cli(command, f, cwd=tmp_path), "tech.yaml", "technology", "banana")
 
 
 # ----------------------------------------------------------------- constraint forms refused in one line
 
-def _constrained(base, tmp_path, *targets) -> Path:
-    doc = copy.deepcopy(base)
+def _constrained(one_d, tmp_path, *targets) -> Path:
+    doc = copy.deepcopy(one_d)
     doc.pop("mapping")
     doc["architecture_constraints"] = {"targets": list(targets)}
     return dump(tmp_path / "c.yaml", doc)
@@ -207,17 +192,17 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
-def test_constraint_forms_coopt_cannot_honour_are_refused(case, base, tmp_path):
+def test_constraint_forms_coopt_cannot_honour_are_refused(case, one_d, tmp_path):
     target, key = REFUSED[case]
-    refused(cli("map", _constrained(base, tmp_path, target), "--budget", "50", cwd=tmp_path), "c.yaml", key)
+    refused(cli("map", _constrained(one_d, tmp_path, target), "--budget", "50", cwd=tmp_path), "c.yaml", key)
 
 
-def test_a_second_permutation_for_one_level_is_refused(base, tmp_path):
-    f = _constrained(base, tmp_path, {"target": "GlobalBuffer", "type": "temporal", "permutation": "KRP"},
+def test_a_second_permutation_for_one_level_is_refused(one_d, tmp_path):
+    f = _constrained(one_d, tmp_path, {"target": "GlobalBuffer", "type": "temporal", "permutation": "KRP"},
                      {"target": "GlobalBuffer", "type": "temporal", "permutation": "PRK"})
     refused(cli("map", f, "--budget", "50", cwd=tmp_path), "c.yaml", "permutation")
 
 
-def test_a_factor_beyond_the_dimension_warns_as_timeloop_does(base, tmp_path):
-    f = _constrained(base, tmp_path, {"target": "GlobalBuffer", "type": "temporal", "factors": "K=64"})
+def test_a_factor_beyond_the_dimension_warns_as_timeloop_does(one_d, tmp_path):
+    f = _constrained(one_d, tmp_path, {"target": "GlobalBuffer", "type": "temporal", "factors": "K=64"})
     warned(cli("map", f, "--budget", "50", cwd=tmp_path), "K=64", "ignored")
