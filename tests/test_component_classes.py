@@ -71,3 +71,17 @@ def test_network_uses_the_files_classes(inputs):
         for layer in net["layers"]:
             mac = layer["energy_pj"] - sum(v["energy_pj"] for v in layer["levels"].values())
             assert mac == pytest.approx(compute[k] * layer["macs"], rel=1e-9), layer["name"]
+
+
+def test_exported_components_carry_the_files_classes(inputs):
+    """The classes written for Accelergy next to an exported design are the ones its energies came from."""
+    from coopt.design import component_classes
+    from coopt.energy.accelergy_files import components_yaml
+    from coopt.energy.report import load_arch
+    raw = yaml.safe_load(inputs["scaled_arch"].read_text())
+    arch = load_arch(inputs["scaled_arch"])
+    mine = components_yaml(arch, component_classes(raw, {}))["compound_components"]["classes"]
+    shipped = components_yaml(arch)["compound_components"]["classes"]
+    pick = {name: [c for c in cls if c["name"] == "intmac"][0] for name, cls in (("mine", mine), ("shipped", shipped))}
+    assert pick["mine"] == _intmac(3) and pick["shipped"] != pick["mine"]
+    assert sorted(c["name"] for c in mine) == sorted(c["name"] for c in shipped)
