@@ -235,3 +235,50 @@ def test_min_factors_and_min_utilization_are_honoured(mapped, tmp_path):
     assert s.get("C", 1) * s.get("M", 1) >= 0.06 * 256
     assert run(util, spatial_extra=["C>=3"])["found"] is False
     assert run({**util, "min": 0.1})["found"] is False
+
+
+def test_a_partial_spatial_permutation_is_honoured(tmp_path):
+    """``permutation: MC`` on the PE array (no split): M innermost, then C, the rest free."""
+    raw = yaml.safe_load((DATA / "simple_output_stationary" / "parsed-processed-input.yaml").read_text())
+    targets = raw["architecture_constraints"]["targets"]
+    spatial = next(t for t in targets if t["type"] == "spatial")
+    spatial["permutation"] = "MC"
+    del spatial["split"]
+    spatial["factors"] = "R=1,S=1,N=1"
+    p = cli("map", _with_targets("simple_output_stationary", tmp_path, targets),
+            *_tables("simple_output_stationary"), "--json", "--seed", "3", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    got = json.loads(p.stdout)
+    assert _violations(targets, got["mapping"], raw["problem"]["shape"]["dimensions"]) == []
+    s = _spatial(got, "inter_PE_spatial")
+    assert sum(v > 1 for v in s.values()) >= 2            # the order constrains something
+
+
+def test_the_mapspace_rejects_a_broken_partial_spatial_order(tmp_path):
+    """Rows whose spatial loops break a partial permutation never reach the model (a factor move can make
+    a trivial, and so unordered, loop non-trivial)."""
+    import numpy as np
+
+    from coopt.inputs import load_inputs
+    from coopt.mapper.constraints import parse_constraints
+    from coopt.mapper.space import MapSpace
+    raw = yaml.safe_load((DATA / "simple_output_stationary" / "parsed-processed-input.yaml").read_text())
+    targets = [t for t in raw["architecture_constraints"]["targets"] if t["type"] != "spatial"]
+    targets.append({"target": "inter_PE_spatial", "type": "spatial", "permutation": "MC", "factors": "R=1 S=1 N=1"})
+    inp = load_inputs([_with_targets("simple_output_stationary", tmp_path, targets)],
+                      ert=DATA / "simple_output_stationary" / "timeloop-mapper.ERT.yaml",
+                      art=DATA / "simple_output_stationary" / "timeloop-mapper.ART.yaml")
+    space = MapSpace(inp.problem, inp.arch, parse_constraints(targets, inp.arch, inp.problem))
+    li = [lvl.name for lvl in inp.arch.storage].index("inter_PE_spatial")
+    M, C = inp.problem.dims.index("M"), inp.problem.dims.index("C")
+    mb = space.sample(4000, np.random.default_rng(0))
+    both = (mb.sf[:, li, M] > 1) & (mb.sf[:, li, C] > 1)
+    assert both.any()
+    ok = space.prefilter(mb).ok
+    swapped = mb.take(np.flatnonzero(both))
+    perm = swapped.sperm[:, li].copy()
+    pm, pc = np.argmax(perm == M, axis=1), np.argmax(perm == C, axis=1)
+    rows = np.arange(len(perm))
+    perm[rows, pm], perm[rows, pc] = C, M                     # C before M: breaks 'MC'
+    swapped.sperm[:, li] = perm
+    assert ok[both].any() and not space.prefilter(swapped).ok.any()

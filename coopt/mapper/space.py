@@ -126,7 +126,10 @@ class MapSpace:
         for li, lc in enumerate(constraints.levels):
             self._t_pinned[li, list(lc.t_prefix) + list(lc.t_suffix)] = True
         self._fan_total = float(np.prod(self.fan_x.astype(np.float64) * self.fan_y))
-        self._has_floors = bool((self.min_t > 1).any() or (self.min_s > 1).any() or constraints.min_parallelism > 0)
+        self._partial_spatial = [li for li, lc in enumerate(constraints.levels)
+                                 if lc.s_order is None and (lc.s_prefix or lc.s_suffix)]
+        self._has_floors = bool((self.min_t > 1).any() or (self.min_s > 1).any() or constraints.min_parallelism > 0
+                                or self._partial_spatial)
         self._consts = {
             "free_s": self.fix_s == 0,
             "fixed_t": np.prod(self._tf_reset, axis=0),
@@ -412,6 +415,9 @@ class MapSpace:
             floors = (mb.sf >= self.min_s).all(axis=(1, 2)) & (mb.tf >= self.min_t).all(axis=(1, 2))
             if self.cons.min_parallelism > 0:      # Uber's cumulative fan-out utilisation
                 floors &= np.prod(mb.sf.reshape(len(mb), -1), axis=1) >= self.cons.min_parallelism * self._fan_total
+            for li in self._partial_spatial:       # a partial spatial permutation (canonical forms may move it)
+                lc = self.cons.levels[li]
+                floors &= _order_ok(mb.sperm[:, li], mb.sf[:, li], lc.s_prefix, lc.s_suffix)
             pre = Prefilter(ok=pre.ok & floors, fanout=pre.fanout & floors, capacity=pre.capacity)
         return pre
 
@@ -493,6 +499,25 @@ class MapSpace:
                  mb.split.astype(np.uint8), mb.keep.reshape(B, -1).astype(np.uint8)]
         flat = np.concatenate(parts, axis=1)
         return flat.view(np.dtype((np.void, flat.shape[1]))).ravel().tolist()
+
+
+def _order_ok(perm: np.ndarray, factors: np.ndarray, prefix, suffix) -> np.ndarray:
+    """[B] rows whose non-trivial loops (``perm`` innermost first) begin with the prefix's non-trivial
+    loops and end with the suffix's, each in the given order."""
+    live = factors > 1                                                    # [B, D]
+    pos = np.argsort(perm, axis=1)                                        # position of each dimension
+    rank = (live[:, None, :] & (pos[:, None, :] < pos[:, :, None])).sum(axis=2)   # among live loops
+    ok = np.ones(len(perm), dtype=bool)
+    n_live = live.sum(axis=1)
+    for dims, from_end in ((list(prefix), False), (list(suffix), True)):
+        if not dims:
+            continue
+        lv = live[:, dims]                                                # [B, k] in the given order
+        idx = np.cumsum(lv, axis=1) - 1                                   # wanted rank among them
+        if from_end:
+            idx = idx + (n_live - lv.sum(axis=1))[:, None]
+        ok &= np.where(lv, rank[:, dims] == idx, True).all(axis=1)
+    return ok
 
 
 @lru_cache(maxsize=16384)
