@@ -282,3 +282,16 @@ def test_the_mapspace_rejects_a_broken_partial_spatial_order(tmp_path):
     perm[rows, pm], perm[rows, pc] = C, M                     # C before M: breaks 'MC'
     swapped.sperm[:, li] = perm
     assert ok[both].any() and not space.prefilter(swapped).ok.any()
+
+
+def test_network_on_a_template_honours_its_dataflow(tmp_path):
+    """``coopt network`` (the unit a search trial runs) maps every layer within the template's constraints."""
+    from coopt.design import load_design
+    design = load_design("eyeriss_like")
+    p = cli("network", "--arch", "eyeriss_like", "--network", "resnet18", "--budget", "60", "--json",
+            cwd=tmp_path, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    layers = json.loads(p.stdout)["layers"]
+    assert layers and all(layer["found"] for layer in layers)
+    for layer in layers:
+        assert _violations(design.targets, layer["mapping"], list("CMRSNPQ")) == [], layer["name"]
