@@ -489,7 +489,9 @@ def main(argv=None) -> int:
         return done.code if isinstance(done.code, int) else 2
     try:
         from coopt.energy.select import set_method
+        from coopt.model.jit import check_env
         set_method(getattr(args, "energy", None))
+        check_env()                     # a bad COOPT_JIT is refused before any work (and any Ray worker)
         return args.func(args)
     except CooptError as e:
         print(f"coopt {args.command}: error: {e}", file=sys.stderr)
