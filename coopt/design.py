@@ -67,9 +67,10 @@ def design_tables(arch: Architecture, ert=None, art=None, *, raw: dict | None = 
     names = {lvl.name for lvl in arch.storage} | {arch.arithmetic.name}
     for key, table in user.items():
         extra = sorted(set(table) - names)
-        if extra:
-            file = sources.get(key) if (ert if key == "ERT" else art) is None else str(ert if key == "ERT" else art)
-            warn_once(f"{file or key}: {key}: {', '.join(extra)} match(es) no component of the architecture "
+        given = ert if key == "ERT" else art
+        if extra:                      # Timeloop ignores such tables silently; say so
+            file = str(given) if given is not None and not isinstance(given, dict) else sources.get(key, key)
+            warn_once(f"{file}: {key}: {', '.join(extra)} match(es) no component of the architecture "
                       f"({', '.join(sorted(names))}); ignored")
     return with_overrides(arch, EnergyTables(ert=user.get("ERT", {}), art=user.get("ART", {}),
                                              source="accelergy") if user else None, classes,

@@ -9,6 +9,7 @@ attribute set (``coopt.energy.primitives``, cached on disk).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -120,19 +121,19 @@ def estimate_arch(arch: Architecture, component_files=(), *, lib: Library | None
                 if alias in actions:
                     actions["compute"] = actions[alias]
                     break
-        _check_result(lib, comp, actions, res.area, where)
+        _check_result(lib, comp, actions, res.area, where, arch_file)
         ert[comp.name], art[comp.name] = actions, res.area
         est[comp.name] = res.estimators
         paths[comp.name] = comp.path or comp.name
     return Estimation(EnergyTables(ert=ert, art=art, source=SOURCE), est, paths)
 
 
-def _check_result(lib: Library, comp, actions: dict, area: float, where: str) -> None:
+def _check_result(lib: Library, comp, actions: dict, area: float, where: str, arch_file: str | None) -> None:
     """Energies and areas finite and >= 0, as ``evaluate --ert`` demands of a user's tables (the same rule
-    for estimates and for given tables)."""
-    import math
+    for estimates and for given tables); blamed on the user's class, else on the component."""
     cdef = lib.classes.get(comp.cls)
-    file, key = (cdef.file, cdef.key) if cdef else (None, f"{where}.class")
+    user = cdef is not None and cdef.file != SHIPPED_LABEL
+    file, key = (cdef.file, cdef.key) if user else (arch_file, where)
     for name, v in [*actions.items(), ("area", area)]:
         if not math.isfinite(v) or v < 0:
             what = "area" if name == "area" else f"energy of {name}"
