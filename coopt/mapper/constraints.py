@@ -367,8 +367,9 @@ def check_mapping(mapping, cons: MapConstraints, arch: Architecture, problem: Pr
     """Refuse a given mapping that breaks its constraints, as ``timeloop-model`` does
     (``src/applications/model/model.cpp``: ``constraints_->SatisfiedBy(mapping_)``, then
     ``Constraints::SatisfiedBy`` in ``src/mapping/constraints.cpp``): fixed factors equal, capped factors
-    within their cap; coopt also checks what Timeloop leaves as FIXMEs there -- keep/bypass and ``>=``
-    floors -- since its mapper honours them.  A loop order against the constrained permutation is one
+    within their cap; coopt also checks what Timeloop leaves as FIXMEs there -- keep/bypass, ``>=``
+    floors and the least utilization -- since its mapper honours them, and it checks the constraints of
+    every place ``collect_targets`` reads (timeloop-model reads only the architecture's).  A loop order against the constrained permutation is one
     warning line, not a refusal: Timeloop's own mapper output (tests/reference_data/mapper/
     05-conv1d+oc-3level_baked, RegisterFile: ``RPK`` constrained, ``KRP`` mapped) breaks the innermost-first
     reading its ``SatisfiedBy`` implements, so a refusal would turn away mappings Timeloop made.  The
