@@ -225,7 +225,11 @@ def _one(k: str, li: int, c: dict, file):
     if kind not in _KEYS:
         raise SpecError(f"unknown constraint type {c.get('type')!r}", file=file, key=f"{k}.type",
                         expected="temporal, spatial, bypass/dataspace, utilization")
-    values = dict(c.get("attributes") or {}) if isinstance(c.get("attributes"), MappingT) else {}
+    attrs = c.get("attributes")
+    if attrs is not None and not isinstance(attrs, MappingT):
+        raise SpecError(f"attributes is {type(attrs).__name__}", file=file, key=f"{k}.attributes",
+                        expected="a mapping of the constraint's values")
+    values = dict(attrs or {})
     values.update({x: v for x, v in c.items() if x not in ("attributes", "constraints")})
     for x, v in values.items():
         if x not in _COMMON and x not in _KEYS[kind]:
