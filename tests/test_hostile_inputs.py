@@ -188,6 +188,10 @@ REFUSED = {
     "spatial at a level without fan-out": ({"target": "GlobalBuffer", "type": "spatial", "factors": "K=4"},
                                            "factors"),
     "bad factor map": ({"target": "GlobalBuffer", "type": "temporal", "factors": {"K": [1]}}, "factors"),
+    "attributes not a mapping": ({"target": "GlobalBuffer", "type": "temporal", "attributes": ["K=1"]},
+                                 "attributes"),
+    "unknown level": ({"target": "L2", "type": "temporal", "factors": "K=1"}, "target"),
+    "level index out of range": ({"target": 7, "type": "temporal", "factors": "K=1"}, "target"),
 }
 
 
