@@ -322,7 +322,7 @@ def _cmd_energy(args) -> int:
     from coopt.energy.accelergy_files import write_energy_files
 
     arch, beside = load_arch_and_components(args.arch, _parse_vars(args.var))
-    estimation = estimate_arch(arch, [*beside, *args.components])
+    estimation = estimate_arch(arch, [*beside, *args.components], arch_file=args.arch)
     if args.out:
         write_energy_files(arch, estimation, args.out, force=args.force)
     print(json.dumps(energy_json(estimation), indent=2) if args.json else energy_text(estimation))
@@ -523,7 +523,9 @@ def main(argv=None) -> int:
         return done.code if isinstance(done.code, int) else 2
     try:
         from coopt.energy.select import set_method
+        from coopt.model.jit import check_env
         set_method(getattr(args, "energy", None))
+        check_env()                     # a bad COOPT_JIT is refused before any work (and any Ray worker)
         return args.func(args)
     except CooptError as e:
         print(f"coopt {args.command}: error: {e}", file=sys.stderr)

@@ -19,6 +19,7 @@ from coopt.arch.spec import Architecture
 from coopt.arch.template import Template, load_template
 from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.accelergy_io import read_art, read_ert
+from coopt.energy.notice import warn_once
 from coopt.energy.select import with_overrides
 from coopt.energy.tables import EnergyTables
 from coopt.errors import SpecError
@@ -26,7 +27,7 @@ from coopt.mapper.constraints import collect_targets
 from coopt.arch.v4_spec import load_spec
 from coopt.yamlio import load_yaml
 
-__all__ = ["Design", "is_template", "design_tables", "design_from_template", "load_design"]
+__all__ = ["Design", "component_classes", "is_template", "design_tables", "design_from_template", "load_design"]
 
 
 @dataclass
@@ -63,13 +64,39 @@ def design_tables(arch: Architecture, ert=None, art=None, *, raw: dict | None = 
     """
     raw, sources = raw or {}, sources or {}
     user = {}
+    classes = component_classes(raw, sources)
     for key, given, read in (("ERT", ert, read_ert), ("ART", art, read_art)):
         if given is not None:
             user[key] = read(given, file=None if isinstance(given, dict) else str(given))
         elif raw.get(key):
             user[key] = read({key: raw[key]}, file=sources.get(key))
+    names = {lvl.name for lvl in arch.storage} | {arch.arithmetic.name}
+    for key, table in user.items():
+        extra = sorted(set(table) - names)
+        given = ert if key == "ERT" else art
+        if extra:                      # Timeloop ignores such tables silently; say so
+            file = str(given) if given is not None and not isinstance(given, dict) else sources.get(key, key)
+            warn_once(f"{file}: {key}: {', '.join(extra)} match(es) no component of the architecture "
+                      f"({', '.join(sorted(names))}); ignored")
     return with_overrides(arch, EnergyTables(ert=user.get("ERT", {}), art=user.get("ART", {}),
-                                             source="accelergy") if user else None)
+                                             source="accelergy") if user else None, classes,
+                          sources.get("architecture"))
+
+
+def component_classes(raw: dict, sources: dict) -> list[tuple[dict, str]]:
+    """The compound classes an input set carries (``compound_components:``, or v4's ``components:
+    classes:``), as (node, file) for the estimator: they replace the shipped classes of the same name in
+    every command, as in ``coopt energy``."""
+    out = []
+    for key in ("compound_components", "components"):
+        node = raw.get(key)
+        if node is None:
+            continue
+        if not isinstance(node, dict) or not isinstance(node.get("classes"), list):
+            raise SpecError("must hold a list of classes", file=sources.get(key), key=f"{key}.classes",
+                            expected=f"{key}: {{version: 0.4, classes: [...]}}")
+        out.append(({"compound_components": node}, sources.get(key) or key))
+    return out
 
 
 def design_from_template(template: Template | str, params: dict | None = None, dataflow: str | None = None,

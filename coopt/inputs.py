@@ -16,6 +16,7 @@ from coopt.arch.yaml_io import arch_from_yaml
 from coopt.design import design_tables
 from coopt.energy.tables import EnergyTables
 from coopt.errors import SpecError
+from coopt.mapper.constraints import check_mapping, collect_targets, parse_constraints
 from coopt.model.mapping import Mapping, mapping_from_yaml
 from coopt.workload.problem import Problem
 from coopt.workload.yaml_io import problem_from_yaml
@@ -44,6 +45,10 @@ class InputSet:
             if not any(ds.name in level.keep for level in mapping.levels):
                 raise SpecError(f"{ds.name} bypasses every storage level", file=self.source("mapping"),
                                 key="mapping", expected=f"{ds.name} kept in at least one level (e.g. the outermost)")
+        targets, file, key = collect_targets(self.raw, self.sources)
+        if targets:           # timeloop-model refuses a mapping that breaks the constraints it is given
+            cons = parse_constraints(targets, self.arch, self.problem, file=file, key=key)
+            check_mapping(mapping, cons, self.arch, self.problem, file=self.source("mapping"))
         return mapping
 
 

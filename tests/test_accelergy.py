@@ -326,7 +326,8 @@ def test_user_tables_cover_what_they_name(monkeypatch):
     calls = []
     import coopt.energy.select as sel
     real = sel.arch_tables
-    monkeypatch.setattr(sel, "arch_tables", lambda a, only=None: calls.append(only) or real(a, only=only))
+    monkeypatch.setattr(sel, "arch_tables", lambda a, *args, only=None, **kw: calls.append(only)
+                        or real(a, *args, only=only, **kw))
     assert with_overrides(arch, full).ert == full.ert and calls == []
     part = EnergyTables({"mac": {"compute": 9.0}}, {"mac": 3.0}, source="accelergy")
     t = with_overrides(arch, part)

@@ -26,6 +26,7 @@ from typing import Any
 
 from coopt.arch.spec import Architecture
 from coopt.arch.yaml_io import arch_from_yaml
+from coopt.energy import bounds
 from coopt.errors import SpecError
 from coopt.shipped import shipped_dir, shipped_names
 from coopt.yamlio import load_yaml
@@ -80,6 +81,8 @@ def _eval(node: ast.AST, names: dict[str, Any]) -> Any:
         left, right = _eval(node.left, names), _eval(node.right, names)
         if isinstance(node.op, ast.Pow) and (abs(right) > 256 or abs(left) > 2 ** 64):
             raise _ExprError("power too large")
+        if isinstance(node.op, ast.Mult):
+            return bounds.times(left, right)      # 'x' * 10**9 refused, not allocated
         return _BINOPS[type(node.op)](left, right)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNOPS:
         return _UNOPS[type(node.op)](_eval(node.operand, names))
@@ -109,16 +112,19 @@ def _eval(node: ast.AST, names: dict[str, Any]) -> Any:
 def evaluate_expression(expr: str, names: dict[str, Any], *, key: str | None = None,
                         file: str | None = None) -> Any:
     """Evaluate one placeholder expression safely; errors are SpecErrors at ``key``."""
+    shown = expr if len(expr) <= 200 else expr[:200] + "..."
     try:
-        tree = ast.parse(expr.strip(), mode="eval")
+        tree = bounds.parse(expr.strip())          # length and nesting bounded (coopt/energy/bounds.py)
     except SyntaxError as exc:
-        raise SpecError(f"syntax error in expression '{expr}': {exc.msg}", file=file, key=key) from None
+        raise SpecError(f"syntax error in expression '{shown}': {exc.msg}", file=file, key=key) from None
+    except bounds.TooBig as exc:
+        raise SpecError(f"expression '{shown}': {exc}", file=file, key=key) from None
     try:
-        return _eval(tree, names)
+        return bounds.check_value(_eval(tree, names))
     except _ExprError as exc:
-        raise SpecError(f"in expression '{expr}': {exc}", file=file, key=key) from None
+        raise SpecError(f"in expression '{shown}': {exc}", file=file, key=key) from None
     except (ArithmeticError, ValueError, TypeError) as exc:
-        raise SpecError(f"cannot evaluate '{expr}': {exc}", file=file, key=key) from None
+        raise SpecError(f"cannot evaluate '{shown}': {exc}", file=file, key=key) from None
 
 
 _PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")

@@ -9,6 +9,7 @@ attribute set (``coopt.energy.primitives``, cached on disk).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -16,8 +17,9 @@ from pathlib import Path
 import yaml
 
 from coopt.arch.spec import Architecture, ArithmeticLevel, StorageLevel
-from coopt.energy.compound import Library, Result
+from coopt.energy.compound import ComponentError, Library, Result
 from coopt.energy.tables import EnergyTables
+from coopt.errors import SpecError
 from coopt.yamlio import load_yaml
 
 SOURCE = "accelergy"
@@ -33,6 +35,7 @@ class Estimation:
 
 
 SHIPPED = Path(__file__).resolve().parent / "data" / "compound_components.yaml"
+SHIPPED_LABEL = "coopt/energy/data/compound_components.yaml"
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -43,12 +46,20 @@ def _shipped() -> dict:
 
 
 def library(component_files=()) -> Library:
-    """The shipped classes, then the user's files (a class of the same name replaces ours)."""
+    """The shipped classes, then the user's (a class of the same name replaces ours).
+
+    Each entry is a file, a parsed dict, or ``(dict, file name)`` for classes read from an input set
+    (so that errors name the user's file)."""
     lib = Library()
-    lib.add(_shipped(), "coopt/energy/data/compound_components.yaml")
+    lib.add(_shipped(), SHIPPED_LABEL, shipped=True)
     for f in component_files:
-        node = _load(str(f), _mtime(f)) if not isinstance(f, dict) else f
-        lib.add(node or {}, str(f) if not isinstance(f, dict) else "<components>")
+        if isinstance(f, tuple):
+            node, name = f
+        elif isinstance(f, dict):
+            node, name = f, "<components>"
+        else:
+            node, name = _load(str(f), _mtime(f)), str(f)
+        lib.add(node or {}, name)
     return lib
 
 
@@ -82,8 +93,11 @@ def _given(arch: Architecture, comp: StorageLevel | ArithmeticLevel) -> dict:
 
 
 def estimate_arch(arch: Architecture, component_files=(), *, lib: Library | None = None,
-                  only=None) -> Estimation:
-    """ERT/ART of every component of ``arch`` (or of those named in ``only``) as Accelergy would estimate them."""
+                  only=None, arch_file: str | None = None) -> Estimation:
+    """ERT/ART of every component of ``arch`` (or of those named in ``only``) as Accelergy would estimate them.
+
+    An error inside coopt's own classes or estimators caused by the user's component (a depth of 0, an
+    unknown technology) is reported against ``arch_file`` and the component, where the user can fix it."""
     lib = lib or library(component_files)
     inherited = {"technology": arch.technology, "global_cycle_seconds": arch.cycle_seconds}
     ert, art, est, paths = {}, {}, {}, {}
@@ -92,21 +106,43 @@ def estimate_arch(arch: Architecture, component_files=(), *, lib: Library | None
             continue
         where = f"architecture.{comp.name}"
         cls = comp.cls
-        res: Result = lib.expand(cls, _given(arch, comp), inherited, where)
+        try:
+            res: Result = lib.expand(cls, _given(arch, comp), inherited, where)
+        except SpecError as e:
+            if e.file not in (None, SHIPPED_LABEL):
+                raise                                  # the user's own class file: already named
+            inside = f" (in coopt's class {e.key})" if e.file else ""
+            key = e.key if e.file is None and (e.key or "").startswith("architecture") else where
+            raise ComponentError(f"{comp.name} (class {cls}): {e.message}{inside}", file=arch_file, key=key,
+                                 expected=e.expected) from None
         actions = dict(res.actions)
         if isinstance(comp, ArithmeticLevel) and "compute" not in actions:
             for alias in ("mac_random", "mult_random", "mac", "mult", "multiply", "add", "read"):
                 if alias in actions:
                     actions["compute"] = actions[alias]
                     break
+        _check_result(lib, comp, actions, res.area, where, arch_file)
         ert[comp.name], art[comp.name] = actions, res.area
         est[comp.name] = res.estimators
         paths[comp.name] = comp.path or comp.name
     return Estimation(EnergyTables(ert=ert, art=art, source=SOURCE), est, paths)
 
 
-def tables(arch: Architecture, component_files=(), only=None) -> EnergyTables:
-    return estimate_arch(arch, component_files, only=only).tables
+def _check_result(lib: Library, comp, actions: dict, area: float, where: str, arch_file: str | None) -> None:
+    """Energies and areas finite and >= 0, as ``evaluate --ert`` demands of a user's tables (the same rule
+    for estimates and for given tables); blamed on the user's class, else on the component."""
+    cdef = lib.classes.get(comp.cls)
+    user = cdef is not None and cdef.file != SHIPPED_LABEL
+    file, key = (cdef.file, cdef.key) if user else (arch_file, where)
+    for name, v in [*actions.items(), ("area", area)]:
+        if not math.isfinite(v) or v < 0:
+            what = "area" if name == "area" else f"energy of {name}"
+            raise ComponentError(f"{comp.name}: the {what} comes out as {v!r}", file=file, key=key,
+                                 expected="a finite number >= 0 (check energy_scale/area_scale and attributes)")
+
+
+def tables(arch: Architecture, component_files=(), only=None, arch_file: str | None = None) -> EnergyTables:
+    return estimate_arch(arch, component_files, only=only, arch_file=arch_file).tables
 
 
 def summary_yaml(estimation: Estimation) -> dict:

@@ -79,9 +79,9 @@ def _library() -> tuple[dict, ...]:
     return tuple(yaml.safe_load(text)["compound_components"]["classes"])
 
 
-def _closure(classes: set[str]) -> set[str]:
+def _closure(classes: set[str], library: tuple[dict, ...] | None = None) -> set[str]:
     """The classes plus every library class their subcomponents use, transitively."""
-    lib = {c["name"]: c for c in _library()}
+    lib = {c["name"]: c for c in (library if library is not None else _library())}
     todo, found = [c for c in classes if c in lib], set()
     while todo:
         name = todo.pop()
@@ -109,12 +109,22 @@ def _check_dram_types(arch: Architecture) -> None:
                                 expected=f"one of {sorted(DRAM_PJ_PER_BIT)}")
 
 
-def components_yaml(arch: Architecture) -> dict:
-    """``{"compound_components": ...}`` with every compound class ``arch`` needs (library order)."""
+def components_yaml(arch: Architecture, user_classes=()) -> dict:
+    """``{"compound_components": ...}`` with every compound class ``arch`` needs (library order).
+
+    ``user_classes``: the design's own classes (dicts, or ``(node, file)`` as ``design.component_classes``
+    returns), which replace shipped classes of the same name -- the ones its energies were computed with."""
     _check_dram_types(arch)
-    need = _closure(_used(arch))
+    own = []
+    for c in user_classes:
+        node = c[0] if isinstance(c, tuple) else c
+        cc = node.get("compound_components", node) if isinstance(node, dict) else {}
+        own += cc.get("classes", []) if isinstance(cc, dict) and "classes" in cc else [node]
+    names = {c["name"] for c in own}
+    library = tuple(own) + tuple(c for c in _library() if c["name"] not in names)
+    need = _closure(_used(arch), library)
     return {"compound_components": {"version": COMPONENTS_VERSION,
-                                     "classes": [copy.deepcopy(c) for c in _library() if c["name"] in need]}}
+                                     "classes": [copy.deepcopy(c) for c in library if c["name"] in need]}}
 
 
 STORAGE_ACTIONS = ("update", "read", "write", "leak")     # what Timeloop asks of a buffer

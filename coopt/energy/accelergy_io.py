@@ -27,7 +27,8 @@ random access anyway (``data_delta=1, address_delta=1``).
 
 Names are reduced to the leaf: ``system_top_level.DRAM[1..1]`` -> ``DRAM``,
 ``sys.PE[0..15].buf[0..3]`` -> ``buf``.  Two tables with the same leaf: the
-later one wins (Timeloop updates the level once per table, in file order).
+later one wins (Timeloop updates the level once per table, in file order),
+with a one-line warning.
 
 Energies are pJ, areas um^2.  PyYAML reads ``1e-5`` (no dot) as a string, so
 numeric strings are accepted.  Anything else malformed raises ``SpecError``
@@ -39,6 +40,7 @@ import os
 import re
 from typing import Any
 
+from coopt.energy.notice import warn_once
 from coopt.energy.tables import EnergyTables
 from coopt.errors import SpecError
 from coopt.yamlio import loads_yaml, read_text
@@ -98,6 +100,13 @@ def _entry_energy(entry: Any, *, file: str | None, key: str) -> float:
     return _number(entry["energy"], file=file, key=f"{key}.energy", what="energy")
 
 
+def _once(out: dict, name: str, file: str | None, key: str) -> None:
+    """A second table for one component: Timeloop keeps the later one; say so rather than drop one silently."""
+    if leaf_name(name) in out:
+        warn_once(f"{file or 'tables'}: {key}: a second table for {leaf_name(name)!r}; the later one is used, "
+                  f"as in Timeloop")
+
+
 def read_ert(path_or_dict: Any, *, file: str | None = None) -> dict[str, dict[str, float]]:
     """``{leaf: {action: pJ}}`` from an Accelergy ERT file (path) or its parsed YAML (dict)."""
     data, file = _load(path_or_dict, "ERT", file)
@@ -117,6 +126,7 @@ def read_ert(path_or_dict: Any, *, file: str | None = None) -> dict[str, dict[st
                 aname = _name(action, file=file, key=akey)
                 e = _entry_energy(action, file=file, key=akey)
                 energies[aname] = max(e, energies.get(aname, 0.0))
+            _once(out, name, file, tkey)
             out[leaf_name(name)] = energies
     elif isinstance(tables, dict):                     # version 0.2
         for name, actions in tables.items():
@@ -150,6 +160,7 @@ def read_art(path_or_dict: Any, *, file: str | None = None) -> dict[str, float]:
             name = _name(table, file=file, key=tkey)
             if "area" not in table:
                 raise SpecError(f"{name} has no area", file=file, key=f"{tkey}.area", expected="area: <um^2>")
+            _once(out, name, file, tkey)
             out[leaf_name(name)] = _number(table["area"], file=file, key=f"{tkey}.area", what="area")
     elif isinstance(tables, dict):
         for name, area in tables.items():

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from coopt.energy import bounds
 from coopt.energy.primitives import estimate_primitive, is_primitive
 from coopt.errors import SpecError
 
@@ -34,7 +35,8 @@ _FUNCS = {"max": max, "min": min, "ceil": math.ceil, "floor": math.floor, "log2"
           "log": math.log, "log10": math.log10, "sqrt": math.sqrt, "exp": math.exp, "abs": abs,
           "round": round, "int": int, "float": float, "pow": pow, "True": True, "False": False}
 _ALLOWED = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Call,
-            ast.Name, ast.Load, ast.Constant, ast.operator, ast.unaryop, ast.boolop, ast.cmpop)
+            ast.Name, ast.Load, ast.Constant, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod,
+            ast.Pow, ast.unaryop, ast.boolop, ast.cmpop)
 _RANGE = re.compile(r"^(?P<base>[^\[\]]+)\[(?P<lo>[^\]]*?)\.\.(?P<hi>[^\]]*)\]$")
 _INDEX = re.compile(r"^(?P<base>[^\[\]]+)\[(?P<i>[^\].]*)\]$")
 
@@ -72,6 +74,20 @@ class Result:
     estimators: list[tuple[str, str]] = field(default_factory=list)
 
 
+class _Bounded(ast.NodeTransformer):
+    """``a ** b`` and ``a * b`` become calls of the bounded ``_pow``/``_mul`` (``pow`` is ``_pow`` too)."""
+
+    def visit_BinOp(self, node):
+        self.generic_visit(node)
+        fn = {ast.Pow: "_pow", ast.Mult: "_mul"}.get(type(node.op))
+        if fn is None:
+            return node
+        return ast.copy_location(ast.Call(ast.Name(fn, ast.Load()), [node.left, node.right], []), node)
+
+
+_BOUNDED = {"_pow": bounds.power, "_mul": bounds.times, "pow": bounds.power}
+
+
 @lru_cache(maxsize=4096)
 def _compiled(text: str):
     """(code, names, bare word?) of an expression; (None, problem, None) when it cannot be one.
@@ -79,14 +95,17 @@ def _compiled(text: str):
     Cached: a study evaluates the same few hundred expressions for every design.
     """
     try:
-        tree = ast.parse(text, mode="eval")
+        tree = bounds.parse(text)
     except SyntaxError:
         return None, "syntax", None
+    except bounds.TooBig as e:
+        return None, str(e), None
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED):
             return None, type(node).__name__, None
     names = frozenset(n.id for n in ast.walk(tree) if isinstance(n, ast.Name))
-    return compile(tree, "<attribute>", "eval"), names, isinstance(tree.body, ast.Name)
+    bounded = ast.fix_missing_locations(_Bounded().visit(tree))
+    return compile(bounded, "<attribute>", "eval"), names, isinstance(tree.body, ast.Name)
 
 
 def evaluate(value, ns: dict, *, file: str | None, key: str):
@@ -101,7 +120,7 @@ def evaluate(value, ns: dict, *, file: str | None, key: str):
                                  expected="a Python arithmetic expression over the attributes")
         return value                                   # '22nm', 'must specify', ...: a string
     if code is None:
-        raise ComponentError(f"{names} is not allowed in {value!r}", file=file, key=key,
+        raise ComponentError(f"{names} is not allowed in {value[:200]!r}", file=file, key=key,
                              expected="arithmetic, comparisons, conditionals and math functions")
     unknown = sorted(n for n in names if n not in ns and n not in _FUNCS)
     if unknown:
@@ -110,9 +129,13 @@ def evaluate(value, ns: dict, *, file: str | None, key: str):
         raise UnknownNames(f"{value!r} uses {', '.join(unknown)}, which is not an attribute here",
                            file=file, key=key, expected=f"names among {sorted(ns)}", names=unknown)
     try:
-        return eval(code, {"__builtins__": {}}, {**_FUNCS, **ns})
+        result = eval(code, {"__builtins__": {}}, {**_FUNCS, **ns, **_BOUNDED})
     except Exception as e:  # noqa: BLE001 -- arithmetic errors of the user's expression
-        raise ComponentError(f"evaluating {value!r} failed: {e}", file=file, key=key) from None
+        raise ComponentError(f"evaluating {value[:200]!r} failed: {str(e)[:200]}", file=file, key=key) from None
+    try:
+        return bounds.check_value(result)
+    except (ArithmeticError, ValueError) as e:
+        raise ComponentError(f"{value[:200]!r}: {e}", file=file, key=key) from None
 
 
 def _count(name: str, ns: dict, *, file, key) -> tuple[str, int]:
@@ -134,10 +157,13 @@ def _count(name: str, ns: dict, *, file, key) -> tuple[str, int]:
 
 def _number(value, *, file, key) -> float:
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ComponentError(f"{value!r} is not a number", file=file, key=key,
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ComponentError(f"{str(value)[:200]!r} is not a number", file=file, key=key,
                              expected="a number or an expression over numeric attributes") from None
+    if not math.isfinite(x):
+        raise ComponentError(f"{value!r} is not finite", file=file, key=key, expected="a finite number")
+    return x
 
 
 class Library:
@@ -145,8 +171,11 @@ class Library:
 
     def __init__(self):
         self.classes: dict[str, ClassDef] = {}
+        self._users: set[str] = set()       # classes the user defined (shipped ones may be replaced once)
 
-    def add(self, node: dict, file: str) -> None:
+    def add(self, node: dict, file: str, *, shipped: bool = False) -> None:
+        """The classes of one components file; a user's class replaces a shipped one of the same name,
+        but a class the user defines twice is an error (which one would win is not obvious)."""
         cc = node.get("compound_components", node) if isinstance(node, dict) else None
         classes = cc.get("classes") if isinstance(cc, dict) else None
         if not isinstance(classes, list):
@@ -155,7 +184,15 @@ class Library:
         for i, spec in enumerate(classes):
             if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
                 raise ComponentError("a class needs a name", file=file, key=f"compound_components.classes[{i}]")
-            self.classes[spec["name"]] = ClassDef(spec["name"], spec, file, i)
+            name = spec["name"]
+            if not shipped and name in self._users:
+                first = self.classes[name]
+                raise ComponentError(f"class {name!r} is defined twice (first in {first.file}, "
+                                     f"{first.key})", file=file, key=f"compound_components.classes[{i}]",
+                                     expected="one definition per class name")
+            if not shipped:
+                self._users.add(name)
+            self.classes[name] = ClassDef(name, spec, file, i)
 
     def attributes(self, cdef: ClassDef, given: dict, inherited: dict, where: str) -> dict:
         """The class's attributes for one instance: given values, then defaults, evaluated in order."""

@@ -21,7 +21,8 @@ def load_arch_and_components(path, variables: dict | None = None) -> tuple[Archi
         raise SpecError("no 'architecture:' section", file=str(path), key="architecture")
     arch = arch_from_yaml(raw["architecture"], file=sources["architecture"])
     cc = raw.get("compound_components")
-    comps = [{"compound_components": cc}] if isinstance(cc, dict) else []
+    comps = ([({"compound_components": cc}, sources.get("compound_components") or str(path))]
+             if isinstance(cc, dict) else [])
     return arch, comps
 
 

@@ -60,6 +60,8 @@ class MapSpace:
         self.cap_s = np.full((L, D), np.iinfo(np.int64).max // 4, dtype=np.int64)
         self.keep_fixed = np.zeros((L, P), dtype=np.int8)      # 1 keep, -1 bypass, 0 free
         self.min_util = np.array([lvl.min_utilization for lvl in arch.storage])
+        self.min_t = np.ones((L, D), dtype=np.int64)            # '>=' factors (Timeloop's min factors)
+        self.min_s = np.ones((L, D), dtype=np.int64)
         for li, lc in enumerate(constraints.levels):
             for d, v in lc.t_fixed.items():
                 self.fix_t[li, d] = v
@@ -69,12 +71,15 @@ class MapSpace:
                 self.cap_t[li, d] = v
             for d, v in lc.s_max.items():
                 self.cap_s[li, d] = v
+            for d, v in lc.t_min.items():
+                self.min_t[li, d] = v
+            for d, v in lc.s_min.items():
+                self.min_s[li, d] = v
             for p, name in enumerate(self.ds_names):
                 if name in lc.keep:
                     self.keep_fixed[li, p] = 1
                 elif name in lc.bypass:
                     self.keep_fixed[li, p] = -1
-            self.min_util[li] = max(self.min_util[li], lc.min_utilization)
             if self.fan_x[li] * self.fan_y[li] == 1:
                 self.fix_s[li] = np.where(self.fix_s[li] == 0, 1, self.fix_s[li])
         self.keep_fixed[L - 1] = np.where(self.keep_fixed[L - 1] == 0, 1, self.keep_fixed[L - 1])
@@ -120,6 +125,11 @@ class MapSpace:
         self._t_pinned = np.zeros((L, D), dtype=bool)       # temporal loops held by an order prefix/suffix
         for li, lc in enumerate(constraints.levels):
             self._t_pinned[li, list(lc.t_prefix) + list(lc.t_suffix)] = True
+        self._fan_total = float(np.prod(self.fan_x.astype(np.float64) * self.fan_y))
+        self._partial_spatial = [li for li, lc in enumerate(constraints.levels)
+                                 if lc.s_order is None and (lc.s_prefix or lc.s_suffix)]
+        self._has_floors = bool((self.min_t > 1).any() or (self.min_s > 1).any() or constraints.min_parallelism > 0
+                                or self._partial_spatial)
         self._consts = {
             "free_s": self.fix_s == 0,
             "fixed_t": np.prod(self._tf_reset, axis=0),
@@ -398,7 +408,20 @@ class MapSpace:
 
     # ------------------------------------------------------------------ checks and canonical form
     def prefilter(self, mb: MappingBatch, *, compiled: bool | None = None) -> Prefilter:
-        """Fan-outs, factor caps and buffer capacities: everything checkable without the model."""
+        """Fan-outs, factor caps and floors, least parallelism and buffer capacities: everything checkable
+        without the model."""
+        pre = self._prefilter(mb, compiled=compiled)
+        if self._has_floors:
+            floors = (mb.sf >= self.min_s).all(axis=(1, 2)) & (mb.tf >= self.min_t).all(axis=(1, 2))
+            if self.cons.min_parallelism > 0:      # Uber's cumulative fan-out utilisation
+                floors &= np.prod(mb.sf.reshape(len(mb), -1), axis=1) >= self.cons.min_parallelism * self._fan_total
+            for li in self._partial_spatial:       # a partial spatial permutation (canonical forms may move it)
+                lc = self.cons.levels[li]
+                floors &= _order_ok(mb.sperm[:, li], mb.sf[:, li], lc.s_prefix, lc.s_suffix)
+            pre = Prefilter(ok=pre.ok & floors, fanout=pre.fanout & floors, capacity=pre.capacity)
+        return pre
+
+    def _prefilter(self, mb: MappingBatch, *, compiled: bool | None = None) -> Prefilter:
         if _compiled(compiled):
             B = len(mb)
             fan_ok, cap_ok, util_ok = (np.zeros(B, dtype=bool) for _ in range(3))
@@ -418,7 +441,28 @@ class MapSpace:
         return Prefilter(ok=fan_ok & caps_ok & cap_ok & util_ok, fanout=fan_ok & caps_ok, capacity=cap_ok)
 
     def canonical(self, mb: MappingBatch, *, compiled: bool | None = None) -> MappingBatch:
-        """Trivial loops last (in dimension order): Timeloop ignores them, so this changes nothing."""
+        """Trivial loops last (in dimension order): Timeloop ignores them, so this changes nothing; then the
+        constrained temporal orders imposed again (a loop of a permutation's prefix that was trivial, and so
+        sorted last, may have gained a factor since)."""
+        out = self._canonical(mb, compiled=compiled)
+        for li, lc in enumerate(self.cons.levels):
+            if lc.t_prefix or lc.t_suffix:
+                out.tperm[:, li] = self._pinned_order(out.tf[:, li], out.tperm[:, li], lc.t_prefix, lc.t_suffix)
+        return out
+
+    def _pinned_order(self, tf, tperm, prefix, suffix):
+        """[B, D] orders: non-trivial prefix loops innermost in prefix order, the other non-trivial loops
+        as they were, the non-trivial suffix loops outermost, trivial loops last in dimension order."""
+        D = self.D
+        key = np.argsort(tperm, axis=1).astype(np.float64)          # a dimension's current position
+        for rank, d in enumerate(prefix):
+            key[:, d] = -2 * D + rank
+        for rank, d in enumerate(suffix):
+            key[:, d] = 2 * D + rank
+        key = np.where(tf > 1, key, 4 * D + np.arange(D)[None, :])
+        return np.argsort(key, axis=1, kind="stable")
+
+    def _canonical(self, mb: MappingBatch, *, compiled: bool | None = None) -> MappingBatch:
         if _compiled(compiled):
             tperm, sperm, split = mk().canonical_rows(mb.tf, mb.tperm, mb.sf, mb.sperm, mb.split)
             for li, lc in enumerate(self.cons.levels):
@@ -455,6 +499,25 @@ class MapSpace:
                  mb.split.astype(np.uint8), mb.keep.reshape(B, -1).astype(np.uint8)]
         flat = np.concatenate(parts, axis=1)
         return flat.view(np.dtype((np.void, flat.shape[1]))).ravel().tolist()
+
+
+def _order_ok(perm: np.ndarray, factors: np.ndarray, prefix, suffix) -> np.ndarray:
+    """[B] rows whose non-trivial loops (``perm`` innermost first) begin with the prefix's non-trivial
+    loops and end with the suffix's, each in the given order."""
+    live = factors > 1                                                    # [B, D]
+    pos = np.argsort(perm, axis=1)                                        # position of each dimension
+    rank = (live[:, None, :] & (pos[:, None, :] < pos[:, :, None])).sum(axis=2)   # among live loops
+    ok = np.ones(len(perm), dtype=bool)
+    n_live = live.sum(axis=1)
+    for dims, from_end in ((list(prefix), False), (list(suffix), True)):
+        if not dims:
+            continue
+        lv = live[:, dims]                                                # [B, k] in the given order
+        idx = np.cumsum(lv, axis=1) - 1                                   # wanted rank among them
+        if from_end:
+            idx = idx + (n_live - lv.sum(axis=1))[:, None]
+        ok &= np.where(lv, rank[:, dims] == idx, True).all(axis=1)
+    return ok
 
 
 @lru_cache(maxsize=16384)

@@ -27,9 +27,18 @@ MIN_WORK_SINGLE = 100_000
 _state = {"on": False, "asked": 0}
 
 
+def check_env() -> str:
+    """``COOPT_JIT`` as given: "", "0" or "1"; anything else is refused (a typo must not silently pick a path)."""
+    mode = os.environ.get("COOPT_JIT", "").strip()
+    if mode not in ("", "0", "1"):
+        from coopt.errors import CooptError
+        raise CooptError(f"COOPT_JIT={mode[:40]!r}", key="COOPT_JIT", expected="0, 1 or unset")
+    return mode
+
+
 def enabled() -> bool:
     """Are the compiled kernels in use in this process?"""
-    mode = os.environ.get("COOPT_JIT", "")
+    mode = check_env()
     if mode == "0" or not AVAILABLE:
         return False
     return _state["on"] or mode == "1"
