@@ -13,7 +13,12 @@ def _cmd_evaluate(args) -> int:
     from coopt.inputs import load_inputs
     from coopt.report import evaluation_text
 
-    inputs = load_inputs(args.files, ert=args.ert, art=args.art)
+    inputs = load_inputs(args.files, ert=args.ert, art=args.art, sparse=True)
+    if inputs.sparse is not None:
+        from coopt.backends.sparse import evaluate_sparse_inputs
+        result = evaluate_sparse_inputs(inputs, args.engine)
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0 if result.valid else 1
     backend = get_backend(args.engine, timeloop_bin=args.timeloop_bin)
     result = backend.evaluate(inputs.problem, inputs.arch, inputs.tables, inputs.mapping())
     if args.json:
