@@ -148,6 +148,11 @@ def _formats(node, level, problem, file, key) -> dict:
             f = r.get("format") if isinstance(r, dict) else None
             if f not in FORMATS:
                 raise _fail(f"format {f!r}", file, f"{k}.ranks[{j}].format", f"one of {list(FORMATS)}")
+            for group in r.get("flattened_rankIDs", []) or []:
+                for dim in group if isinstance(group, list) else [group]:
+                    if dim not in problem.dims:
+                        raise _fail(f"rank {dim!r} does not exist", file, f"{k}.ranks[{j}].flattened_rankIDs",
+                                    f"dimensions of the problem {list(problem.dims)}")
             fmts.append(f)
         out[(level, name)] = tuple(fmts)
     return out
