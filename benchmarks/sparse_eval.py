@@ -1,0 +1,66 @@
+"""Cost of the sparse accounting per mapping, against the dense evaluation it follows.
+
+For each case (the exercises' 01.2.2 dot product with gating, and the
+Eyeriss-like AlexNet layer of 04.2.1 with weight gating at the spad and its
+DRAM formats dropped -- formats are not modelled yet), evaluates the
+reference's mapping N times with
+  * the dense model as ``coopt evaluate`` runs it (``model.evaluate.evaluate``), and
+  * the same plus ``model.sparse.evaluate_sparse``,
+and prints microseconds per mapping (CPU time) and the ratio.  The mapper's
+batch path (``fused.evaluate_batch``) does not call the sparse accounting yet.
+
+    python benchmarks/sparse_eval.py [--n 300]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from coopt.inputs import load_inputs
+from coopt.model.evaluate import evaluate
+from coopt.model.sparse import evaluate_sparse
+
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "sparseloop"
+
+
+def _inputs(case: str, drop_formats: bool):
+    c = DATA / case
+    raw = yaml.safe_load((c / "parsed-processed-input.yaml").read_text())
+    raw.pop("mapping", None)
+    if drop_formats:
+        raw["sparse_optimizations"]["targets"] = [t for t in raw["sparse_optimizations"]["targets"]
+                                                  if "representation_format" not in t]
+    f = Path(tempfile.mkdtemp()) / "input.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    return load_inputs([f, c / "timeloop-mapper.map.yaml"], ert=c / "timeloop-mapper.ERT.yaml",
+                       art=c / "timeloop-mapper.ART.yaml", sparse=True)
+
+
+def _time(fn, n: int) -> float:
+    fn()
+    t = time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.process_time() - t) / n * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=300)
+    n = ap.parse_args().n
+    for case, drop in (("01.2.2-SUDU-dot-product", False), ("04.2.1-eyeriss-like-gating", True)):
+        inp = _inputs(case, drop)
+        m = inp.mapping()
+        dense_us = _time(lambda: evaluate(inp.problem, inp.arch, inp.tables, m), n)
+        both_us = _time(lambda: evaluate_sparse(inp.sparse, inp.problem, inp.arch, inp.tables, m,
+                                                evaluate(inp.problem, inp.arch, inp.tables, m)), n)
+        print(f"{case}: dense {dense_us:.0f} us/mapping, dense+sparse {both_us:.0f} us/mapping, "
+              f"ratio {both_us / dense_us:.2f}")
+
+
+if __name__ == "__main__":
+    main()
