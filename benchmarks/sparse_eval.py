@@ -40,11 +40,19 @@ def _inputs(case: str, drop_formats: bool):
                        art=c / "timeloop-mapper.ART.yaml", sparse=True)
 
 
-def _time(fn, n: int) -> float:
-    fn()
+def _dense(inp, m):
+    return evaluate(inp.problem, inp.arch, inp.tables, m)
+
+
+def _both(inp, m):
+    return evaluate_sparse(inp.sparse, inp.problem, inp.arch, inp.tables, m, _dense(inp, m))
+
+
+def _time(fn, n: int, *args) -> float:
+    fn(*args)
     t = time.process_time()
     for _ in range(n):
-        fn()
+        fn(*args)
     return (time.process_time() - t) / n * 1e6
 
 
@@ -55,9 +63,8 @@ def main() -> None:
     for case, drop in (("01.2.2-SUDU-dot-product", False), ("04.2.1-eyeriss-like-gating", True)):
         inp = _inputs(case, drop)
         m = inp.mapping()
-        dense_us = _time(lambda: evaluate(inp.problem, inp.arch, inp.tables, m), n)
-        both_us = _time(lambda: evaluate_sparse(inp.sparse, inp.problem, inp.arch, inp.tables, m,
-                                                evaluate(inp.problem, inp.arch, inp.tables, m)), n)
+        dense_us = _time(_dense, n, inp, m)
+        both_us = _time(_both, n, inp, m)
         print(f"{case}: dense {dense_us:.0f} us/mapping, dense+sparse {both_us:.0f} us/mapping, "
               f"ratio {both_us / dense_us:.2f}")
 
