@@ -9,7 +9,8 @@ exactly (src/sparse-analysis/):
   below it keeps the target (its child is the compute) and no spatial loop
   runs at or below that level -- then the condition-on tile is one scalar
   (``construct_scalar_mold``), which a fixed-structured density empties with
-  probability 1 - density (fixed-structured-distribution.cpp).
+  probability 1 - density (fixed-structured-distribution.cpp; hypergeometric:
+  1 - ceil(density * N) / N for a tensor of N elements).
 * ``storage-optimization-combiner.cpp`` PropagateImpactOfExplicitlyOptimizedRead
   and ApplyLocalStorageSAFImpact: the rounding (ceil for read-write tensors'
   reads, floor otherwise), the impact on the levels below and on the MACs.
@@ -21,8 +22,8 @@ exactly (src/sparse-analysis/):
   and gated accesses, skipped ones cost no cycle).
 
 Anything else (representation formats and metadata, spatial skipping,
-gating above a child level or across spatial loops, hypergeometric and
-banded densities, a choice among several options) raises ``SparseUnsupported``.
+gating above a child level or across spatial loops, banded densities, a
+choice among several options) raises ``SparseUnsupported``.
 """
 from __future__ import annotations
 
@@ -67,9 +68,9 @@ def supported(spec: SparseSpec, problem, arch, mapping) -> None:
                            "sparse_optimizations.representation_format",
                            "uncompressed tensors (compressed formats and metadata are not modelled yet)")
     for name, d in spec.densities.items():
-        if d.distribution != "fixed_structured" and d.density < 1:
+        if d.distribution == "banded" and d.density < 1:
             raise _unsupported(f"{d.distribution} density for {name}", f"problem.instance.densities.{name}",
-                               "fixed_structured (other density models are not modelled yet)")
+                               "fixed_structured or hypergeometric (banded densities are not modelled yet)")
     operands = [ds.name for ds in problem.dataspaces if not ds.read_write]
     if (spec.actions or spec.compute) and len(operands) != 2:
         raise _unsupported(f"{len(operands)} operand tensors", "problem.shape.data_spaces",
@@ -100,11 +101,25 @@ def supported(spec: SparseSpec, problem, arch, mapping) -> None:
                                "temporal loops only up to the optimising level")
 
 
-def _read_impact(spec: SparseSpec, conds: tuple[str, ...]) -> float:
-    """P(read ineffectual): some condition-on scalar is empty (fixed-structured: 1 - density)."""
+def scalar_density(spec: SparseSpec, problem, tensor: str) -> float:
+    """P(one element of ``tensor`` is nonzero), as Timeloop's density models answer for a 1-element tile.
+
+    Fixed-structured: the density itself (fixed-structured-distribution.cpp);
+    hypergeometric: ceil(density * N) nonzeros among the tensor's N elements
+    (hypergeometric-distribution.cpp, SetWorkloadTensorSize).
+    """
+    d = spec.densities.get(tensor)
+    if d is None or d.distribution == "fixed_structured":
+        return spec.density(tensor)
+    n = problem.dataspace_size(problem.dataspace(tensor))
+    return math.ceil(d.density * n) / n
+
+
+def _read_impact(spec: SparseSpec, problem, conds: tuple[str, ...]) -> float:
+    """P(read ineffectual): some condition-on scalar is empty."""
     effectual = 1.0
     for c in conds:
-        effectual *= 1.0 - (1.0 - spec.density(c))
+        effectual *= scalar_density(spec, problem, c)
     return 1.0 - effectual
 
 
@@ -130,7 +145,7 @@ def _storage_counts(spec, problem, arch, mapping, dense) -> tuple[dict, float, d
             for op in OPS:
                 rec[li, ds.name][f"random_{op}"] = c[f"{op}s"]
     kind_of = {(names.index(a.level), a.target): ("gated" if a.kind == "gating" else "skipped") for a in spec.actions}
-    prob = {(names.index(a.level), a.target): _read_impact(spec, a.condition_on) for a in spec.actions}
+    prob = {(names.index(a.level), a.target): _read_impact(spec, problem, a.condition_on) for a in spec.actions}
     macs = float(dense.macs)
     innermost = {}
     done = set()
@@ -165,7 +180,7 @@ def _compute_counts(spec: SparseSpec, problem, total: float, innermost: dict) ->
     if len(operands) != 2:      # supported() allows this only without any optimisation
         return {"random": int(total), "gated": 0, "skipped": 0}
     a, b = operands
-    dens = {t: round(spec.density(t) * 1e6) / 1e6 for t in (a, b)}
+    dens = {t: round(scalar_density(spec, problem, t) * 1e6) / 1e6 for t in (a, b)}
     enz = dict(dens)
     if a in innermost and b in innermost:
         enz[a] = dens[a] / (1 - innermost[b])
