@@ -71,6 +71,7 @@ def load_inputs(paths, ert: str | Path | None = None, art: str | Path | None = N
         node, densities = split_problem_node(node)
         problem = problem_from_yaml(node, file=sources.get("problem"))
         spec = sparse_spec_from_yaml(problem, arch, densities, raw.get("sparse_optimizations"),
+                                     arch_node=raw.get("architecture"),
                                      problem_file=sources.get("problem"),
                                      sparse_file=sources.get("sparse_optimizations"))
         spec = spec if is_sparse(spec) else None

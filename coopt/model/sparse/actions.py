@@ -23,6 +23,11 @@ STORAGE = {
     "random_metadata_read": ("random_metadata_read", "metadata_read"),
     "gated_metadata_read": ("gated_metadata_read",),
     "skipped_metadata_read": ("skipped_metadata_read", "gated_metadata_read"),
+    "random_metadata_fill": ("random_metadata_fill", "random_metadata_write", "metadata_fill", "metadata_write"),
+    "random_metadata_update": ("random_metadata_update", "random_metadata_write", "metadata_update",
+                               "metadata_write"),
+    "decompression_count": ("decompression_count",),
+    "compression_count": ("compression_count",),
 }
 COMPUTE = {
     "random_compute": ("mac_random", "mult_random", "mac", "mult", "compute"),

@@ -31,6 +31,8 @@ import math
 from dataclasses import dataclass, field
 
 from coopt.model.sparse.actions import KINDS, OPS, compute_action_energy, storage_action_energy
+from coopt.model.sparse.formats import (check_formats, compressed_count, format_accesses, format_bits,
+                                        tensor_formats)
 from coopt.model.sparse.spec import SparseSpec, SparseUnsupported
 
 
@@ -62,11 +64,7 @@ def _unsupported(msg: str, key: str, expected: str) -> SparseUnsupported:
 
 def supported(spec: SparseSpec, problem, arch, mapping) -> None:
     """Raise ``SparseUnsupported`` unless every part of ``spec`` is modelled exactly."""
-    if spec.formats:
-        (level, tensor), _ = next(iter(spec.formats.items()))
-        raise _unsupported(f"representation format for {tensor} at {level}",
-                           "sparse_optimizations.representation_format",
-                           "uncompressed tensors (compressed formats and metadata are not modelled yet)")
+    check_formats(spec, problem, arch, mapping)
     for name, d in spec.densities.items():
         if d.distribution == "banded" and d.density < 1:
             raise _unsupported(f"{d.distribution} density for {name}", f"problem.instance.densities.{name}",
@@ -133,7 +131,7 @@ def _apply_local(rec: dict, p: float, kind: str, rw: bool) -> None:
     rec["random_update"] -= du
 
 
-def _storage_counts(spec, problem, arch, mapping, dense) -> tuple[dict, float, dict]:
+def _storage_counts(spec, problem, arch, dense, formats) -> tuple[dict, float, dict]:
     """Per level and tensor fine-grained counts, the MACs left and each operand's gating probability."""
     names = [lvl.name for lvl in arch.storage]
     L = len(names)
@@ -144,6 +142,13 @@ def _storage_counts(spec, problem, arch, mapping, dense) -> tuple[dict, float, d
             rec[li, ds.name] = {f"{k}_{op}": 0 for k in KINDS for op in OPS}
             for op in OPS:
                 rec[li, ds.name][f"random_{op}"] = c[f"{op}s"]
+            fmt = formats.get((li, ds.name))
+            if fmt is not None:     # ProcessDataReprImpactOnStorageAccesses; the metadata moved alongside
+                r = rec[li, ds.name]
+                for op in OPS:
+                    if op != "update" or ds.read_write:
+                        r[f"random_{op}"] = compressed_count(r[f"random_{op}"], fmt.density)
+                    r[f"random_metadata_{op}"] = format_accesses(fmt, c[f"{op}s"], c["tile"])
     kind_of = {(names.index(a.level), a.target): ("gated" if a.kind == "gating" else "skipped") for a in spec.actions}
     prob = {(names.index(a.level), a.target): _read_impact(spec, problem, a.condition_on) for a in spec.actions}
     macs = float(dense.macs)
@@ -174,8 +179,13 @@ def _storage_counts(spec, problem, arch, mapping, dense) -> tuple[dict, float, d
     return rec, macs, innermost
 
 
-def _compute_counts(spec: SparseSpec, problem, total: float, innermost: dict) -> dict:
-    """CalculateFineGrainedComputeAccesses2Operand with uncompressed operands (no metadata)."""
+def _compute_counts(spec: SparseSpec, problem, total: float, innermost: dict, has_metadata: dict) -> dict:
+    """CalculateFineGrainedComputeAccesses2Operand: operand states, then gating/skipping of the MACs.
+
+    An operand is nonzero (ENZ), a stored zero (EZ) or, when its innermost
+    storage keeps metadata, absent (NE); a storage gating/skipping of one
+    operand conditions the other's probabilities on the leader being nonzero.
+    """
     operands = [ds.name for ds in problem.dataspaces if not ds.read_write]
     if len(operands) != 2:      # supported() allows this only without any optimisation
         return {"random": int(total), "gated": 0, "skipped": 0}
@@ -189,12 +199,53 @@ def _compute_counts(spec: SparseSpec, problem, total: float, innermost: dict) ->
         enz[b] = dens[b] / (1 - innermost[a])
     elif b in innermost:
         enz[a] = dens[a] / (1 - innermost[b])
-    enz = {t: min(1.0, max(0.0, v)) for t, v in enz.items()}
-    both = enz[a] * enz[b]
-    zero = 1.0 - both                     # without metadata an operand exists, zero or not
+    state = {}
+    for t in (a, b):
+        e = min(1.0, max(0.0, enz[t]))
+        state[t] = {"ENZ": e, "EZ": 0.0 if has_metadata[t] else 1 - e, "NE": 1 - e if has_metadata[t] else 0.0}
     gate = "gate_on_zero_operand" in spec.compute
-    gated = math.floor(total * zero) if gate else 0
-    return {"random": int(total - gated), "gated": int(gated), "skipped": 0}
+    skip = "skip_on_not_aligned_operands" in spec.compute
+    random = gated = skipped = nonexistent = 0.0
+    for sa, pa in state[a].items():
+        for sb, pb in state[b].items():
+            n = total * pa * pb
+            if sa == sb == "NE":
+                nonexistent += n
+            elif "NE" in (sa, sb):
+                if skip:
+                    skipped += n
+                elif gate:
+                    gated += n
+                else:
+                    random += n
+            elif "EZ" in (sa, sb) and gate:
+                gated += n
+            else:
+                random += n
+    return {"random": int(total - math.floor(skipped) - math.floor(gated) - math.floor(nonexistent)),
+            "gated": int(math.floor(gated)), "skipped": int(math.floor(skipped))}
+
+
+def _validity(spec, arch, dense, formats, tiles) -> tuple[bool, str]:
+    """The dense checks, a format's rank failure, and each level's metadata capacity (model/buffer.cpp)."""
+    for (li, ds), fmt in formats.items():
+        if fmt.fail:
+            return False, f"{arch.storage[li].name}: {fmt.fail} for {ds}"
+    if not dense.valid:
+        if any(arch.storage[li].name in dense.reason and "capacity" in dense.reason for li, _ in formats):
+            raise SparseUnsupported(dense.reason, key="mapping",
+                                    expected="a mapping whose dense tiles fit (capacity under compression "
+                                             "is not modelled yet)")
+        return False, dense.reason
+    for li, lvl in enumerate(arch.storage):
+        meta = spec.metadata.get(lvl.name)
+        bits = sum(math.ceil(sum(u[0] * b[0] + u[1] * b[1] for u, b in zip(f.max_units, f.word_bits)))
+                   for (fl, _), f in formats.items() if fl == li)
+        if bits and meta is not None and meta.storage_depth is not None \
+                and bits > meta.storage_depth * meta.storage_width:
+            return False, (f"{lvl.name}: metadata tile of {bits} bits exceeds its metadata capacity of "
+                           f"{meta.storage_depth * meta.storage_width} bits")
+    return True, ""
 
 
 def evaluate_sparse(spec: SparseSpec, problem, arch, tables, mapping, dense) -> SparseEval:
@@ -203,15 +254,29 @@ def evaluate_sparse(spec: SparseSpec, problem, arch, tables, mapping, dense) -> 
     from coopt.model.cost import ArchCosts
 
     ac = ArchCosts(arch, tables)
-    rec, total, innermost = _storage_counts(spec, problem, arch, mapping, dense)
-    macs = _compute_counts(spec, problem, total, innermost)
+    tiles = {(li, ds.name): lvl.dataspaces[ds.name]["tile"] for li, lvl in enumerate(dense.levels)
+             for ds in problem.dataspaces}
+    formats = tensor_formats(spec, problem, arch, mapping, tiles)
+    rec, total, innermost = _storage_counts(spec, problem, arch, dense, formats)
+    has_metadata = {}
+    for ds in problem.dataspaces:
+        inner = next((li for li, m in enumerate(mapping.levels) if ds.name in m.keep), None)
+        has_metadata[ds.name] = (inner, ds.name) in formats
+    macs = _compute_counts(spec, problem, total, innermost, has_metadata)
+    valid, reason = _validity(spec, arch, dense, formats, tiles)
     repl = max(1, dense.macs // max(1, dense.compute_cycles))
     compute_cycles = math.ceil((macs["random"] + macs["gated"]) / repl)
     levels, cycles = {}, compute_cycles
     for li, lvl in enumerate(arch.storage):
-        rd = sum(rec[li, ds.name]["random_read"] + rec[li, ds.name]["gated_read"] for ds in problem.dataspaces)
-        wr = sum(rec[li, ds.name][f"{k}_{op}"] for ds in problem.dataspaces
-                 for k in ("random", "gated") for op in ("fill", "update"))
+        rd = wr = 0
+        for ds in problem.dataspaces:
+            r, fmt = rec[li, ds.name], formats.get((li, ds.name))
+            rd += r["random_read"] + r["gated_read"]
+            wr += sum(r[f"{k}_{op}"] for k in ("random", "gated") for op in ("fill", "update"))
+            if fmt is not None:    # metadata words share the data's bandwidth
+                rd += math.ceil(format_bits(fmt, r["random_metadata_read"]) / lvl.word_bits)
+                wr += math.ceil((format_bits(fmt, r["random_metadata_fill"])
+                                 + format_bits(fmt, r["random_metadata_update"])) / lvl.word_bits)
         slow = 1.0
         for bw, need in ((lvl.read_bandwidth, rd), (lvl.write_bandwidth, wr),
                          (lvl.shared_bandwidth, rd + wr)):
@@ -227,15 +292,21 @@ def evaluate_sparse(spec: SparseSpec, problem, arch, tables, mapping, dense) -> 
         d = dense.levels[li]
         repl_l = max(1, d.instances_used)
         lvl_e = 0.0
+        width = spec.metadata[lvl.name].storage_width if lvl.name in spec.metadata else 0
         for ds in problem.dataspaces:
-            r = rec[li, ds.name]
-            e = sum(math.ceil(r[a] / lvl.block_size) * storage_action_energy(tables, lvl.name, a) for a in r) * repl_l
+            r, fmt = rec[li, ds.name], formats.get((li, ds.name))
+            e = sum(math.ceil(r[a] / lvl.block_size) * storage_action_energy(tables, lvl.name, a)
+                    for a in r if "metadata" not in a)
+            if fmt is not None and width:
+                e += sum(math.ceil(format_bits(fmt, r[f"random_metadata_{op}"]) / width)
+                         * storage_action_energy(tables, lvl.name, f"random_metadata_{op}") for op in OPS)
+            e *= repl_l
             levels[lvl.name][ds.name] = {**r, "energy_pj": e}
             lvl_e += e
         leak = ac.leak[li] * cycles * repl_l
         levels[lvl.name].update(energy_pj=lvl_e + leak, leak_pj=leak)
         energy += lvl_e + leak
     util = (macs["random"] + macs["gated"]) / arch.arithmetic.instances / cycles if cycles else 0.0
-    return SparseEval(valid=dense.valid, reason=dense.reason, energy_pj=float(energy), cycles=int(cycles),
+    return SparseEval(valid=valid, reason=reason, energy_pj=float(energy), cycles=int(cycles),
                       compute_cycles=int(compute_cycles), utilization=float(util),
                       algorithmic_macs=int(dense.macs), macs=macs, mac_energy_pj=float(mac_energy), levels=levels)

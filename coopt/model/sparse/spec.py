@@ -48,11 +48,31 @@ class ActionOpt:
 
 
 @dataclass(frozen=True)
+class FormatRank:
+    """One rank of a tensor's representation format (outermost rank first, as written)."""
+
+    format: str                          # UOP, CP, RLE, B, UB
+    metadata_word_bits: int | None = None    # None: the level's metadata_datawidth
+    payload_word_bits: int | None = None
+    flattened: tuple[str, ...] | None = None   # flattened_rankIDs: dimensions this rank may hold
+
+
+@dataclass(frozen=True)
+class LevelMetadata:
+    """A storage level's metadata attributes (Timeloop's BufferLevel::ParseSpecs)."""
+
+    word_bits: int = 0                   # metadata_datawidth / metadata_word_bits
+    storage_width: int = 0               # metadata_storage_width / metadata_width, bits per access
+    storage_depth: int | None = None     # metadata_storage_depth / metadata_depth
+
+
+@dataclass(frozen=True)
 class SparseSpec:
     densities: dict = field(default_factory=dict)          # tensor -> Density
     actions: tuple[ActionOpt, ...] = ()
-    formats: dict = field(default_factory=dict)            # (level, tensor) -> tuple of rank formats
+    formats: dict = field(default_factory=dict)            # (level, tensor) -> tuple of FormatRank
     compute: frozenset = frozenset()                       # gate_on_zero_operand / skip_on_not_aligned_operands
+    metadata: dict = field(default_factory=dict)           # level -> LevelMetadata
 
     def density(self, tensor: str) -> float:
         d = self.densities.get(tensor)
@@ -148,17 +168,56 @@ def _formats(node, level, problem, file, key) -> dict:
             f = r.get("format") if isinstance(r, dict) else None
             if f not in FORMATS:
                 raise _fail(f"format {f!r}", file, f"{k}.ranks[{j}].format", f"one of {list(FORMATS)}")
+            flat = None
             for group in r.get("flattened_rankIDs", []) or []:
                 for dim in group if isinstance(group, list) else [group]:
                     if dim not in problem.dims:
                         raise _fail(f"rank {dim!r} does not exist", file, f"{k}.ranks[{j}].flattened_rankIDs",
                                     f"dimensions of the problem {list(problem.dims)}")
-            fmts.append(f)
+                    flat = (flat or ()) + (dim,)
+            bits = {}
+            for b in ("metadata_word_bits", "payload_word_bits"):
+                v = r.get(b)
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                    raise _fail(f"{b} {v!r}", file, f"{k}.ranks[{j}].{b}", "a whole number of bits")
+                bits[b] = v
+            fmts.append(FormatRank(f, bits["metadata_word_bits"], bits["payload_word_bits"], flat))
         out[(level, name)] = tuple(fmts)
     return out
 
 
-def sparse_spec_from_yaml(problem, arch, densities: Any, sparse_node: Any, *,
+def _leaf(name: str) -> str:
+    return name.split("[", 1)[0]
+
+
+def level_metadata(arch_node: Any, names: list[str]) -> dict:
+    """``{level: LevelMetadata}`` from the architecture as written (any Timeloop tree form)."""
+    out = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            name, attrs = node.get("name"), node.get("attributes")
+            if isinstance(name, str) and _leaf(name) in names and isinstance(attrs, dict):
+                def pick(*keys):
+                    for key in keys:
+                        v = attrs.get(key)
+                        if isinstance(v, int) and not isinstance(v, bool):
+                            return v
+                    return None
+                out[_leaf(name)] = LevelMetadata(pick("metadata_datawidth", "metadata_word_bits") or 0,
+                                                 pick("metadata_storage_width", "metadata_width") or 0,
+                                                 pick("metadata_storage_depth", "metadata_depth"))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(arch_node)
+    return out
+
+
+def sparse_spec_from_yaml(problem, arch, densities: Any, sparse_node: Any, *, arch_node: Any = None,
                           problem_file: str | None = None, sparse_file: str | None = None) -> SparseSpec:
     """Check densities and ``sparse_optimizations`` against ``problem`` and ``arch``."""
     tensors = tuple(ds.name for ds in problem.dataspaces)
@@ -196,7 +255,8 @@ def sparse_spec_from_yaml(problem, arch, densities: Any, sparse_node: Any, *,
                         raise _fail(f"type {ctype!r}", sparse_file, f"{k}.compute_optimization[{j}].type",
                                     f"one of {list(COMPUTE_TYPES)}")
                     compute.add(COMPUTE_TYPES[ctype])
-    return SparseSpec(dens, tuple(actions), formats, frozenset(compute))
+    meta = level_metadata(arch_node, [lvl.name for lvl in arch.storage]) if formats else {}
+    return SparseSpec(dens, tuple(actions), formats, frozenset(compute), meta)
 
 
 def is_sparse(spec: SparseSpec) -> bool:
