@@ -1,8 +1,8 @@
 """Cost of the sparse accounting per mapping, against the dense evaluation it follows.
 
-For each case (the exercises' 01.2.2 dot product with gating, and the
-Eyeriss-like AlexNet layer of 04.2.1 with weight gating at the spad and its
-DRAM formats dropped -- formats are not modelled yet), evaluates the
+For each case (the exercises' 01.2.2 dot product with gating, 01.2.3 with
+skipping and a CP-compressed operand, and the Eyeriss-like AlexNet layer of
+04.2.1: weight gating at the spad, UOP+RLE formats at DRAM), evaluates the
 reference's mapping N times with
   * the dense model as ``coopt evaluate`` runs it (``model.evaluate.evaluate``), and
   * the same plus ``model.sparse.evaluate_sparse``,
@@ -27,13 +27,10 @@ from coopt.model.sparse import evaluate_sparse
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "sparseloop"
 
 
-def _inputs(case: str, drop_formats: bool):
+def _inputs(case: str):
     c = DATA / case
     raw = yaml.safe_load((c / "parsed-processed-input.yaml").read_text())
     raw.pop("mapping", None)
-    if drop_formats:
-        raw["sparse_optimizations"]["targets"] = [t for t in raw["sparse_optimizations"]["targets"]
-                                                  if "representation_format" not in t]
     f = Path(tempfile.mkdtemp()) / "input.yaml"
     f.write_text(yaml.safe_dump(raw))
     return load_inputs([f, c / "timeloop-mapper.map.yaml"], ert=c / "timeloop-mapper.ERT.yaml",
@@ -60,8 +57,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=300)
     n = ap.parse_args().n
-    for case, drop in (("01.2.2-SUDU-dot-product", False), ("04.2.1-eyeriss-like-gating", True)):
-        inp = _inputs(case, drop)
+    for case in ("01.2.2-SUDU-dot-product", "01.2.3-SCDU-dot-product", "04.2.1-eyeriss-like-gating"):
+        inp = _inputs(case)
         m = inp.mapping()
         dense_us = _time(_dense, n, inp, m)
         both_us = _time(_both, n, inp, m)

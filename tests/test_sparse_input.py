@@ -47,9 +47,9 @@ def _rank(raw):
         "data_spaces": [{"name": "A", "ranks": [{"format": "CP", "flattened_rankIDs": [["X"]]}]}]}
 
 
-def _too_many_ranks(raw):
+def _compressed_above_uncompressed(raw):
     raw["sparse_optimizations"]["targets"][0]["representation_format"] = {
-        "data_spaces": [{"name": "A", "ranks": [{"format": "UOP"}, {"format": "CP"}]}]}
+        "data_spaces": [{"name": "A", "ranks": [{"format": "CP"}, {"format": "UOP"}]}]}
 
 
 @pytest.mark.parametrize("edit, key, said", [
@@ -58,7 +58,8 @@ def _too_many_ranks(raw):
     (_leader, "condition_on[0]", "'Q' is not a tensor of the problem"),
     (_target_level, "sparse_optimizations.targets[0].name", "unknown level 'GLB'"),
     (_rank, "flattened_rankIDs", "rank 'X' does not exist"),
-    (_too_many_ranks, "representation_format.data_spaces[0].ranks", "2 ranks for A"),
+    (_compressed_above_uncompressed, "representation_format.data_spaces[0].ranks",
+     "a compressed rank above an uncompressed one"),
 ])
 def test_bad_sparse_input_is_one_line(tmp_path, capsys, edit, key, said):
     f = _write(tmp_path, edit)

@@ -19,8 +19,13 @@ import yaml
 from coopt.cli import main
 
 DATA = Path(__file__).resolve().parent / "data" / "sparseloop"
-EXACT = ["01.2.1-DUDU-dot-product", "01.2.2-SUDU-dot-product", "01.2.3-SCDU-dot-product", "sparse_tensor_core_like"]
-REFUSED = {"04.2.1-eyeriss-like-gating": "2 ranks"}
+EXACT = ["01.2.1-DUDU-dot-product", "01.2.2-SUDU-dot-product", "01.2.3-SCDU-dot-product", "03.2.3-conv1d+oc-spatial",
+         "04.2.1-eyeriss-like-gating", "04.2.2-eyeriss-like-gating-mapspace-search", "sparse_tensor_core_like"]
+REFUSED = {"02.2.1-spMspM": "gated or skipped and formatted",
+           "02.2.2-spMspM-tiled": "gated or skipped and formatted",
+           "03.2.1-conv1d": "formats at two levels",
+           "03.2.2-conv1d+oc": "not kept at Buffer",
+           "04.2.3-eyeriss-like-onchip-compression": "formats at two levels"}
 
 
 def parse_sparse_stats(text: str) -> dict:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from coopt.model.sparse.actions import KINDS, OPS, compute_action_energy, storage_action_energy
 from coopt.model.sparse.formats import (check_formats, compressed_count, format_accesses, format_bits,
-                                        tensor_formats)
+                                        tensor_formats, vector_ratio)
 from coopt.model.sparse.spec import SparseSpec, SparseUnsupported
 
 
@@ -131,7 +131,7 @@ def _apply_local(rec: dict, p: float, kind: str, rw: bool) -> None:
     rec["random_update"] -= du
 
 
-def _storage_counts(spec, problem, arch, dense, formats) -> tuple[dict, float, dict]:
+def _storage_counts(spec, problem, arch, mapping, dense, formats) -> tuple[dict, float, dict]:
     """Per level and tensor fine-grained counts, the MACs left and each operand's gating probability."""
     names = [lvl.name for lvl in arch.storage]
     L = len(names)
@@ -176,7 +176,14 @@ def _storage_counts(spec, problem, arch, dense, formats) -> tuple[dict, float, d
             if below < 0 and not ds.read_write:
                 macs -= math.floor(macs * p)
                 innermost[ds.name] = round(p * 1e6) / 1e6
+    for (li, name), fmt in formats.items():      # CalculateDecompressionCompressionCost, at the child
+        child = next((k for k in range(li - 1, -1, -1) if name in mapping.levels[k].keep), None)
+        if fmt.compressed and child is not None:
+            rec[child, name]["decompression_count"] = rec[child, name]["random_fill"]
+            if problem.dataspace(name).read_write:
+                rec[child, name]["compression_count"] = rec[li, name]["random_update"]
     return rec, macs, innermost
+
 
 
 def _compute_counts(spec: SparseSpec, problem, total: float, innermost: dict, has_metadata: dict) -> dict:
@@ -257,7 +264,7 @@ def evaluate_sparse(spec: SparseSpec, problem, arch, tables, mapping, dense) -> 
     tiles = {(li, ds.name): lvl.dataspaces[ds.name]["tile"] for li, lvl in enumerate(dense.levels)
              for ds in problem.dataspaces}
     formats = tensor_formats(spec, problem, arch, mapping, tiles)
-    rec, total, innermost = _storage_counts(spec, problem, arch, dense, formats)
+    rec, total, innermost = _storage_counts(spec, problem, arch, mapping, dense, formats)
     has_metadata = {}
     for ds in problem.dataspaces:
         inner = next((li for li, m in enumerate(mapping.levels) if ds.name in m.keep), None)
@@ -295,8 +302,9 @@ def evaluate_sparse(spec: SparseSpec, problem, arch, tables, mapping, dense) -> 
         width = spec.metadata[lvl.name].storage_width if lvl.name in spec.metadata else 0
         for ds in problem.dataspaces:
             r, fmt = rec[li, ds.name], formats.get((li, ds.name))
-            e = sum(math.ceil(r[a] / lvl.block_size) * storage_action_energy(tables, lvl.name, a)
-                    for a in r if "metadata" not in a)
+            ratio = vector_ratio(fmt, tiles[li, ds.name], lvl.block_size, spec.density(ds.name)) if fmt else 1.0
+            e = sum((r[a] if "count" in a else math.ceil(r[a] / lvl.block_size) * ratio)
+                    * storage_action_energy(tables, lvl.name, a) for a in r if "metadata" not in a)
             if fmt is not None and width:
                 e += sum(math.ceil(format_bits(fmt, r[f"random_metadata_{op}"]) / width)
                          * storage_action_energy(tables, lvl.name, f"random_metadata_{op}") for op in OPS)

@@ -32,6 +32,7 @@ class TensorFormat:
     word_bits: list             # [metadata, payload] bits per rank, innermost rank first
     max_units: list             # [metadata, payload] units per rank at the largest occupancy
     fail: str = ""              # why Timeloop rejects the mapping ('' when it does not)
+    compressed: bool = False    # some rank drops zeros (CP, RLE, B)
 
 
 def _occupancies(tile: int, density: float) -> list[tuple[int, float]]:
@@ -45,11 +46,36 @@ def _occupancies(tile: int, density: float) -> list[tuple[int, float]]:
     return [(k, p) for k, p in out if p != 0]
 
 
-def _rank_units(fmt: str, fiber: int, tile: int, k: int) -> list[float]:
-    """[metadata, payload] units of the single (top) rank holding a ``tile`` with ``k`` nonzeros."""
-    p_tile_empty = 1.0 if k == 0 else 0.0
-    fibers = 1 * (1 - p_tile_empty)
-    nz = k / tile                                    # P(a scalar of the tile is nonzero)
+COMPRESSED = {"CP": True, "RLE": True, "B": True, "UB": False, "UOP": False}   # format-models/*.hpp
+VECTOR_WIDTH_THRESHOLDS = {    # model/buffer.hpp VectorWidthCoefficientTable (densities 0.1 .. 1.0)
+    2: (251, 125, 84, 63, 51, 42, 36, 32, 28, 1), 4: (375, 188, 125, 94, 75, 63, 54, 47, 42, 1),
+    8: (438, 219, 146, 110, 88, 73, 63, 55, 49, 1), 16: (469, 235, 157, 118, 94, 79, 67, 59, 52, 1),
+    32: (485, 243, 162, 122, 97, 81, 70, 61, 52, 1)}
+RANK_FAILURE = "more compression ranks needed than supported in hardware"
+
+
+@dataclass
+class _Rank:
+    rank: object              # FormatRank
+    fiber: int                # points one fiber of this rank spans
+    below: int                # points of the tile one element of this rank covers (the next rank's tile)
+
+
+def _p_empty(n: int, k: int, tile: int) -> float:
+    """P(a tile of ``n`` points is empty) given ``k`` nonzeros among ``tile`` (fixed-structured, constrained)."""
+    exact = n * (k / tile)
+    lo = math.floor(exact)
+    if lo == 0:
+        return 1 - (exact - lo)
+    return (exact - lo) if math.ceil(exact) == 0 else 0.0
+
+
+def _units(fmt: str, fibers_max: float, fiber: int, cur: int, below: int, k: int, tile: int) -> list[float]:
+    """[metadata, payload] units of one rank (format-models/*.cpp GetOccupancy)."""
+    if fmt == "UB":
+        return [fibers_max * fiber, fibers_max * fiber]
+    fibers = fibers_max * (1 - _p_empty(cur, k, tile))
+    nz = 1 - _p_empty(below, k, tile)
     if fmt == "CP":
         md = math.ceil(fiber * nz) * fibers
         return [md, md]
@@ -58,86 +84,173 @@ def _rank_units(fmt: str, fiber: int, tile: int, k: int) -> list[float]:
         return [md, md]
     if fmt == "B":
         return [fibers * fiber, fibers * math.ceil(fiber * nz)]
-    if fmt == "UB":
-        return [1 * fiber, 1 * fiber]
     return [0.0, fibers * (fiber + 1)]               # UOP
 
 
-def _rank_loops(problem, mapping, li: int, tensor: str, rank) -> tuple[dict, str]:
-    """Extents the rank holds (dimension -> product) and a failure reason, per ApplyRanksOuterToInner."""
-    relevant = problem.dataspace(tensor).dims()
-    loops = []                                       # innermost first
-    for lvl in mapping.levels[: li + 1]:
+def _loops(mapping, lo: int, hi: int, relevant) -> list[tuple[str, int]]:
+    """Non-trivial loops over ``relevant`` dimensions at levels lo..hi, innermost first (spatial below temporal)."""
+    out = []
+    for lvl in mapping.levels[lo: hi + 1]:
         for d in lvl.spatial_permutation:
-            loops.append((mapping.dims[d], lvl.spatial[d]))
+            out.append((mapping.dims[d], lvl.spatial[d]))
         for d in lvl.permutation:
-            loops.append((mapping.dims[d], lvl.temporal[d]))
-    loops = [(d, f) for d, f in loops if d in relevant and f > 1]
-    extents: dict = {}
-    if not loops:
-        return extents, ""
-    rule = rank.flattened
+            out.append((mapping.dims[d], lvl.temporal[d]))
+    return [(d, f) for d, f in out if d in relevant and f > 1]
+
+
+def _extents(loops) -> dict:
+    ext: dict = {}
+    for d, f in loops:
+        ext[d] = ext.get(d, 1) * f
+    return ext
+
+
+def _assign(problem, tensor, ranks_outer_first, loops, below_loops, first_rank: int) -> tuple[list, str]:
+    """ApplyRanksOuterToInner: the level's own ``loops`` (innermost first) to ranks ``first_rank``.. (top down)."""
+    ds = problem.dataspace(tensor)
+    plans = {}
     i = len(loops) - 1
-    if rule is not None and loops[i][0] not in rule:
-        return extents, "more compression ranks needed than supported in hardware"
-    while i >= 0 and (i == len(loops) - 1 or (rule is not None and loops[i][0] in rule)):
-        d, f = loops[i]
-        extents[d] = extents.get(d, 1) * f
+    n = len(ranks_outer_first)
+    for r in range(n - 1, first_rank - 1, -1):
+        rank = ranks_outer_first[n - 1 - r]
+        if i < 0:
+            raise SparseUnsupported(f"rank {r} of {tensor} holds no loop", key="representation_format",
+                                    expected="a non-trivial loop for every rank (empty ranks are not modelled yet)")
+        if rank.flattened is not None and loops[i][0] not in rank.flattened:
+            raise SparseUnsupported(f"rank {r} of {tensor} does not flatten {loops[i][0]}",
+                                    key="representation_format.flattened_rankIDs",
+                                    expected="each rank's first loop among its flattened dimensions")
+        top = i
         i -= 1
-    return extents, ("more compression ranks needed than supported in hardware" if i >= 0 else "")
+        while i >= 0 and rank.flattened is not None and loops[i][0] in rank.flattened:
+            i -= 1
+        plans[r] = (rank, problem.tile_size(ds, _extents(loops[i + 1: top + 1])),
+                    problem.tile_size(ds, _extents(below_loops + loops[: top + 1])))
+    return plans, (RANK_FAILURE if i >= 0 else "")
+
+
+def _plan(spec, problem, mapping, li: int, tensor: str, ranks) -> tuple[list, str]:
+    """The ranks (innermost first) of a formatted tensor: fiber shapes and the tiles below each."""
+    relevant = problem.dataspace(tensor).dims()
+    child = next((k for k in range(li - 1, -1, -1) if tensor in mapping.levels[k].keep), None)
+    if child is None:                                 # no pre-tiling: every loop down to the compute
+        plans, fail = _assign(problem, tensor, ranks, _loops(mapping, 0, li, relevant), [], 0)
+    else:                                             # pre-tiling: rank 0 is the child's whole tile
+        below = _loops(mapping, 0, child, relevant)
+        child_tile = problem.tile_size(problem.dataspace(tensor), _extents(below))
+        plans, fail = _assign(problem, tensor, ranks, _loops(mapping, child + 1, li, relevant), below, 1)
+        plans[0] = (ranks[-1], child_tile, child_tile)
+    out = []
+    for r in range(len(ranks)):
+        rank, fiber, _tile = plans[r]
+        out.append(_Rank(rank, fiber, plans[r - 1][2] if r else 1))
+    return out, fail
+
+
+def _word_bits(bits: int | None, meta) -> int:
+    """AdjustFormatWordBits (sparse-optimization-parser.cpp): the level's default, or the next divisor of its width."""
+    if bits is None:
+        return meta.word_bits if meta else 0
+    width = meta.storage_width if meta else 0
+    if bits and width and width % bits:
+        b = bits
+        while b < 2 * bits and width % b:
+            b += 1
+        return b
+    return bits
+
+
+def active_formats(spec, arch, mapping) -> dict:
+    """The formats of tensors the mapping keeps at their level; elsewhere Timeloop finds no tile to format."""
+    names = [lvl.name for lvl in arch.storage]
+    return {(lv, t): r for (lv, t), r in spec.formats.items() if t in mapping.levels[names.index(lv)].keep}
 
 
 def check_formats(spec, problem, arch, mapping) -> None:
     """Raise ``SparseUnsupported`` for a format outside the modelled subset."""
     names = [lvl.name for lvl in arch.storage]
     targets = {a.target for a in spec.actions}
-    for (level, tensor), ranks in spec.formats.items():
+    for (level, tensor), ranks in active_formats(spec, arch, mapping).items():
         key = f"sparse_optimizations.{level}.representation_format.{tensor}"
         li = names.index(level)
         d = spec.densities.get(tensor)
+        keeps = [k for k, m in enumerate(mapping.levels) if tensor in m.keep]
+        child = max((k for k in keeps if k < li), default=None)
+        compressed = any(COMPRESSED[r.format] for r in ranks)
+        relevant = problem.dataspace(tensor).dims()
+        child_tile = (problem.tile_size(problem.dataspace(tensor), _extents(_loops(mapping, 0, child, relevant)))
+                      if child is not None else 0)
         reasons = [
-            (len(ranks) != 1, f"{len(ranks)} ranks", "one rank (multi-rank formats are not modelled yet)"),
-            (tensor not in mapping.levels[li].keep, f"{tensor} is not kept at {level}", "the tensor kept there"),
-            (any(tensor in m.keep for k, m in enumerate(mapping.levels) if k != li),
-             f"{tensor} is kept at other levels too", "the formatted level the only one keeping the tensor "
-             "(pre-tiling and (de)compression between levels are not modelled yet)"),
+            (any(k > li for k in keeps), f"{tensor} is also kept above {level}",
+             "the formatted level the outermost one keeping the tensor (formats below an uncompressed "
+             "level are not modelled yet)"),
+            (child is not None and (names[child], tensor) in active_formats(spec, arch, mapping),
+             f"{tensor} has formats at two levels", "one formatted level per tensor"),
+            (child is not None and not compressed, f"uncompressed format above {names[child] if child is not None else ''}",
+             "a compressed rank (CP, RLE, B) when a lower level keeps the tensor"),
+            (child is not None and len(ranks) < 2, f"{len(ranks)} rank above a child level",
+             "two or more ranks (the lowest one takes the child's tile)"),
+            (child is not None and child_tile == 1, f"{tensor}'s tile below {level} is one element",
+             "child tiles of more than one element"),
             (d is not None and d.distribution != "fixed_structured", f"{d and d.distribution} density",
              "fixed_structured with formats"),
-            (arch.storage[li].block_size != 1, f"block size {arch.storage[li].block_size}",
-             "block size 1 at a formatted level"),
             (tensor in targets, f"{tensor} is gated or skipped and formatted",
              "formats on tensors that are not gating/skipping targets"),
         ]
         for bad, msg, expected in reasons:
             if bad:
                 raise SparseUnsupported(msg, key=key, expected=expected)
+        if child is not None:
+            if math.floor(child_tile * spec.density(tensor)) == 0:
+                raise SparseUnsupported(f"{names[child]}'s tile of {tensor} may be empty", key=key,
+                                        expected="child tiles that are never empty (the conditional "
+                                                 "occupancy below a compressed level is not modelled yet)")
 
 
 def tensor_formats(spec, problem, arch, mapping, tiles: dict) -> dict:
     """``{(level index, tensor): TensorFormat}``; ``tiles[(li, tensor)]`` is the dense tile size."""
     names = [lvl.name for lvl in arch.storage]
     out = {}
-    for (level, tensor), ranks in spec.formats.items():
+    for (level, tensor), ranks in active_formats(spec, arch, mapping).items():
         li = names.index(level)
         meta = spec.metadata.get(level)
-        default_bits = meta.word_bits if meta else 0
-        rank = ranks[0]
-        extents, fail = _rank_loops(problem, mapping, li, tensor, rank)
-        fiber = problem.tile_size(problem.dataspace(tensor), extents)
+        plan, fail = _plan(spec, problem, mapping, li, tensor, ranks)
         tile = tiles[li, tensor]
-        density = spec.density(tensor)
-        units, expected_nnz, max_units = [0.0, 0.0], 0.0, [0.0, 0.0]
-        for k, p in _occupancies(tile, density):
-            u = _rank_units(rank.format, fiber, tile, k)
-            u[1] = 0.0                                   # the innermost non-empty rank's payload is the data
-            units = [units[0] + p * u[0], units[1] + p * u[1]]
+        units = [[0.0, 0.0] for _ in plan]
+        expected_nnz = 0.0
+        max_units = units
+        empty = [p.fiber == 1 and r != len(plan) - 1 for r, p in enumerate(plan)]
+        for k, p in _occupancies(tile, spec.density(tensor)):
+            per = [[0.0, 0.0] for _ in plan]
+            fibers, cur = 1.0, tile
+            for r in range(len(plan) - 1, -1, -1):
+                if not empty[r]:
+                    per[r] = _units(plan[r].rank.format, fibers, plan[r].fiber, cur, plan[r].below, k, tile)
+                fibers *= plan[r].fiber
+                cur = plan[r].below
+            first = next((r for r in range(len(plan)) if any(per[r])), None)
+            if first is not None:
+                per[first][1] = 0.0                   # the innermost non-empty rank's payload is the data
+            units = [[u[0] + p * v[0], u[1] + p * v[1]] for u, v in zip(units, per)]
             expected_nnz += p * k
-            max_units = u
-        bits = [default_bits if rank.metadata_word_bits is None else rank.metadata_word_bits,
-                default_bits if rank.payload_word_bits is None else rank.payload_word_bits]
-        out[li, tensor] = TensorFormat(ranks, expected_nnz / tile if tile else 0.0, [units], [bits], [max_units],
-                                       fail)
+            max_units = per
+        bits = [[0, 0] if empty[r] else [_word_bits(q.rank.metadata_word_bits, meta),
+                                         _word_bits(q.rank.payload_word_bits, meta)] for r, q in enumerate(plan)]
+        out[li, tensor] = TensorFormat(ranks, expected_nnz / tile if tile else 0.0, units, bits, max_units, fail,
+                                       any(COMPRESSED[r.format] for r in ranks))
     return out
+
+
+def vector_ratio(fmt: "TensorFormat", tile: int, block: int, density: float) -> float:
+    """BufferLevel::ComputeVectorAccesses' correction for compressed tiles in wide rows (model/buffer.cpp)."""
+    d = fmt.density
+    if not fmt.compressed or tile == 0 or block <= 1 or d >= 1.0:
+        return 1.0
+    idx = int(math.floor(d / 0.1) - 1) if d >= 0.1 else 0
+    if VECTOR_WIDTH_THRESHOLDS[block][idx] <= tile // block:
+        return 1.0
+    total = sum(math.ceil(k / block) * p for k, p in _occupancies(tile, density) if k >= 1)
+    return total / (tile * d / block)
 
 
 def format_accesses(fmt: TensorFormat, dense_count: int, tile: int) -> list:

@@ -30,6 +30,11 @@ COMPUTE_TYPES = {"gating": "gate_on_zero_operand", "gate_on_zero_operand": "gate
 class SparseUnsupported(CooptError):
     """Valid Sparseloop input whose accounting coopt does not reproduce exactly yet."""
 
+    def format(self) -> str:
+        text = super().format()
+        return text if self.message.startswith("not modelled yet") else text.replace(
+            self.message, f"not modelled yet: {self.message}", 1)
+
 
 @dataclass(frozen=True)
 class Density:
@@ -158,11 +163,9 @@ def _formats(node, level, problem, file, key) -> dict:
             raise _fail(f"is {ds!r}", file, k, "{name, ranks}")
         name = _tensor(ds.get("name"), tensors, file, f"{k}.name")
         ranks = _list(ds.get("ranks"), file, f"{k}.ranks", "a list of {format}")
-        dims = len(next(d for d in problem.dataspaces if d.name == name).dims())
-        flattened = any(isinstance(r, dict) and "flattened_rankIDs" in r for r in ranks)
-        if not flattened and len(ranks) > max(dims, 1):
-            raise _fail(f"{len(ranks)} ranks for {name}, which has {dims} dimensions", file, f"{k}.ranks",
-                        f"at most {dims} ranks")
+        if ds.get("rank_application_order", "outer_to_inner") != "outer_to_inner" or "compression_rate" in ds:
+            raise SparseUnsupported("rank_application_order inner_to_outer or compression_rate", file=file, key=k,
+                                    expected="the default outer-to-inner rank order without a compression rate")
         fmts = []
         for j, r in enumerate(ranks):
             f = r.get("format") if isinstance(r, dict) else None
@@ -182,6 +185,10 @@ def _formats(node, level, problem, file, key) -> dict:
                     raise _fail(f"{b} {v!r}", file, f"{k}.ranks[{j}].{b}", "a whole number of bits")
                 bits[b] = v
             fmts.append(FormatRank(f, bits["metadata_word_bits"], bits["payload_word_bits"], flat))
+        compressed = [f.format in ("CP", "RLE", "B") for f in fmts]      # outermost first
+        if any(compressed[i] and not compressed[j] for i in range(len(fmts)) for j in range(i + 1, len(fmts))):
+            raise _fail(f"{[f.format for f in fmts]}: a compressed rank above an uncompressed one", file,
+                        f"{k}.ranks", "uncompressed ranks (UOP, UB) above compressed ones, as Timeloop requires")
         out[(level, name)] = tuple(fmts)
     return out
 
