@@ -26,6 +26,12 @@ STORAGE = {
     "random_metadata_fill": ("random_metadata_fill", "random_metadata_write", "metadata_fill", "metadata_write"),
     "random_metadata_update": ("random_metadata_update", "random_metadata_write", "metadata_update",
                                "metadata_write"),
+    "gated_metadata_fill": ("gated_metadata_fill", "gated_metadata_write"),
+    "skipped_metadata_fill": ("skipped_metadata_fill", "skipped_metadata_write", "gated_metadata_fill",
+                              "gated_metadata_write"),
+    "gated_metadata_update": ("gated_metadata_update", "gated_metadata_write"),
+    "skipped_metadata_update": ("skipped_metadata_update", "skipped_metadata_write", "gated_metadata_update",
+                                "gated_metadata_write"),
     "decompression_count": ("decompression_count",),
     "compression_count": ("compression_count",),
 }

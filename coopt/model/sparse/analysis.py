@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from coopt.model.sparse.actions import KINDS, OPS, compute_action_energy, storage_action_energy
 from coopt.model.sparse.formats import (check_formats, compressed_count, format_accesses, format_bits,
-                                        tensor_formats, vector_ratio)
+                                        format_failures, tensor_formats, vector_ratio)
 from coopt.model.sparse.spec import SparseSpec, SparseUnsupported
 
 
@@ -73,30 +73,54 @@ def supported(spec: SparseSpec, problem, arch, mapping) -> None:
     if (spec.actions or spec.compute) and len(operands) != 2:
         raise _unsupported(f"{len(operands)} operand tensors", "problem.shape.data_spaces",
                            "two read-only operands (Timeloop's two-operand compute analysis)")
-    seen = set()
-    names = [lvl.name for lvl in arch.storage]
     for lvl in arch.storage:
         if lvl.cluster_size > 1:
             raise _unsupported(f"{lvl.name} has cluster_size {lvl.cluster_size}", f"architecture.{lvl.name}",
                                "cluster_size 1 with sparse tensors")
-    for a in spec.actions:
+    if any(a.kind == "spatial_skipping" for a in spec.actions):
+        raise _unsupported("spatial_skipping", "sparse_optimizations.action_optimization", "gating or skipping")
+    optimisation_masks(spec, problem, arch, mapping)
+
+
+def optimisation_masks(spec: SparseSpec, problem, arch, mapping) -> dict:
+    """``{(level index, tensor): (gated|skipped, probability)}`` as DefineStorageOptimizationImpact resolves them.
+
+    A target not kept at the optimising level is optimised at the nearest
+    level above that keeps it; all gating is resolved before all skipping,
+    levels inner to outer, and a later optimisation of the same tensor and
+    level replaces an earlier one only when more likely to hit
+    (storage-gs-analyzer.cpp DefineIneffectualReadImpact).
+    """
+    names = [lvl.name for lvl in arch.storage]
+    masks: dict = {}
+    ordered = sorted((a for a in spec.actions if a.kind == "gating"), key=lambda a: names.index(a.level)) + \
+        sorted((a for a in spec.actions if a.kind == "skipping"), key=lambda a: names.index(a.level))
+    for a in ordered:
         key = f"sparse_optimizations.{a.level}.action_optimization"
-        if a.kind == "spatial_skipping":
-            raise _unsupported("spatial_skipping", key, "gating or skipping")
         li = names.index(a.level)
-        if (li, a.target) in seen:
-            raise _unsupported(f"two optimisations of {a.target} at {a.level}", key, "one per tensor and level")
-        seen.add((li, a.target))
-        if a.target not in mapping.levels[li].keep:
+        tl = next((k for k in range(li, len(names)) if a.target in mapping.levels[k].keep), None)
+        if tl is None:
+            raise _unsupported(f"no level at or above {a.level} keeps {a.target}", key,
+                               "a level that keeps the target (Timeloop fails such a mapping)")
+        if tl != li and problem.dataspace(a.target).read_write:
+            # master's ComputeIneffectualReadImpact moves the optimisation to the nearest level above that
+            # keeps the target, and the reference build agrees for read-only targets (02.2.1); for the
+            # read-write Outputs of 03.2.2 the reference build leaves them unoptimised
             raise _unsupported(f"{a.target} is not kept at {a.level}", key,
-                               "the target stored at the optimising level")
-        if any(a.target in mapping.levels[k].keep for k in range(li)):
-            raise _unsupported(f"{a.target} is also kept below {a.level}", key,
+                               "a read-write target kept at the optimising level (Timeloop builds disagree "
+                               "otherwise)")
+        if any(a.target in mapping.levels[k].keep for k in range(tl)):
+            raise _unsupported(f"{a.target} is also kept below {names[tl]}", key,
                                "the innermost level that keeps the target (gating above a child level "
                                "is not modelled yet)")
-        if any(mapping.levels[k].spatial_xy() != (1, 1) for k in range(li + 1)):
-            raise _unsupported(f"spatial loops at or below {a.level}", key,
-                               "temporal loops only up to the optimising level")
+        if any(mapping.levels[k].spatial_xy() != (1, 1) for k in range(tl + 1)):
+            raise _unsupported(f"spatial loops at or below {names[tl]}", key,
+                               "temporal loops only up to the optimised level")
+        p = _read_impact(spec, problem, a.condition_on)
+        kind = "gated" if a.kind == "gating" else "skipped"
+        if (tl, a.target) not in masks or masks[tl, a.target][1] < p:
+            masks[tl, a.target] = (kind, p)
+    return masks
 
 
 def scalar_density(spec: SparseSpec, problem, tensor: str) -> float:
@@ -121,20 +145,40 @@ def _read_impact(spec: SparseSpec, problem, conds: tuple[str, ...]) -> float:
     return 1.0 - effectual
 
 
-def _apply_local(rec: dict, p: float, kind: str, rw: bool) -> None:
-    """ApplyLocalStorageSAFImpact: move a share p of reads and updates to gated/skipped."""
+def _apply_local(rec: dict, p: float, kind: str, rw: bool, format_ranks: int) -> None:
+    """ApplyLocalStorageSAFImpact: move a share p of reads and updates (and their metadata) to gated/skipped.
+
+    Only the metadata ranks sent on a read move (``format_ranks``: the child's
+    ranks, or all of them at the innermost level keeping the tensor).
+    """
     dr = math.ceil(rec["random_read"] * p) if rw else math.floor(rec["random_read"] * p)
     rec[f"{kind}_read"] += dr
     rec["random_read"] -= dr
     du = math.floor(rec["random_update"] * p)
     rec[f"{kind}_update"] += du
     rec["random_update"] -= du
+    for op in ("read", "update"):
+        ranks = rec.get(f"random_metadata_{op}")
+        if not ranks:
+            continue
+        moved = [[0, 0] for _ in ranks]
+        for r in range(min(format_ranks, len(ranks))):
+            for t in range(2):
+                delta = math.floor(ranks[r][t] * p)
+                ranks[r][t] -= delta
+                moved[r][t] += delta
+        rec[f"{kind}_metadata_{op}"] = moved
 
 
 def _storage_counts(spec, problem, arch, mapping, dense, formats) -> tuple[dict, float, dict]:
-    """Per level and tensor fine-grained counts, the MACs left and each operand's gating probability."""
-    names = [lvl.name for lvl in arch.storage]
-    L = len(names)
+    """Per level and tensor fine-grained counts, the MACs left and each operand's gating probability.
+
+    PropagateImpactOfExplicitlyOptimizedRead: an optimised level's share p
+    of reads also vanishes from every level below (fills, reads, updates)
+    down to the next level optimising the same tensor, and from the MACs
+    when no level below optimises a read-only operand.
+    """
+    L = len(arch.storage)
     rec = {}
     for li, lvl in enumerate(dense.levels):
         for ds in problem.dataspaces:
@@ -149,30 +193,38 @@ def _storage_counts(spec, problem, arch, mapping, dense, formats) -> tuple[dict,
                     if op != "update" or ds.read_write:
                         r[f"random_{op}"] = compressed_count(r[f"random_{op}"], fmt.density)
                     r[f"random_metadata_{op}"] = format_accesses(fmt, c[f"{op}s"], c["tile"])
-    kind_of = {(names.index(a.level), a.target): ("gated" if a.kind == "gating" else "skipped") for a in spec.actions}
-    prob = {(names.index(a.level), a.target): _read_impact(spec, problem, a.condition_on) for a in spec.actions}
+    masks = optimisation_masks(spec, problem, arch, mapping)
+
+    def format_ranks(li, name):
+        child = next((k for k in range(li - 1, -1, -1) if name in mapping.levels[k].keep), None)
+        own = formats.get((child if child is not None else li, name))
+        return len(own.md_units) if own is not None else 0
+
     macs = float(dense.macs)
     innermost = {}
     done = set()
     for ds in problem.dataspaces:
         for li in range(L - 1, -1, -1):
-            if (li, ds.name) not in kind_of:
+            if (li, ds.name) not in masks:
                 continue
-            p = prob[li, ds.name]
+            kind, p = masks[li, ds.name]
             below = li - 1
             while below >= 0:
+                if (below, ds.name) in formats:
+                    raise _unsupported(f"{ds.name} optimised above its formatted level {arch.storage[below].name}",
+                                       "sparse_optimizations", "gating/skipping above formatted levels")
                 r = rec[below, ds.name]
                 for op in OPS:
                     r[f"random_{op}"] -= math.floor(r[f"random_{op}"] * p)
-                if (below, ds.name) in kind_of:
-                    eff = 1 - (1 - prob[below, ds.name]) / (1 - p)
-                    _apply_local(r, eff, kind_of[below, ds.name], ds.read_write)
+                if (below, ds.name) in masks:
+                    lkind, lp = masks[below, ds.name]
+                    _apply_local(r, 1 - (1 - lp) / (1 - p), lkind, ds.read_write, format_ranks(below, ds.name))
                     done.add((below, ds.name))
                     break
                 below -= 1
             if (li, ds.name) not in done:
                 done.add((li, ds.name))
-                _apply_local(rec[li, ds.name], p, kind_of[li, ds.name], ds.read_write)
+                _apply_local(rec[li, ds.name], p, kind, ds.read_write, format_ranks(li, ds.name))
             if below < 0 and not ds.read_write:
                 macs -= math.floor(macs * p)
                 innermost[ds.name] = round(p * 1e6) / 1e6
@@ -183,7 +235,6 @@ def _storage_counts(spec, problem, arch, mapping, dense, formats) -> tuple[dict,
             if problem.dataspace(name).read_write:
                 rec[child, name]["compression_count"] = rec[li, name]["random_update"]
     return rec, macs, innermost
-
 
 
 def _compute_counts(spec: SparseSpec, problem, total: float, innermost: dict, has_metadata: dict) -> dict:
@@ -233,8 +284,11 @@ def _compute_counts(spec: SparseSpec, problem, total: float, innermost: dict, ha
             "gated": int(math.floor(gated)), "skipped": int(math.floor(skipped))}
 
 
-def _validity(spec, arch, dense, formats, tiles) -> tuple[bool, str]:
-    """The dense checks, a format's rank failure, and each level's metadata capacity (model/buffer.cpp)."""
+def _validity(spec, problem, arch, mapping, dense, formats, tiles) -> tuple[bool, str]:
+    """The dense checks, the formats' checks, and each level's metadata capacity (model/buffer.cpp)."""
+    fail = format_failures(spec, problem, arch, mapping)
+    if fail:
+        return False, fail
     for (li, ds), fmt in formats.items():
         if fmt.fail:
             return False, f"{arch.storage[li].name}: {fmt.fail} for {ds}"
@@ -270,7 +324,7 @@ def evaluate_sparse(spec: SparseSpec, problem, arch, tables, mapping, dense) -> 
         inner = next((li for li, m in enumerate(mapping.levels) if ds.name in m.keep), None)
         has_metadata[ds.name] = (inner, ds.name) in formats
     macs = _compute_counts(spec, problem, total, innermost, has_metadata)
-    valid, reason = _validity(spec, arch, dense, formats, tiles)
+    valid, reason = _validity(spec, problem, arch, mapping, dense, formats, tiles)
     repl = max(1, dense.macs // max(1, dense.compute_cycles))
     compute_cycles = math.ceil((macs["random"] + macs["gated"]) / repl)
     levels, cycles = {}, compute_cycles
@@ -281,9 +335,10 @@ def evaluate_sparse(spec: SparseSpec, problem, arch, tables, mapping, dense) -> 
             rd += r["random_read"] + r["gated_read"]
             wr += sum(r[f"{k}_{op}"] for k in ("random", "gated") for op in ("fill", "update"))
             if fmt is not None:    # metadata words share the data's bandwidth
-                rd += math.ceil(format_bits(fmt, r["random_metadata_read"]) / lvl.word_bits)
-                wr += math.ceil((format_bits(fmt, r["random_metadata_fill"])
-                                 + format_bits(fmt, r["random_metadata_update"])) / lvl.word_bits)
+                rd += math.ceil(sum(format_bits(fmt, r.get(f"{k}_metadata_read", []))
+                                    for k in ("random", "gated")) / lvl.word_bits)
+                wr += math.ceil(sum(format_bits(fmt, r.get(f"{k}_metadata_{op}", [])) for k in ("random", "gated")
+                                    for op in ("fill", "update")) / lvl.word_bits)
         slow = 1.0
         for bw, need in ((lvl.read_bandwidth, rd), (lvl.write_bandwidth, wr),
                          (lvl.shared_bandwidth, rd + wr)):
@@ -306,8 +361,8 @@ def evaluate_sparse(spec: SparseSpec, problem, arch, tables, mapping, dense) -> 
             e = sum((r[a] if "count" in a else math.ceil(r[a] / lvl.block_size) * ratio)
                     * storage_action_energy(tables, lvl.name, a) for a in r if "metadata" not in a)
             if fmt is not None and width:
-                e += sum(math.ceil(format_bits(fmt, r[f"random_metadata_{op}"]) / width)
-                         * storage_action_energy(tables, lvl.name, f"random_metadata_{op}") for op in OPS)
+                e += sum(math.ceil(format_bits(fmt, r[a]) / width) * storage_action_energy(tables, lvl.name, a)
+                         for a in r if "metadata" in a)
             e *= repl_l
             levels[lvl.name][ds.name] = {**r, "energy_pj": e}
             lvl_e += e

@@ -59,6 +59,7 @@ class _Rank:
     rank: object              # FormatRank
     fiber: int                # points one fiber of this rank spans
     below: int                # points of the tile one element of this rank covers (the next rank's tile)
+    tile: int = 0             # points of this rank's whole tile (its outermost loop's tile)
 
 
 def _p_empty(n: int, k: int, tile: int) -> float:
@@ -129,21 +130,34 @@ def _assign(problem, tensor, ranks_outer_first, loops, below_loops, first_rank: 
     return plans, (RANK_FAILURE if i >= 0 else "")
 
 
-def _plan(spec, problem, mapping, li: int, tensor: str, ranks) -> tuple[list, str]:
-    """The ranks (innermost first) of a formatted tensor: fiber shapes and the tiles below each."""
+def _plan(spec, problem, mapping, li: int, tensor: str, ranks, formats_at: dict) -> tuple[list, str]:
+    """The ranks (innermost first) of a formatted tensor: fiber shapes and the tiles below each.
+
+    Without a lower level keeping the tensor, the ranks take the loops down
+    to the compute; with one (pre-tiling), the lowest ranks are the child's
+    -- its own format's ranks, or one rank holding its whole tile -- and the
+    level's own loops fill the ranks above.
+    """
     relevant = problem.dataspace(tensor).dims()
     child = next((k for k in range(li - 1, -1, -1) if tensor in mapping.levels[k].keep), None)
     if child is None:                                 # no pre-tiling: every loop down to the compute
         plans, fail = _assign(problem, tensor, ranks, _loops(mapping, 0, li, relevant), [], 0)
-    else:                                             # pre-tiling: rank 0 is the child's whole tile
+        inner = []
+    else:
         below = _loops(mapping, 0, child, relevant)
-        child_tile = problem.tile_size(problem.dataspace(tensor), _extents(below))
-        plans, fail = _assign(problem, tensor, ranks, _loops(mapping, child + 1, li, relevant), below, 1)
-        plans[0] = (ranks[-1], child_tile, child_tile)
-    out = []
-    for r in range(len(ranks)):
-        rank, fiber, _tile = plans[r]
-        out.append(_Rank(rank, fiber, plans[r - 1][2] if r else 1))
+        if child in formats_at:
+            inner, fail_child = _plan(spec, problem, mapping, child, tensor, formats_at[child], formats_at)
+        else:
+            t = problem.tile_size(problem.dataspace(tensor), _extents(below))
+            inner, fail_child = [_Rank(ranks[-1], t, 1, t)], ""
+        plans, fail = _assign(problem, tensor, ranks, _loops(mapping, child + 1, li, relevant), below, len(inner))
+        fail = fail or fail_child
+    out = list(inner)
+    for r in range(len(inner), len(ranks)):
+        rank, fiber, tile = plans[r]
+        out.append(_Rank(rank, fiber, out[r - 1].tile if r else 1, tile))
+    for r in range(len(inner)):                       # the parent's own formats name the lower ranks
+        out[r] = _Rank(ranks[len(ranks) - 1 - r], out[r].fiber, out[r].below, out[r].tile)
     return out, fail
 
 
@@ -166,11 +180,42 @@ def active_formats(spec, arch, mapping) -> dict:
     return {(lv, t): r for (lv, t), r in spec.formats.items() if t in mapping.levels[names.index(lv)].keep}
 
 
+def _aligned(child_ranks, ranks) -> bool:
+    """DefineCompressionFormatModels: a child's ranks are the parent's lowest ones, format for format."""
+    c, p = list(reversed(child_ranks)), list(reversed(ranks))          # innermost first
+    return len(c) <= len(p) and all(a.format == b.format for a, b in zip(c, p))
+
+
+def format_failures(spec, problem, arch, mapping) -> str:
+    """CheckFormatModelsAndMapping (sparse-analysis.cpp): why Timeloop rejects the mapping, or ''."""
+    names = [lvl.name for lvl in arch.storage]
+    active = active_formats(spec, arch, mapping)
+    for ds in problem.dataspaces:
+        parent_compressed, parent_ranks, parent = None, -1, None
+        for li in range(len(names) - 1, -1, -1):
+            if ds.name not in mapping.levels[li].keep:
+                continue
+            ranks = active.get((names[li], ds.name), ())
+            compressed = any(COMPRESSED[r.format] for r in ranks)
+            meta = spec.metadata.get(names[li])
+            if parent_compressed is None:
+                parent_compressed, parent_ranks, parent = compressed, len(ranks) if compressed else -1, li
+                continue
+            if parent_compressed and not compressed and not (meta and meta.decompression_supported):
+                return f"{names[li]}: decompression (from parent level) needed but not supported"
+            if ds.read_write and parent_compressed and not compressed and not (meta and meta.compression_supported):
+                return f"{names[li]}: compression (to parent level) needed but not supported"
+            if parent_compressed and compressed and parent_ranks < len(ranks):
+                return f"{names[parent]}: runtime partition needed but not supported (NOT IMPLEMENTED YET)"
+            parent_compressed, parent_ranks, parent = compressed, len(ranks) if compressed else -1, li
+    return ""
+
+
 def check_formats(spec, problem, arch, mapping) -> None:
     """Raise ``SparseUnsupported`` for a format outside the modelled subset."""
     names = [lvl.name for lvl in arch.storage]
-    targets = {a.target for a in spec.actions}
-    for (level, tensor), ranks in active_formats(spec, arch, mapping).items():
+    active = active_formats(spec, arch, mapping)
+    for (level, tensor), ranks in active.items():
         key = f"sparse_optimizations.{level}.representation_format.{tensor}"
         li = names.index(level)
         d = spec.densities.get(tensor)
@@ -181,21 +226,20 @@ def check_formats(spec, problem, arch, mapping) -> None:
         child_tile = (problem.tile_size(problem.dataspace(tensor), _extents(_loops(mapping, 0, child, relevant)))
                       if child is not None else 0)
         reasons = [
-            (any(k > li for k in keeps), f"{tensor} is also kept above {level}",
-             "the formatted level the outermost one keeping the tensor (formats below an uncompressed "
-             "level are not modelled yet)"),
-            (child is not None and (names[child], tensor) in active_formats(spec, arch, mapping),
-             f"{tensor} has formats at two levels", "one formatted level per tensor"),
+            (any(k > li and (names[k], tensor) not in active for k in keeps),
+             f"{tensor} is kept unformatted above {level}",
+             "formatted levels above formatted ones only (Timeloop stops on compression below an "
+             "uncompressed level)"),
+            (child is not None and (names[child], tensor) in active
+             and not _aligned(active[names[child], tensor], ranks),
+             f"{tensor}'s formats at {level} and {names[child] if child is not None else ''} do not align",
+             "a child's ranks repeating the parent's lowest ranks (Timeloop fails such a mapping)"),
             (child is not None and not compressed, f"uncompressed format above {names[child] if child is not None else ''}",
              "a compressed rank (CP, RLE, B) when a lower level keeps the tensor"),
-            (child is not None and len(ranks) < 2, f"{len(ranks)} rank above a child level",
-             "two or more ranks (the lowest one takes the child's tile)"),
             (child is not None and child_tile == 1, f"{tensor}'s tile below {level} is one element",
              "child tiles of more than one element"),
             (d is not None and d.distribution != "fixed_structured", f"{d and d.distribution} density",
              "fixed_structured with formats"),
-            (tensor in targets, f"{tensor} is gated or skipped and formatted",
-             "formats on tensors that are not gating/skipping targets"),
         ]
         for bad, msg, expected in reasons:
             if bad:
@@ -214,7 +258,8 @@ def tensor_formats(spec, problem, arch, mapping, tiles: dict) -> dict:
     for (level, tensor), ranks in active_formats(spec, arch, mapping).items():
         li = names.index(level)
         meta = spec.metadata.get(level)
-        plan, fail = _plan(spec, problem, mapping, li, tensor, ranks)
+        formats_at = {names.index(lv): r for (lv, t), r in active_formats(spec, arch, mapping).items() if t == tensor}
+        plan, fail = _plan(spec, problem, mapping, li, tensor, ranks, formats_at)
         tile = tiles[li, tensor]
         units = [[0.0, 0.0] for _ in plan]
         expected_nnz = 0.0

@@ -69,6 +69,8 @@ class LevelMetadata:
     word_bits: int = 0                   # metadata_datawidth / metadata_word_bits
     storage_width: int = 0               # metadata_storage_width / metadata_width, bits per access
     storage_depth: int | None = None     # metadata_storage_depth / metadata_depth
+    decompression_supported: bool = False    # may decompress what a compressed parent sends
+    compression_supported: bool = False      # may compress updates for a compressed parent
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,9 @@ def level_metadata(arch_node: Any, names: list[str]) -> dict:
                     return None
                 out[_leaf(name)] = LevelMetadata(pick("metadata_datawidth", "metadata_word_bits") or 0,
                                                  pick("metadata_storage_width", "metadata_width") or 0,
-                                                 pick("metadata_storage_depth", "metadata_depth"))
+                                                 pick("metadata_storage_depth", "metadata_depth"),
+                                                 attrs.get("decompression_supported") is True,
+                                                 attrs.get("compression_supported") is True)
             for v in node.values():
                 walk(v)
         elif isinstance(node, list):
