@@ -6,10 +6,13 @@ skipping and a CP-compressed operand, and the Eyeriss-like AlexNet layer of
 reference's mapping N times with
   * the dense model as ``coopt evaluate`` runs it (``model.evaluate.evaluate``), and
   * the same plus ``model.sparse.evaluate_sparse``,
-and prints microseconds per mapping (CPU time) and the ratio.  The mapper's
-batch path (``fused.evaluate_batch``) does not call the sparse accounting yet.
+and prints microseconds per mapping (CPU time) and the ratio.  Then the
+mapper's batch path (``fused.evaluate_batch``) on ``--batch`` random valid
+mappings of 04.2.2 (the Eyeriss mapspace search): dense (the compiled kernels)
+against sparse (the dense chain in numpy, then the sparse accounting row by
+row), per mapping.
 
-    python benchmarks/sparse_eval.py [--n 300]
+    python benchmarks/sparse_eval.py [--n 300] [--batch 2000]
 """
 from __future__ import annotations
 
@@ -56,7 +59,9 @@ def _time(fn, n: int, *args) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=300)
-    n = ap.parse_args().n
+    ap.add_argument("--batch", type=int, default=2000)
+    args = ap.parse_args()
+    n = args.n
     for case in ("01.2.2-SUDU-dot-product", "01.2.3-SCDU-dot-product", "04.2.1-eyeriss-like-gating"):
         inp = _inputs(case)
         m = inp.mapping()
@@ -64,6 +69,35 @@ def main() -> None:
         both_us = _time(_both, n, inp, m)
         print(f"{case}: dense {dense_us:.0f} us/mapping, dense+sparse {both_us:.0f} us/mapping, "
               f"ratio {both_us / dense_us:.2f}")
+    _mapper(args.batch)
+
+
+def _mapper(batch: int) -> None:
+    import numpy as np
+
+    from coopt.mapper.constraints import constraints_from_inputs
+    from coopt.mapper.space import MapSpace
+    from coopt.model import jit
+    from coopt.model.cost import ArchCosts
+    from coopt.model.fused import evaluate_batch
+    from coopt.model.sparse.batch import with_sparsity
+
+    inp = _inputs("04.2.2-eyeriss-like-gating-mapspace-search")
+    space = MapSpace(inp.problem, inp.arch, constraints_from_inputs(inp.raw, inp.arch, inp.problem, inp.sources))
+    mb = space.sample(batch, np.random.default_rng(0))
+    mb = mb.take(np.nonzero(space.prefilter(mb).ok)[0])
+    jit.request(10**9)
+    dense_ac = ArchCosts(inp.arch, inp.tables)
+    sparse_ac = ArchCosts(inp.arch, with_sparsity(inp.tables, inp.sparse))
+    evaluate_batch(space.pa, inp.arch, dense_ac, mb)           # kernels loaded before timing
+    t = time.process_time()
+    evaluate_batch(space.pa, inp.arch, dense_ac, mb)
+    dense_us = (time.process_time() - t) / len(mb) * 1e6
+    t = time.process_time()
+    evaluate_batch(space.pa, inp.arch, sparse_ac, mb)
+    sparse_us = (time.process_time() - t) / len(mb) * 1e6
+    print(f"mapper batch of {len(mb)} (04.2.2): dense {dense_us:.1f} us/mapping (compiled), "
+          f"sparse {sparse_us:.0f} us/mapping, ratio {sparse_us / dense_us:.0f}")
 
 
 if __name__ == "__main__":

@@ -50,11 +50,21 @@ def _cmd_map(args) -> int:
     from coopt.model.mapping import mapping_to_yaml
     from coopt.report import evaluation_text
 
-    inputs = load_inputs(args.files, ert=args.ert, art=args.art)
+    inputs = load_inputs(args.files, ert=args.ert, art=args.art, sparse=True)
     opts = _options(args, file_metric(inputs) or ("edp",))
     if args.out:                         # refuse a bad --out before searching
         from coopt.outputs import output_dir
         output_dir(args.out, force=args.force)
+    if inputs.sparse is not None:        # densities / sparse optimisations: one JSON object
+        from coopt.backends.sparse import map_sparse_inputs
+        r, se = map_sparse_inputs(inputs, opts, args.engine)
+        if not r.found:
+            print(json.dumps(map_summary(r, None)))
+            return 1
+        print(json.dumps({**se.to_dict(), "mapping": mapping_to_yaml(r.mapping, inputs.arch, inputs.problem)["mapping"],
+                          "metric": list(r.metric), "mappings_evaluated": r.stats.evaluated,
+                          "mappings_valid": r.stats.valid, "seconds": r.stats.seconds}, indent=2))
+        return 0 if se.valid else 1
     r = map_inputs(inputs, opts, args.engine, args.timeloop_bin)
     if not r.found:
         print(json.dumps(map_summary(r, None)) if args.json else f"{inputs.problem.name}: {r.reason}")

@@ -25,3 +25,24 @@ def evaluate_sparse_inputs(inputs, engine: str = "native"):
             raise
         key = "problem" if (err.key or "").startswith("problem") else "sparse_optimizations"
         raise err.at(file=inputs.source(key)) from None
+
+
+def map_sparse_inputs(inputs, options, engine: str = "native"):
+    """The native mapper under sparsity: every candidate ranked by its Sparseloop energy and cycles.
+
+    Returns (MapperResult, SparseEval of the best mapping or None).
+    """
+    if engine != "native":
+        raise CooptError(f"engine {engine!r} with densities or sparse_optimizations", key="--engine",
+                         expected="native (the engine that models sparsity)")
+    from coopt.backends.single import map_inputs
+    from coopt.model.evaluate import evaluate
+    from coopt.model.sparse import evaluate_sparse
+    from coopt.model.sparse.batch import with_sparsity
+
+    inputs.tables = with_sparsity(inputs.tables, inputs.sparse)
+    r = map_inputs(inputs, options, "native")
+    if not r.found:
+        return r, None
+    dense = evaluate(inputs.problem, inputs.arch, inputs.tables, r.mapping)
+    return r, evaluate_sparse(inputs.sparse, inputs.problem, inputs.arch, inputs.tables, r.mapping, dense)

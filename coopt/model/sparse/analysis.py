@@ -309,12 +309,12 @@ def _validity(spec, problem, arch, mapping, dense, formats, tiles) -> tuple[bool
     return True, ""
 
 
-def evaluate_sparse(spec: SparseSpec, problem, arch, tables, mapping, dense) -> SparseEval:
+def evaluate_sparse(spec: SparseSpec, problem, arch, tables, mapping, dense, *, arch_costs=None) -> SparseEval:
     """Sparseloop's statistics for ``mapping``, given its dense evaluation ``dense`` (a MappingEval)."""
     supported(spec, problem, arch, mapping)
     from coopt.model.cost import ArchCosts
 
-    ac = ArchCosts(arch, tables)
+    ac = arch_costs or ArchCosts(arch, tables)
     tiles = {(li, ds.name): lvl.dataspaces[ds.name]["tile"] for li, lvl in enumerate(dense.levels)
              for ds in problem.dataspaces}
     formats = tensor_formats(spec, problem, arch, mapping, tiles)
