@@ -61,9 +61,14 @@ def _cmd_map(args) -> int:
         if not r.found:
             print(json.dumps(map_summary(r, None)))
             return 1
-        print(json.dumps({**se.to_dict(), "mapping": mapping_to_yaml(r.mapping, inputs.arch, inputs.problem)["mapping"],
-                          "metric": list(r.metric), "mappings_evaluated": r.stats.evaluated,
-                          "mappings_valid": r.stats.valid, "seconds": r.stats.seconds}, indent=2))
+        doc = mapping_to_yaml(r.mapping, inputs.arch, inputs.problem)
+        out = {**se.to_dict(), "mapping": doc["mapping"], "metric": list(r.metric),
+               "mappings_evaluated": r.stats.evaluated, "mappings_valid": r.stats.valid, "seconds": r.stats.seconds}
+        text = json.dumps(out, indent=2)
+        if args.out:
+            from coopt.export.run_files import write_map_files
+            write_map_files(args.out, doc, out, text, force=True)
+        print(text)
         return 0 if se.valid else 1
     r = map_inputs(inputs, opts, args.engine, args.timeloop_bin)
     if not r.found:
