@@ -9,8 +9,9 @@ reference's mapping N times with
 and prints microseconds per mapping (CPU time) and the ratio.  Then the
 mapper's batch path (``fused.evaluate_batch``) on ``--batch`` random valid
 mappings of 04.2.2 (the Eyeriss mapspace search): dense (the compiled kernels)
-against sparse (the dense chain in numpy, then the sparse accounting row by
-row), per mapping.
+against sparse (the compiled nest and collapse, costs in numpy, then the
+sparse accounting: over the whole batch without formats, row by row with
+them), per mapping.
 
     python benchmarks/sparse_eval.py [--n 300] [--batch 2000]
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -82,23 +84,26 @@ def _mapper(batch: int) -> None:
     from coopt.model.fused import evaluate_batch
     from coopt.model.sparse.batch import with_sparsity
 
-    inp = _inputs("04.2.2-eyeriss-like-gating-mapspace-search")
-    space = MapSpace(inp.problem, inp.arch, constraints_from_inputs(inp.raw, inp.arch, inp.problem, inp.sources))
-    mb = space.sample(batch, np.random.default_rng(0))
-    mb = mb.take(np.nonzero(space.prefilter(mb).ok)[0])
     jit.request(10**9)
-    dense_ac = ArchCosts(inp.arch, inp.tables)
-    sparse_ac = ArchCosts(inp.arch, with_sparsity(inp.tables, inp.sparse))
-    evaluate_batch(space.pa, inp.arch, dense_ac, mb)           # kernels loaded before timing
-    t = time.process_time()
-    evaluate_batch(space.pa, inp.arch, dense_ac, mb)
-    dense_us = (time.process_time() - t) / len(mb) * 1e6
-    t = time.process_time()
-    evaluate_batch(space.pa, inp.arch, sparse_ac, mb)
-    sparse_us = (time.process_time() - t) / len(mb) * 1e6
-    print(f"mapper batch of {len(mb)} (04.2.2): dense {dense_us:.1f} us/mapping (compiled), "
-          f"sparse {sparse_us:.0f} us/mapping, ratio {sparse_us / dense_us:.0f}")
-
+    for formats in (True, False):
+        inp = _inputs("04.2.2-eyeriss-like-gating-mapspace-search")
+        spec = inp.sparse if formats else replace(inp.sparse, formats={})
+        space = MapSpace(inp.problem, inp.arch, constraints_from_inputs(inp.raw, inp.arch, inp.problem, inp.sources))
+        mb = space.sample(batch, np.random.default_rng(0))
+        mb = mb.take(np.nonzero(space.prefilter(mb).ok)[0])
+        dense_ac = ArchCosts(inp.arch, inp.tables)
+        sparse_ac = ArchCosts(inp.arch, with_sparsity(inp.tables, spec))
+        evaluate_batch(space.pa, inp.arch, dense_ac, mb)           # kernels loaded before timing
+        evaluate_batch(space.pa, inp.arch, sparse_ac, mb)
+        t = time.process_time()
+        evaluate_batch(space.pa, inp.arch, dense_ac, mb)
+        dense_us = (time.process_time() - t) / len(mb) * 1e6
+        t = time.process_time()
+        evaluate_batch(space.pa, inp.arch, sparse_ac, mb)
+        sparse_us = (time.process_time() - t) / len(mb) * 1e6
+        how = "with its DRAM formats (row by row)" if formats else "without formats (batch form)"
+        print(f"mapper batch of {len(mb)} (04.2.2 {how}): dense {dense_us:.1f} us/mapping (compiled), "
+              f"sparse {sparse_us:.1f} us/mapping, ratio {sparse_us / dense_us:.1f}")
 
 if __name__ == "__main__":
     main()

@@ -65,6 +65,12 @@ def _unsupported(msg: str, key: str, expected: str) -> SparseUnsupported:
 def supported(spec: SparseSpec, problem, arch, mapping) -> None:
     """Raise ``SparseUnsupported`` unless every part of ``spec`` is modelled exactly."""
     check_formats(spec, problem, arch, mapping)
+    static_checks(spec, problem, arch)
+    optimisation_masks(spec, problem, arch, mapping)
+
+
+def static_checks(spec: SparseSpec, problem, arch) -> None:
+    """The checks that do not depend on the mapping."""
     for name, d in spec.densities.items():
         if d.distribution == "banded" and d.density < 1:
             raise _unsupported(f"{d.distribution} density for {name}", f"problem.instance.densities.{name}",
@@ -79,7 +85,10 @@ def supported(spec: SparseSpec, problem, arch, mapping) -> None:
                                "cluster_size 1 with sparse tensors")
     if any(a.kind == "spatial_skipping" for a in spec.actions):
         raise _unsupported("spatial_skipping", "sparse_optimizations.action_optimization", "gating or skipping")
-    optimisation_masks(spec, problem, arch, mapping)
+    for a in spec.actions:
+        if _read_impact(spec, problem, a.condition_on) >= 1:
+            raise _unsupported(f"{a.target} conditioned on an all-zero tensor", f"sparse_optimizations.{a.level}",
+                               "leaders with some nonzero (Timeloop divides by their nonzero share)")
 
 
 def optimisation_masks(spec: SparseSpec, problem, arch, mapping) -> dict:
@@ -309,6 +318,14 @@ def _validity(spec, problem, arch, mapping, dense, formats, tiles) -> tuple[bool
     return True, ""
 
 
+def _add(terms) -> float:
+    """Left-to-right float addition (Python 3.12's ``sum`` compensates, the batch form's numpy does not)."""
+    total = 0.0
+    for t in terms:
+        total += t
+    return total
+
+
 def evaluate_sparse(spec: SparseSpec, problem, arch, tables, mapping, dense, *, arch_costs=None) -> SparseEval:
     """Sparseloop's statistics for ``mapping``, given its dense evaluation ``dense`` (a MappingEval)."""
     supported(spec, problem, arch, mapping)
@@ -348,7 +365,7 @@ def evaluate_sparse(spec: SparseSpec, problem, arch, tables, mapping, dense, *, 
         lc = math.ceil(compute_cycles / slow)
         cycles = max(cycles, lc)
         levels[lvl.name] = {"cycles": lc}
-    mac_energy = sum(macs[k] * compute_action_energy(tables, arch.arithmetic.name, f"{k}_compute") for k in KINDS)
+    mac_energy = _add(macs[k] * compute_action_energy(tables, arch.arithmetic.name, f"{k}_compute") for k in KINDS)
     energy = mac_energy
     for li, lvl in enumerate(arch.storage):
         d = dense.levels[li]
@@ -358,10 +375,10 @@ def evaluate_sparse(spec: SparseSpec, problem, arch, tables, mapping, dense, *, 
         for ds in problem.dataspaces:
             r, fmt = rec[li, ds.name], formats.get((li, ds.name))
             ratio = vector_ratio(fmt, tiles[li, ds.name], lvl.block_size, spec.density(ds.name)) if fmt else 1.0
-            e = sum((r[a] if "count" in a else math.ceil(r[a] / lvl.block_size) * ratio)
+            e = _add((r[a] if "count" in a else math.ceil(r[a] / lvl.block_size) * ratio)
                     * storage_action_energy(tables, lvl.name, a) for a in r if "metadata" not in a)
             if fmt is not None and width:
-                e += sum(math.ceil(format_bits(fmt, r[a]) / width) * storage_action_energy(tables, lvl.name, a)
+                e += _add(math.ceil(format_bits(fmt, r[a]) / width) * storage_action_energy(tables, lvl.name, a)
                          for a in r if "metadata" in a)
             e *= repl_l
             levels[lvl.name][ds.name] = {**r, "energy_pj": e}

@@ -3,7 +3,8 @@
 ``SparseTables`` carries a ``SparseSpec`` with the energy tables, so that the
 mapper (which builds its ``ArchCosts`` from the tables) evaluates every
 candidate through ``evaluate_batch_sparse`` without knowing about sparsity:
-the dense chain's per-level counts, then ``evaluate_sparse`` row by row.  A
+the dense chain's per-level counts, then the sparse accounting over the
+whole batch (``vector``), or ``evaluate_sparse`` row by row with formats.  A
 mapping the sparse model cannot evaluate exactly counts as invalid, never as
 a dense number.  Capacity is checked on the dense tiles before evaluation
 (the mapper's prefilter), which compressed tiles only undercut.
@@ -29,18 +30,33 @@ def with_sparsity(tables: EnergyTables, spec) -> SparseTables:
     return SparseTables(tables.ert, tables.art, tables.source, sparse=spec)
 
 
-def evaluate_batch_sparse(pa, arch, ac, mb):
-    """(energy pJ, cycles, valid) per mapping under ``ac.sparse`` (the fused path's contract)."""
-    from coopt.model.collapse import collapse_numpy
+def evaluate_batch_sparse(pa, arch, ac, mb, *, row_by_row: bool = False):
+    """(energy pJ, cycles, valid) per mapping under ``ac.sparse`` (the fused path's contract).
+
+    Without representation formats the whole batch goes through ``vector``;
+    ``row_by_row`` forces ``evaluate_sparse`` per mapping (the tests' oracle).
+    """
+    from coopt.model import jit
+    from coopt.model.collapse import collapse, collapse_numpy
     from coopt.model.cost import evaluate_costs
     from coopt.model.evaluate import _to_eval
-    from coopt.model.nest import nest_stats_numpy
+    from coopt.model.nest import nest_stats, nest_stats_numpy
     from coopt.model.sparse.analysis import evaluate_sparse
 
     problem = pa.problem
-    ns = nest_stats_numpy(pa, arch, mb)
-    acc = collapse_numpy(ns, mb.keep, pa.read_write)
+    compiled = jit.enabled()          # the compiled nest and collapse equal numpy's bit for bit
+    ns = (nest_stats if compiled else nest_stats_numpy)(pa, arch, mb)
+    acc = (collapse if compiled else collapse_numpy)(ns, mb.keep, pa.read_write)
     costs = evaluate_costs(ns, acc, ac)
+    if not ac.sparse.formats and not row_by_row:
+        from coopt.model.sparse.analysis import static_checks
+        from coopt.model.sparse.vector import evaluate_batch_vector
+        try:
+            static_checks(ac.sparse, problem, arch)
+        except SparseUnsupported:
+            B = len(mb)
+            return np.full(B, np.inf), np.full(B, np.inf), np.zeros(B, dtype=bool)
+        return evaluate_batch_vector(ac.sparse, problem, arch, ac.tables, ns, acc, costs, mb, ac)
     names = [lvl.name for lvl in arch.storage]
     ds_names = [ds.name for ds in problem.dataspaces]
     B = len(mb)
