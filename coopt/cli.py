@@ -13,7 +13,12 @@ def _cmd_evaluate(args) -> int:
     from coopt.inputs import load_inputs
     from coopt.report import evaluation_text
 
-    inputs = load_inputs(args.files, ert=args.ert, art=args.art, variables=_parse_vars(args.var))
+    inputs = load_inputs(args.files, ert=args.ert, art=args.art, variables=_parse_vars(args.var), sparse=True)
+    if inputs.sparse is not None:
+        from coopt.backends.sparse import evaluate_sparse_inputs
+        result = evaluate_sparse_inputs(inputs, args.engine)
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0 if result.valid else 1
     backend = get_backend(args.engine, timeloop_bin=args.timeloop_bin)
     result = backend.evaluate(inputs.problem, inputs.arch, inputs.tables, inputs.mapping())
     if args.json:
@@ -45,11 +50,26 @@ def _cmd_map(args) -> int:
     from coopt.model.mapping import mapping_to_yaml
     from coopt.report import evaluation_text
 
-    inputs = load_inputs(args.files, ert=args.ert, art=args.art, variables=_parse_vars(args.var))
+    inputs = load_inputs(args.files, ert=args.ert, art=args.art, variables=_parse_vars(args.var), sparse=True)
     opts = _options(args, file_metric(inputs) or ("edp",))
     if args.out:                         # refuse a bad --out before searching
         from coopt.outputs import output_dir
         output_dir(args.out, force=args.force)
+    if inputs.sparse is not None:        # densities / sparse optimisations: one JSON object
+        from coopt.backends.sparse import map_sparse_inputs
+        r, se = map_sparse_inputs(inputs, opts, args.engine)
+        if not r.found:
+            print(json.dumps(map_summary(r, None)))
+            return 1
+        doc = mapping_to_yaml(r.mapping, inputs.arch, inputs.problem)
+        out = {**se.to_dict(), "mapping": doc["mapping"], "metric": list(r.metric),
+               "mappings_evaluated": r.stats.evaluated, "mappings_valid": r.stats.valid, "seconds": r.stats.seconds}
+        text = json.dumps(out, indent=2)
+        if args.out:
+            from coopt.export.run_files import write_map_files
+            write_map_files(args.out, doc, out, text, force=True)
+        print(text)
+        return 0 if se.valid else 1
     r = map_inputs(inputs, opts, args.engine, args.timeloop_bin)
     if not r.found:
         print(json.dumps(map_summary(r, None)) if args.json else f"{inputs.problem.name}: {r.reason}")

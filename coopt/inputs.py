@@ -32,6 +32,7 @@ class InputSet:
     tables: EnergyTables
     raw: dict
     sources: dict = field(default_factory=dict)
+    sparse: object = None      # coopt.model.sparse.SparseSpec when densities < 1 or sparse_optimizations are given
 
     def source(self, key: str) -> str | None:
         return self.sources.get(key)
@@ -58,13 +59,33 @@ def _require(raw: dict, sources: dict, key: str, paths) -> object:
     return raw[key]
 
 
-def load_inputs(paths, ert: str | Path | None = None, art: str | Path | None = None,
-                variables: dict | None = None) -> InputSet:
+def load_inputs(paths, ert: str | Path | None = None, art: str | Path | None = None, *,
+                variables: dict | None = None, sparse: bool = False) -> InputSet:
     """Load and check a Timeloop-style input set (or a timeloopfe v4 spec, ``variables`` for its Jinja2
-    top file); energies from ERT/ART files or estimated."""
+    top file); energies from ERT/ART files or estimated.
+
+    ``sparse=True`` (``coopt evaluate``/``map``) reads densities and ``sparse_optimizations``;
+    elsewhere they are refused in one line, as before, rather than ignored.
+    """
     paths = [Path(p) for p in paths]
     raw, sources = load_spec(paths, variables)
     arch = arch_from_yaml(_require(raw, sources, "architecture", paths), file=sources.get("architecture"))
-    problem = problem_from_yaml(_require(raw, sources, "problem", paths), file=sources.get("problem"))
+    node = _require(raw, sources, "problem", paths)
+    spec = None
+    if sparse:
+        from coopt.model.sparse import is_sparse, sparse_spec_from_yaml, split_problem_node
+        node, densities = split_problem_node(node)
+        problem = problem_from_yaml(node, file=sources.get("problem"))
+        spec = sparse_spec_from_yaml(problem, arch, densities, raw.get("sparse_optimizations"),
+                                     arch_node=raw.get("architecture"),
+                                     problem_file=sources.get("problem"),
+                                     sparse_file=sources.get("sparse_optimizations"))
+        spec = spec if is_sparse(spec) else None
+    else:
+        problem = problem_from_yaml(node, file=sources.get("problem"))
+        if raw.get("sparse_optimizations"):
+            raise SpecError("sparse optimisations are read by 'coopt evaluate' only",
+                            file=sources.get("sparse_optimizations"), key="sparse_optimizations",
+                            expected="no sparse_optimizations here (dense tensors)")
     tables = design_tables(arch, ert, art, raw=raw, sources=sources)
-    return InputSet(arch=arch, problem=problem, tables=tables, raw=raw, sources=sources)
+    return InputSet(arch=arch, problem=problem, tables=tables, raw=raw, sources=sources, sparse=spec)

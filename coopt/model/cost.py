@@ -80,6 +80,9 @@ class ArchCosts:
             self.block, self.leak, self.capacity, self.min_util, self.instances, self.mesh_x, self.mesh_y,
             self.clusters, self.read_bw, self.write_bw, self.shared_bw]).astype(np.float64))
         self.phys = physical_fanouts(arch)
+        # sparsity (coopt.model.sparse.batch.SparseTables): the fused path's hook evaluates under it
+        self.tables = tables
+        self.sparse = getattr(tables, "sparse", None)
 
 
 class _Checks:

@@ -23,6 +23,9 @@ PAIRWISE_MAX = 128      # numpy sums up to this many terms in one block (what ke
 
 def evaluate_batch(pa: ProblemArrays, arch: Architecture, ac: ArchCosts, mb: MappingBatch):
     """(energy pJ, cycles, valid) per mapping, compiled when the process has switched to the kernels."""
+    if ac.sparse is not None:                  # densities / sparse optimisations: Sparseloop's accounting
+        from coopt.model.sparse.batch import evaluate_batch_sparse
+        return evaluate_batch_sparse(pa, arch, ac, mb)
     if jit.enabled() and ac.L * pa.P * 3 <= PAIRWISE_MAX:
         return _evaluate_compiled(pa, arch, ac, mb)
     return _evaluate_chain(pa, arch, ac, mb)

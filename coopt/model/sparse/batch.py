@@ -1,0 +1,73 @@
+"""The mapper's view of sparsity: a batch of mappings ranked by their Sparseloop energy and cycles.
+
+``SparseTables`` carries a ``SparseSpec`` with the energy tables, so that the
+mapper (which builds its ``ArchCosts`` from the tables) evaluates every
+candidate through ``evaluate_batch_sparse`` without knowing about sparsity:
+the dense chain's per-level counts, then the sparse accounting over the
+whole batch (``vector``), or ``evaluate_sparse`` row by row with formats.  A
+mapping the sparse model cannot evaluate exactly counts as invalid, never as
+a dense number.  Capacity is checked on the dense tiles before evaluation
+(the mapper's prefilter), which compressed tiles only undercut.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from coopt.energy.tables import EnergyTables
+from coopt.model.sparse.spec import SparseUnsupported
+
+
+@dataclass(frozen=True)
+class SparseTables(EnergyTables):
+    """Energy tables that also carry the layer's densities and sparse optimisations."""
+
+    sparse: object = None       # SparseSpec
+
+
+def with_sparsity(tables: EnergyTables, spec) -> SparseTables:
+    return SparseTables(tables.ert, tables.art, tables.source, sparse=spec)
+
+
+def evaluate_batch_sparse(pa, arch, ac, mb, *, row_by_row: bool = False):
+    """(energy pJ, cycles, valid) per mapping under ``ac.sparse`` (the fused path's contract).
+
+    Without representation formats the whole batch goes through ``vector``;
+    ``row_by_row`` forces ``evaluate_sparse`` per mapping (the tests' oracle).
+    """
+    from coopt.model import jit
+    from coopt.model.collapse import collapse, collapse_numpy
+    from coopt.model.cost import evaluate_costs
+    from coopt.model.evaluate import _to_eval
+    from coopt.model.nest import nest_stats, nest_stats_numpy
+    from coopt.model.sparse.analysis import evaluate_sparse
+
+    problem = pa.problem
+    compiled = jit.enabled()          # the compiled nest and collapse equal numpy's bit for bit
+    ns = (nest_stats if compiled else nest_stats_numpy)(pa, arch, mb)
+    acc = (collapse if compiled else collapse_numpy)(ns, mb.keep, pa.read_write)
+    costs = evaluate_costs(ns, acc, ac)
+    if not ac.sparse.formats and not row_by_row:
+        from coopt.model.sparse.analysis import static_checks
+        from coopt.model.sparse.vector import evaluate_batch_vector
+        try:
+            static_checks(ac.sparse, problem, arch)
+        except SparseUnsupported:
+            B = len(mb)
+            return np.full(B, np.inf), np.full(B, np.inf), np.zeros(B, dtype=bool)
+        return evaluate_batch_vector(ac.sparse, problem, arch, ac.tables, ns, acc, costs, mb, ac)
+    names = [lvl.name for lvl in arch.storage]
+    ds_names = [ds.name for ds in problem.dataspaces]
+    B = len(mb)
+    energy, cycles, valid = np.empty(B), np.empty(B), np.zeros(B, dtype=bool)
+    for b in range(B):
+        dense = _to_eval(problem, arch, ns, acc, costs, ac, b)
+        try:
+            se = evaluate_sparse(ac.sparse, problem, arch, ac.tables, mb.mapping(b, names, problem.dims, ds_names),
+                                 dense, arch_costs=ac)
+        except SparseUnsupported:
+            energy[b], cycles[b] = np.inf, np.inf
+            continue
+        energy[b], cycles[b], valid[b] = se.energy_pj, se.cycles, se.valid
+    return energy, cycles, valid
