@@ -130,3 +130,26 @@ def conv_problem(name: str = "conv", *, R: int = 1, S: int = 1, P: int = 1, Q: i
                       "Hdilation": Hdilation},
         shape_name="CNN_Layer",
     )
+
+
+def move_code_fits(problem: Problem) -> bool:
+    """Whether the native model can encode this problem's tile moves exactly in 64 bits
+    (``coopt.model.nest``: one mixed-radix digit per coordinate, radix from the largest span)."""
+    span = max(problem.dataspace_size(DataSpace(ds.name, (coord,))) for ds in problem.dataspaces
+               for coord in ds.projection)
+    coords = max(len(ds.projection) for ds in problem.dataspaces)
+    return (2 * (2 * span + 1) + 1) ** coords < 2**62
+
+
+def compact(problem: Problem) -> Problem:
+    """The problem without coordinates that only ranks bounded 1 index: the same tile sizes, so
+    the same Timeloop figures, in fewer coordinates.  Used only where the full form's moves would
+    not fit the model's 64-bit encoding (a GEMM of 50,257 columns in the CNN layer's four
+    coordinates): layers that fit keep the form every other tool writes."""
+    if move_code_fits(problem):
+        return problem
+    spaces = tuple(DataSpace(ds.name, tuple(c for c in ds.projection
+                                            if any(problem.bounds[d] > 1 for _, d in c)) or ds.projection[:1],
+                             ds.read_write) for ds in problem.dataspaces)
+    return Problem(problem.name, problem.dims, spaces, dict(problem.bounds), dict(problem.coefficients),
+                   f"{problem.shape_name}_compact")
