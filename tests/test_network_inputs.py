@@ -100,3 +100,124 @@ def test_unknown_network_name_lists_the_builtin_ones(capsys):
     _one_line_exit_2(capsys, ["network", "--network", "vgg16"], "resnet50", ".onnx")
     with pytest.raises(SpecError):
         get_network("no/such/folder")
+
+
+# ------------------------------------------------------------------ transformer layers map
+def _design(name="systolic_ws"):
+    from coopt.design import load_design
+    return load_design(name)
+
+
+def _map(problem, design, budget=300):
+    from coopt.backends.network import map_layer
+    from coopt.mapper.options import MapperOptions
+    from coopt.workload.networks import NetworkLayer
+    r = map_layer(NetworkLayer(problem.name, problem, 1, (problem.name,)), design.arch, design.tables,
+                  design.targets, MapperOptions(metric=("edp",), budget=budget, seed=0))
+    assert r.found, r.reason
+    return r
+
+
+def _rename(mapping, keep_dims: list[int], names: dict):
+    """The mapping on a problem of fewer ranks (those kept, in that order) and renamed data spaces."""
+    from coopt.model.mapping import LevelMapping, Mapping
+    pos = {d: i for i, d in enumerate(keep_dims)}
+    levels = []
+    for lv in mapping.levels:
+        for d in range(len(lv.temporal)):
+            assert d in pos or (lv.temporal[d] == 1 and lv.spatial[d] == 1)
+        xs = [d for d in lv.spatial_permutation[:lv.split] if d in pos]
+        levels.append(LevelMapping(lv.target, tuple(lv.temporal[d] for d in keep_dims),
+                                   tuple(pos[d] for d in lv.permutation if d in pos),
+                                   tuple(lv.spatial[d] for d in keep_dims),
+                                   tuple(pos[d] for d in lv.spatial_permutation if d in pos), len(xs),
+                                   frozenset(names[k] for k in lv.keep)))
+    return Mapping(tuple(levels), tuple(names.get(d, d) for d in [mapping.dims[d] for d in keep_dims]))
+
+
+def _same_eval(a, b, names: dict):
+    assert a.valid and b.valid
+    assert a.cycles == b.cycles and a.macs == b.macs
+    assert a.energy_pj == pytest.approx(b.energy_pj, rel=1e-12)
+    for la, lb in zip(a.levels, b.levels):
+        for ds, counts in la.dataspaces.items():
+            assert counts == lb.dataspaces[names[ds]], (la.name, ds)
+
+
+def test_gemm_as_cnn_layer_equals_the_einsum_form():
+    """Z[m,n] = A[m,k] B[k,n] written as the CNN layer (C=k, M=n, P=m) gives, for the same loop nest,
+    exactly the figures of the einsum form (ranks M, N, K; tensors A, B, Z)."""
+    from coopt.backends.native import NativeBackend
+    from coopt.workload.problem import DataSpace, Problem, conv_problem
+    design = _design()
+    conv = conv_problem("qk", C=64, M=128, P=128)
+    r = _map(conv, design)
+    einsum = Problem("qk", ("K", "N", "M"),
+                     (DataSpace("A", (((None, "M"),), ((None, "K"),))),
+                      DataSpace("B", (((None, "K"),), ((None, "N"),))),
+                      DataSpace("Z", (((None, "M"),), ((None, "N"),)), read_write=True)),
+                     {"K": 64, "N": 128, "M": 128}, {}, "einsum")
+    names = {"Weights": "B", "Inputs": "A", "Outputs": "Z", "C": "K", "M": "N", "P": "M"}
+    cdims = list(conv.dims)
+    mapping = _rename(r.mapping, [cdims.index("C"), cdims.index("M"), cdims.index("P")], names)
+    native = NativeBackend()
+    _same_eval(native.evaluate(conv, design.arch, design.tables, r.mapping),
+               native.evaluate(einsum, design.arch, design.tables, mapping), names)
+
+
+def test_compact_form_equals_the_cnn_layer():
+    """Dropping coordinates that only unit ranks index (used for 50,257-column GEMMs) changes no figure."""
+    from coopt.backends.native import NativeBackend
+    from coopt.workload.problem import compact, conv_problem, move_code_fits
+    design = _design()
+    conv = conv_problem("fc", C=256, M=512, P=64, N=2)
+    assert move_code_fits(conv) and compact(conv) is conv
+    r = _map(conv, design)
+    small = compact(conv, always=True)
+    assert [len(ds.projection) for ds in small.dataspaces] == [2, 3, 3] and small.dims == conv.dims
+    same = {k: k for k in ("Weights", "Inputs", "Outputs")}
+    native = NativeBackend()
+    _same_eval(native.evaluate(conv, design.arch, design.tables, r.mapping),
+               native.evaluate(small, design.arch, design.tables, r.mapping), same)
+    big = get_network(str(DATA / "gpt2")).layers[-1]                 # the 50,257-word output projection
+    assert big.problem.bounds["M"] == 50_257 and not move_code_fits(conv_problem("x", C=1024, M=50_257, P=256))
+
+
+@pytest.mark.parametrize("name", ["gpt2", "vision_transformer"])
+def test_transformer_folders_map_on_systolic_ws(name, capsys):
+    assert main(["network", "--arch", "systolic_ws", "--network", str(DATA / name), "--budget", "150",
+                 "--workers", "1", "--json"]) == 0
+    import json
+    out = json.loads(capsys.readouterr().out)
+    assert out["feasible"] and out["macs"] == file_macs(DATA / name)
+    assert all(layer["energy_pj"] > 0 for layer in out["layers"])
+
+
+SPACE = """name: {name}
+template: systolic_ws
+workload: {{network: layer_shapes/{name}}}
+parameters:
+  pe_rows: {{type: pow2, low: 8, high: 32}}
+  pe_cols: {{type: pow2, low: 8, high: 32}}
+  glb_kib: {{type: categorical, choices: [64, 256]}}
+mapper: {{metric: edp, budget: 60}}
+reference_point: {{energy_uj: 1.0e+7, throughput_ips: 0}}
+"""
+
+
+@pytest.mark.parametrize("name", ["gpt2", "vision_transformer"])
+def test_transformer_folders_in_a_4_trial_search(name, tmp_path, monkeypatch, capsys):
+    """A search space's workload: a folder path beside the space file; the network travels to the Ray
+    workers with the task (the workers read no file of the driver's)."""
+    import json
+    shutil.copytree(DATA, tmp_path / "layer_shapes")
+    (tmp_path / "space.yaml").write_text(SPACE.format(name=name))
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--space", "space.yaml", "--trials", "4", "--workers", "1", "--study", name,
+                 "--sampler", "random", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["trials"] == 4 and summary["feasible"] >= 1
+    from coopt.study.records import read_records
+    records = read_records(Path(summary["study_dir"]))
+    assert len(records) == 4 and all(r.metrics["macs"] == file_macs(DATA / name) for r in records)
+    assert all(r.network == name and len(r.layers) == 7 for r in records)

@@ -141,12 +141,12 @@ def move_code_fits(problem: Problem) -> bool:
     return (2 * (2 * span + 1) + 1) ** coords < 2**62
 
 
-def compact(problem: Problem) -> Problem:
+def compact(problem: Problem, *, always: bool = False) -> Problem:
     """The problem without coordinates that only ranks bounded 1 index: the same tile sizes, so
     the same Timeloop figures, in fewer coordinates.  Used only where the full form's moves would
     not fit the model's 64-bit encoding (a GEMM of 50,257 columns in the CNN layer's four
     coordinates): layers that fit keep the form every other tool writes."""
-    if move_code_fits(problem):
+    if not always and move_code_fits(problem):
         return problem
     spaces = tuple(DataSpace(ds.name, tuple(c for c in ds.projection
                                             if any(problem.bounds[d] > 1 for _, d in c)) or ds.projection[:1],
