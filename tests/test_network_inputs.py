@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from math import prod
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from coopt.cli import main
 from coopt.errors import SpecError
-from coopt.workload import get_network, mobilenet_v2, resnet18
+from coopt.workload import get_network, mobilenet_v2, resnet18, resnet50
 
 DATA = Path(__file__).parent / "data" / "layer_shapes"
 
@@ -221,3 +222,126 @@ def test_transformer_folders_in_a_4_trial_search(name, tmp_path, monkeypatch, ca
     records = read_records(Path(summary["study_dir"]))
     assert len(records) == 4 and all(r.metrics["macs"] == file_macs(DATA / name) for r in records)
     assert all(r.network == name and len(r.layers) == 7 for r in records)
+
+
+# ------------------------------------------------------------------ ONNX models
+@pytest.fixture(scope="module")
+def onnx_files(tmp_path_factory):
+    import onnx_models as om
+    d = tmp_path_factory.mktemp("onnx")
+    return {"resnet50": om.save(om.resnet50(), d / "resnet50.onnx"),
+            "mobilenet_v2": om.save(om.mobilenet_v2(), d / "mobilenet_v2.onnx"),
+            "block": om.save(om.transformer_block(), d / "block.onnx")}
+
+
+def _energies(net, design):
+    from coopt.backends.network import map_network
+    from coopt.mapper.options import MapperOptions
+    r = map_network(net, design.arch, design.tables, design.targets,
+                    MapperOptions(metric=("edp",), budget=60, seed=0), workers=1)
+    return [(l.count, l.eval.energy_pj, l.eval.cycles) for l in r.layers]
+
+
+def test_onnx_resnet50_is_the_builtin_resnet50(onnx_files):
+    t0 = time.perf_counter()
+    net = get_network(onnx_files["resnet50"])
+    parse_s = time.perf_counter() - t0
+    assert parse_s <= 1.0, parse_s
+    assert (net.total_layers, len(net.layers), net.macs) == (54, 24, 4_089_184_256)
+    assert same_layers(net, resnet50())
+    assert net.layers[0].members == ("conv1",) and "fc" in net.layers[-1].members
+    ops = {n.op: (n.count, n.elements) for n in net.not_mapped}
+    assert ops["BatchNormalization"][0] == 53 and ops["Add"][0] == 16 and ops["Relu"][0] == 49
+    assert ops["MaxPool"] == (1, 64 * 56 * 56 * 9) and ops["GlobalAveragePool"] == (1, 2048 * 7 * 7)
+    design = _design()
+    assert _energies(net, design) == _energies(resnet50(), design)
+    assert same_layers(get_network(onnx_files["resnet50"], batch=2), resnet50(batch=2))
+
+
+def test_onnx_mobilenet_v2_is_the_builtin_mobilenet_v2(onnx_files):
+    net = get_network(onnx_files["mobilenet_v2"])
+    ref = mobilenet_v2()
+    assert same_layers(net, ref) and net.macs == ref.macs == 300_774_272
+    assert net.total_layers == ref.total_layers
+    assert _energies(net, _design()) == _energies(ref, _design())
+
+
+def test_onnx_transformer_block_hand_count(onnx_files, capsys):
+    s, d, h, ff = 128, 256, 4, 1024
+    projections = 4 * s * d * d                   # Q, K, V and the output projection
+    attention = 2 * h * s * s * (d // h)          # QK^T (an Einsum) and AV (a batched MatMul), per head
+    mlp = 2 * s * d * ff
+    net = get_network(onnx_files["block"], input_shapes={"x": (1, s, d)})
+    assert net.macs == projections + attention + mlp == 109_051_904
+    assert [(l.name, l.count) for l in net.layers] == [("q_proj", 4), ("scores", h), ("attention_v", h),
+                                                       ("mlp_up", 1), ("mlp_down", 1)]
+    assert net.layers[1].problem.bounds == dict(C=d // h, M=s, P=s, R=1, S=1, Q=1, N=1)
+    ops = {n.op: (n.count, n.elements) for n in net.not_mapped}
+    assert ops["Softmax"] == (1, h * s * s) and ops["LayerNormalization"] == (2, 2 * s * d)
+    assert main(["network", "--arch", "systolic_ws", "--network", onnx_files["block"], "--input-shape",
+                 f"x=1x{s}x{d}", "--budget", "100", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"{projections + attention + mlp:,} MACs" in out
+    assert "not mapped (outside the totals): 14 nodes" in out and "Softmax" in out
+    # --batch sizes a dynamic batch like --input-shape does
+    assert get_network(onnx_files["block"], batch=2, input_shapes={"x": (2, s, d)}).macs == 2 * net.macs
+
+
+def _model(tmp_path, name, build):
+    import onnx_models as om
+    g = om.Graph(name, {"x": [1, 8, 20, 20]})
+    return om.save(g.model(build(g)), tmp_path / f"{name}.onnx")
+
+
+def test_onnx_conv_kinds_and_what_is_not_mapped(tmp_path):
+    f = _model(tmp_path, "kinds", lambda g: g.op("ConvTranspose", [g.op(
+        "Conv", ["x", g.weight("w", [16, 2, 3, 3])], "grouped", kernel_shape=[3, 3], group=4, strides=[2, 2],
+        dilations=[2, 2], pads=[2, 2, 2, 2]), g.weight("wt", [16, 4, 4, 4])], "up", kernel_shape=[4, 4],
+        strides=[2, 2], pads=[1, 1, 1, 1]))
+    net = get_network(f)
+    grouped, up = net.layers
+    assert grouped.count == 4 and grouped.problem.bounds == dict(R=3, S=3, P=10, Q=10, C=2, M=4, N=1)
+    assert grouped.problem.coefficients == dict(Wstride=2, Hstride=2, Wdilation=2, Hdilation=2)
+    assert up.problem.macs == 16 * 4 * 10 * 10 * 4 * 4 and up.problem.dataspaces[2].projection[2] == \
+        (("Wdilation", "R"), ("Wstride", "P"))
+    assert _map(up.problem, _design(), budget=100).eval.macs == up.problem.macs   # the template holds it
+    f = _model(tmp_path, "einsum", lambda g: g.op("Einsum", [g.op("Conv", ["x", g.weight("w", [8, 8, 1, 1])],
+                                                                   "c", kernel_shape=[1, 1]),
+                                                            g.weight("v", [1, 8])],
+                                                   "pool_dot", equation="nchw,nc->n"))
+    net = get_network(f)
+    assert [(n.op, n.count) for n in net.not_mapped] == [("Einsum", 1)]
+    assert net.not_mapped[0].reason.startswith("pool_dot: ") and "summed within one operand" in \
+        net.not_mapped[0].reason
+
+
+def test_weights_are_skipped_not_loaded(tmp_path):
+    """Inline weights are skipped (their bytes never parsed): the same network as with external data."""
+    import onnx_models as om
+    inline = om.save(om.transformer_block(batch=1, weights_inline=True), tmp_path / "inline.onnx")
+    external = om.save(om.transformer_block(batch=1), tmp_path / "external.onnx")
+    assert Path(inline).stat().st_size > 2_000_000
+    assert same_layers(get_network(inline), get_network(external))
+    from coopt.workload.onnx_read import read_model_shapes_only
+    model, weights = read_model_shapes_only(inline)
+    assert {"Wq", "W1", "W2"} <= weights and not any(t.raw_data for t in model.graph.initializer
+                                                    if t.name in weights)
+
+
+def test_bad_onnx_inputs_are_one_line(tmp_path, capsys, onnx_files):
+    import onnx_models as om
+    text = tmp_path / "notes.onnx"
+    text.write_text("this is not a model\n")
+    _one_line_exit_2(capsys, ["network", "--network", str(text)], str(text), "not an ONNX model")
+    noise = tmp_path / "noise.onnx"
+    noise.write_bytes(bytes(range(256)) * 4)
+    _one_line_exit_2(capsys, ["network", "--network", str(noise)], str(noise), "not an ONNX model")
+    future = om.save(om.resnet50(opset=99), tmp_path / "future.onnx")
+    _one_line_exit_2(capsys, ["network", "--network", future], future, "opset_import", "opset 99")
+    _one_line_exit_2(capsys, ["network", "--network", onnx_files["block"]], onnx_files["block"],
+                     "--input-shape", "input 'x' has a dynamic shape (batchx128x256)")
+    _one_line_exit_2(capsys, ["network", "--network", onnx_files["block"], "--input-shape", "y=1x2"],
+                     "no input named 'y'")
+    _one_line_exit_2(capsys, ["network", "--network", onnx_files["block"], "--input-shape", "x=1xax2"],
+                     "--input-shape")
+    _one_line_exit_2(capsys, ["network", "--network", "resnet50", "--input-shape", "x=1x3"], "--input-shape")

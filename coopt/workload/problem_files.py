@@ -86,15 +86,21 @@ def _merge_two(base, top):
     return top
 
 
-def read_problem_doc(path: Path) -> tuple[dict, list[Path]]:
-    """The YAML document of a problem file after include_text and ``<<<`` merges; the files it included."""
+def read_problem_doc(path: Path, parsed: dict | None = None) -> tuple[dict, list[Path]]:
+    """The YAML document of a problem file after include_text and ``<<<`` merges; the files it included.
+    ``parsed`` caches documents by text: a folder's files often repeat one another (never mutated)."""
     from coopt.yamlio import loads_yaml
 
     text, included = _render(path)
+    if parsed is not None and text in parsed:
+        return parsed[text], included
     doc = loads_yaml(text, file=str(path))
     if not isinstance(doc, dict):
         raise SpecError(f"top level is a {type(doc).__name__}", file=str(path), expected="a YAML mapping")
-    return _deep_merge(doc), included
+    doc = _deep_merge(doc)
+    if parsed is not None:
+        parsed[text] = doc
+    return doc, included
 
 
 def _known_names(node: dict) -> list[str]:
@@ -175,9 +181,9 @@ def with_batch(problem: Problem, batch: int, file: str) -> Problem:
                    dict(problem.coefficients), problem.shape_name)
 
 
-def load_layer(path: Path, name: str, batch: int = 1) -> tuple[Problem, int]:
+def load_layer(path: Path, name: str, batch: int = 1, parsed: dict | None = None) -> tuple[Problem, int]:
     """One layer file -> (canonical problem named ``name``, copies)."""
-    doc, _ = read_problem_doc(path)
+    doc, _ = read_problem_doc(path, parsed)
     if "problem" not in doc:
         raise SpecError("no top-level problem block", file=str(path), key="problem",
                         expected="a Timeloop problem file")
@@ -220,7 +226,7 @@ def _list_entries(path: Path, doc: dict) -> list[tuple[Path, str, int]]:
     return out
 
 
-def _folder_entries(folder: Path) -> list[tuple[Path, str, int]]:
+def _folder_entries(folder: Path, parsed: dict) -> list[tuple[Path, str, int]]:
     """A folder's problem files in natural order, less those only included by others; or its list file."""
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in (".yaml", ".yml") and p.is_file()),
                    key=_natural)
@@ -228,7 +234,7 @@ def _folder_entries(folder: Path) -> list[tuple[Path, str, int]]:
         raise SpecError(f"{len(files):,} YAML files", file=str(folder), expected=f"at most {MAX_FILES:,}")
     docs, included = {}, set()
     for p in files:
-        docs[p], inc = read_problem_doc(p)
+        docs[p], inc = read_problem_doc(p, parsed)
         included.update(inc)
     lists = [p for p in files if "layers" in docs[p]]
     if len(lists) > 1:
@@ -244,15 +250,15 @@ def _folder_entries(folder: Path) -> list[tuple[Path, str, int]]:
 
 def problem_files_network(path: Path, batch: int = 1) -> Network:
     """The Network of a folder of problem files, a list file (``layers:``) or a single problem file."""
-    path = Path(path)
+    path, parsed = Path(path), {}
     if path.is_dir():
-        entries, name = _folder_entries(path), path.resolve().name
+        entries, name = _folder_entries(path, parsed), path.resolve().name
     else:
-        doc, _ = read_problem_doc(path)
+        doc, _ = read_problem_doc(path, parsed)
         entries = _list_entries(path, doc) if "layers" in doc else [(path, path.stem, 1)]
         name = str(doc.get("name") or path.stem)
     layers = []
     for file, lname, count in entries:
-        problem, copies = load_layer(file, lname, batch)
+        problem, copies = load_layer(file, lname, batch, parsed)
         layers.append((lname, problem, count * copies))
     return Network(name, merge_layers(layers), source=str(path))
