@@ -345,3 +345,43 @@ def test_bad_onnx_inputs_are_one_line(tmp_path, capsys, onnx_files):
     _one_line_exit_2(capsys, ["network", "--network", onnx_files["block"], "--input-shape", "x=1xax2"],
                      "--input-shape")
     _one_line_exit_2(capsys, ["network", "--network", "resnet50", "--input-shape", "x=1x3"], "--input-shape")
+
+
+# ------------------------------------------------------------------ what was modelled, everywhere
+def test_trial_record_mlflow_run_and_export_name_what_was_not_mapped(onnx_files, tmp_path, monkeypatch):
+    """A study's trial on an ONNX model: its record, its MLflow run (real sqlite store) and its export
+    summary say which operations the totals leave out."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from coopt.export import export_trials
+    from coopt.mapper.options import MapperOptions
+    from coopt.study.records import read_records, write_record
+    from coopt.study.trial import evaluate_design
+    from coopt.tracking import StudyTracker, default_tracking_uri
+    monkeypatch.chdir(tmp_path)
+    net = get_network(onnx_files["block"], input_shapes={"x": (1, 128, 256)})
+    objectives = [("energy_uj", "minimize"), ("throughput_ips", "maximize")]
+    rec = evaluate_design(0, {"pe_rows": 16}, "systolic_ws", {"pe_rows": 16}, None, net,
+                          MapperOptions(budget=60), {}, objectives)
+    assert rec.feasible and rec.metrics["macs"] == 109_051_904
+    assert rec.metrics["ops_not_mapped"] == 14 and rec.metrics["elements_not_mapped"] == 589_824
+    assert {n["op"]: n["count"] for n in rec.not_mapped}["Softmax"] == 1
+    study = tmp_path / "study"
+    write_record(study, rec)
+    assert read_records(study)[0].not_mapped == rec.not_mapped                 # survives the record file
+    (study / "study.json").write_text(json.dumps({"settings": {"budgets": {}, "objectives": objectives}}))
+    tracker = StudyTracker(None, "byon", {"study": "byon", "objectives": objectives}, objectives, [1e6, 0.0])
+    tracker.start()
+    tracker.log_trial(rec)
+    tracker.finish()
+    c = MlflowClient(default_tracking_uri())
+    run = c.search_runs([c.get_experiment_by_name("coopt/byon").experiment_id], "tags.`coopt.role` = 'trial'")[0]
+    assert "Not mapped (outside the totals): LayerNormalization x2 (65,536 element ops)" in \
+        run.data.tags["mlflow.note.content"]
+    assert run.data.metrics["ops_not_mapped"] == 14 and run.data.metrics["macs"] == 109_051_904
+    folder = export_trials(study, [0], tmp_path / "export")[0]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["not_mapped"] == rec.not_mapped and summary["metrics"]["ops_not_mapped"] == 14
+    assert "Not mapped (outside the totals): LayerNormalization x2" in (folder / "summary.md").read_text()
