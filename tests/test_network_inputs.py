@@ -385,3 +385,18 @@ def test_trial_record_mlflow_run_and_export_name_what_was_not_mapped(onnx_files,
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["not_mapped"] == rec.not_mapped and summary["metrics"]["ops_not_mapped"] == 14
     assert "Not mapped (outside the totals): LayerNormalization x2" in (folder / "summary.md").read_text()
+
+
+def test_search_space_workload_takes_models_and_refuses_bad_ones(onnx_files, tmp_path, capsys):
+    from coopt.study.space import load_space
+    shutil.copy(onnx_files["block"], tmp_path / "block.onnx")
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE.format(name="x").replace("layer_shapes/x", "block.onnx, input_shape: {x: 1x128x256}"))
+    net = load_space(str(space)).network
+    assert net.macs == 109_051_904 and net.source == str(tmp_path / "block.onnx")
+    space.write_text(SPACE.format(name="x").replace("layer_shapes/x", "block.onnx"))
+    _one_line_exit_2(capsys, ["search", "--space", str(space), "--trials", "1"], str(tmp_path / "block.onnx"),
+                     "dynamic shape")
+    space.write_text(SPACE.format(name="x").replace("layer_shapes/x", "missing.onnx"))
+    _one_line_exit_2(capsys, ["search", "--space", str(space), "--trials", "1"], str(tmp_path / "missing.onnx"),
+                     "no such file")
