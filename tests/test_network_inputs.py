@@ -184,9 +184,10 @@ def test_compact_form_equals_the_cnn_layer():
     assert big.problem.bounds["M"] == 50_257 and not move_code_fits(conv_problem("x", C=1024, M=50_257, P=256))
 
 
-@pytest.mark.parametrize("name", ["gpt2", "vision_transformer"])
-def test_transformer_folders_map_on_systolic_ws(name, capsys):
-    assert main(["network", "--arch", "systolic_ws", "--network", str(DATA / name), "--budget", "150",
+@pytest.mark.parametrize("name, arch", [("gpt2", "systolic_ws"), ("vision_transformer", "systolic_ws"),
+                                        ("gpt2", "eyeriss_like")])
+def test_transformer_folders_map_on_the_templates(name, arch, capsys):
+    assert main(["network", "--arch", arch, "--network", str(DATA / name), "--budget", "150",
                  "--workers", "1", "--json"]) == 0
     import json
     out = json.loads(capsys.readouterr().out)
