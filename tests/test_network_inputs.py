@@ -401,3 +401,33 @@ def test_search_space_workload_takes_models_and_refuses_bad_ones(onnx_files, tmp
     space.write_text(SPACE.format(name="x").replace("layer_shapes/x", "missing.onnx"))
     _one_line_exit_2(capsys, ["search", "--space", str(space), "--trials", "1"], str(tmp_path / "missing.onnx"),
                      "no such file")
+
+
+GEMM_ABZ = """problem:
+  version: 0.4
+  instance: {K: 512, M: 1024, N: 256, H: 4}
+  shape:
+    name: gemm_ABZ
+    dimensions: [M, N, K, H]
+    data_spaces:
+    - {name: A, projection: [[[H]], [[M]], [[K]]]}
+    - {name: B, projection: [[[H]], [[N]], [[K]]]}
+    - {name: Z, projection: [[[H]], [[M]], [[N]]], read_write: true}
+"""
+
+
+def test_einsum_style_problem_file_is_a_gemm(tmp_path, capsys):
+    """The exercises' MM/ form (dense here), with a heads rank H: four M x K x N products."""
+    from coopt.workload.problem import gemm_problem
+    (tmp_path / "mm.yaml").write_text(GEMM_ABZ)
+    net = get_network(str(tmp_path / "mm.yaml"))
+    assert [(l.problem.signature(), l.count) for l in net.layers] == [(gemm_problem("x", 1024, 512, 256).signature(), 4)]
+    assert net.macs == 4 * 1024 * 512 * 256
+    # N summed within A alone: no plain contraction, so no CNN layer; the template's constraints say so
+    (tmp_path / "odd.yaml").write_text(GEMM_ABZ.replace("[[[H]], [[M]], [[N]]]", "[[[H]], [[M]]]")
+                                       .replace("[[[H]], [[N]], [[K]]]", "[[[H]], [[K]]]")
+                                       .replace("{name: A, projection: [[[H]], [[M]], [[K]]]}",
+                                                "{name: A, projection: [[[H]], [[M]], [[K]], [[N]]]}"))
+    (tmp_path / "list.yaml").write_text("layers: [mm.yaml, odd.yaml]\n")
+    _one_line_exit_2(capsys, ["network", "--arch", "systolic_ws", "--network", str(tmp_path / "list.yaml")],
+                     "layer odd", "cannot be held by this design's constraints", "unknown dimension")

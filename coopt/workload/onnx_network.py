@@ -33,7 +33,7 @@ from pathlib import Path
 
 from coopt.errors import SpecError
 from coopt.workload.networks import Network, NotMapped, merge_layers
-from coopt.workload.problem import MAX_BOUND, DataSpace, Problem, compact, conv_problem
+from coopt.workload.problem import MAX_BOUND, DataSpace, Problem, compact, conv_problem, gemm_problem
 
 MIN_OPSET = 7
 _POOLS = ("MaxPool", "AveragePool", "LpPool")
@@ -88,7 +88,7 @@ def _check(v: int, what: str) -> int:
 
 def _gemm(name: str, m: int, k: int, n: int, batch: int = 1) -> Problem:
     """Z[m,n] = A[m,k] B[k,n] (x batch shared-weight rows) as Timeloop's CNN layer."""
-    return conv_problem(name, C=_check(k, "K"), M=_check(n, "N"), P=_check(m, "rows"), N=_check(batch, "batch"))
+    return gemm_problem(name, _check(m, "rows"), _check(k, "K"), _check(n, "N"), _check(batch, "batch"))
 
 
 def _conv_geometry(node, shapes: _Shapes, kind: str):

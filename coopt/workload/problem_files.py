@@ -27,7 +27,7 @@ from pathlib import Path
 from coopt.errors import SpecError
 from coopt.workload.networks import Network, merge_layers
 from coopt.workload.problem import (CONV_COEFFICIENTS, CONV_DIMS, MAX_BOUND, DataSpace, Problem, compact,
-                                    conv_problem, conv_shape_dataspaces)
+                                    contraction_as_gemm, conv_problem, conv_shape_dataspaces)
 from coopt.workload.yaml_io import problem_from_yaml
 
 MAX_FILES = 10_000
@@ -163,8 +163,12 @@ def canonical(problem: Problem) -> tuple[Problem, int]:
     if (set(dims) == set(CONV_DIMS) and tuple(spaces) == conv_shape_dataspaces()
             and set(problem.coefficients) == set(CONV_COEFFICIENTS)):
         return conv_problem(problem.name, **bounds, **problem.coefficients), copies
-    return Problem(problem.name, tuple(dims), tuple(spaces), bounds, dict(problem.coefficients),
-                   problem.shape_name), copies
+    reduced = Problem(problem.name, tuple(dims), tuple(spaces), bounds, dict(problem.coefficients),
+                      problem.shape_name)
+    gemm = contraction_as_gemm(reduced)           # an einsum-style GEMM (the exercises' MM/ files)
+    if gemm is not None:
+        return gemm[0], copies * gemm[1]
+    return reduced, copies
 
 
 def with_batch(problem: Problem, batch: int, file: str) -> Problem:
