@@ -431,3 +431,14 @@ def test_einsum_style_problem_file_is_a_gemm(tmp_path, capsys):
     (tmp_path / "list.yaml").write_text("layers: [mm.yaml, odd.yaml]\n")
     _one_line_exit_2(capsys, ["network", "--arch", "systolic_ws", "--network", str(tmp_path / "list.yaml")],
                      "layer odd", "cannot be held by this design's constraints", "unknown dimension")
+
+
+def test_node_names_with_slashes_write_plain_files(tmp_path, capsys):
+    """torch.onnx names nodes like /layer1/conv/Conv: --out writes them as plain file names, in the folder."""
+    f = _model(tmp_path, "slash", lambda g: g.op("Conv", ["x", g.weight("w", [16, 8, 3, 3])], "/layer1/conv/Conv",
+                                                 kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+    assert get_network(f).layers[0].members == ("/layer1/conv/Conv",)
+    out = tmp_path / "out"
+    assert main(["network", "--arch", "systolic_ws", "--network", f, "--budget", "60", "--workers", "1",
+                 "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["_layer1_conv_Conv.map.yaml", "arch.yaml", "summary.json"]
