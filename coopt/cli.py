@@ -99,10 +99,11 @@ def _cmd_network(args) -> int:
     from coopt.report import network_text
     from coopt.workload.networks import get_network
 
+    from coopt.workload.user_network import parse_input_shapes
+    net = get_network(args.network, batch=args.batch, input_shapes=parse_input_shapes(args.input_shape))
     design = load_design(args.arch, params=_parse_sets(args.set), dataflow=args.dataflow,
                          constraints=args.constraints, ert=args.ert, art=args.art,
                          variables=_parse_vars(args.var))
-    net = get_network(args.network, batch=args.batch)
     opts = _options(args)
     if args.out:                         # refuse a bad --out before mapping
         from coopt.outputs import output_dir
@@ -115,9 +116,11 @@ def _cmd_network(args) -> int:
         from coopt.export.run_files import write_network_files
         write_network_files(args.out, design, result, force=True)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        from dataclasses import asdict
+        extra = {"not_mapped": [asdict(n) for n in net.not_mapped]} if net.not_mapped else {}
+        print(json.dumps({**result.to_dict(), **extra}, indent=2))
     else:
-        print(network_text(result, design.label))
+        print(network_text(result, design.label, net.not_mapped))
     return 0 if result.feasible else 1
 
 
@@ -418,8 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     nw.add_argument("--dataflow", help="template constraint option (default: the template's first)")
     nw.add_argument("--constraints", help="YAML with Timeloop constraint targets (for architecture files)")
     _var_arg(nw)
-    nw.add_argument("--network", default="resnet50", choices=network_names(),
-                    help="the workload (default resnet50)")
+    nw.add_argument("--network", default="resnet50", metavar="NAME|PATH",
+                    help=f"the workload: {', '.join(network_names())} (default resnet50), an ONNX model, or a "
+                         "folder or YAML list of Timeloop problem files")
+    nw.add_argument("--input-shape", action="append", metavar="NAME=1x3x224x224",
+                    help="an ONNX model input's sizes (needed where the model's are dynamic)")
     nw.add_argument("--batch", type=int, default=1, help="batch size N (default 1)")
     _tables_args(nw)
     _search_args(nw)

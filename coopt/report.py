@@ -41,8 +41,18 @@ def evaluation_text(r: MappingEval, problem: Problem, arch: Architecture, energy
     return "\n".join(out)
 
 
-def network_text(result, label: str) -> str:
-    """Per-layer table and network totals."""
+def not_mapped_lines(not_mapped) -> list[str]:
+    """What a user's model holds beyond the mapped layers: one line per operation kind (and reason)."""
+    if not not_mapped:
+        return []
+    nodes, elements = sum(n.count for n in not_mapped), sum(n.elements for n in not_mapped)
+    rows = [[n.op, f"{n.count:,}", f"{n.elements:,}", n.reason] for n in not_mapped]
+    return ["", f"not mapped (outside the totals): {nodes:,} nodes, {elements:,} element operations", "",
+            _table(rows, ["op", "nodes", "element ops", "why (mapped kinds only)"])]
+
+
+def network_text(result, label: str, not_mapped=()) -> str:
+    """Per-layer table, network totals, and the operations of a user's model that were not mapped."""
     rows = []
     for l in result.layers:
         if l.found:
@@ -64,7 +74,7 @@ def network_text(result, label: str) -> str:
                 f"mapping time         : {result.seconds:.1f} s"]
     else:
         out += ["NOT FEASIBLE:"] + [f"  {r}" for r in result.infeasible_reasons()]
-    return "\n".join(out)
+    return "\n".join(out + not_mapped_lines(not_mapped))
 
 
 def pareto_text(study: str, front, objectives, n_trials: int, n_feasible: int) -> str:

@@ -40,8 +40,7 @@ def map_network(network: Network, arch: Architecture, tables: EnergyTables, targ
         raise CooptError(f"workers is {workers!r}", key="--workers", expected=f"an integer from 1 to {MAX_WORKERS}")
     t0 = time.perf_counter()
     layers = list(network.layers)
-    if layers:       # bad constraints (unknown level or dimension, all bypassed) refused before any work
-        parse_constraints(targets, arch, layers[0].problem, file=constraints_file)
+    _check_kinds(layers, arch, targets, constraints_file)
     _announce_work(layers, options, engine)
     results: list[LayerResult | None] = [None] * len(layers)
     if workers <= 1 or len(layers) == 1:
@@ -67,6 +66,25 @@ def map_network(network: Network, arch: Architecture, tables: EnergyTables, targ
                     progress(results[i])
     return NetworkResult(network=network.name, arch=arch, layers=results, area_um2=arch_area(arch, tables),
                          seconds=time.perf_counter() - t0)
+
+
+def _check_kinds(layers: list, arch: Architecture, targets: list, constraints_file: str | None) -> None:
+    """Bad constraints (unknown level or dimension, all bypassed) refused before any work; a layer of
+    another kind (ranks, tensors) than the constraints were written for, named in one line."""
+    kinds: dict[tuple, NetworkLayer] = {}
+    for layer in layers:
+        p = layer.problem
+        kinds.setdefault((p.dims, tuple(ds.name for ds in p.dataspaces)), layer)
+    for i, layer in enumerate(kinds.values()):
+        try:
+            parse_constraints(targets, arch, layer.problem, file=constraints_file)
+        except CooptError as err:
+            if i == 0:
+                raise
+            p = layer.problem
+            raise type(err)(f"layer {layer.name} (ranks {','.join(p.dims)}; tensors "
+                            f"{','.join(ds.name for ds in p.dataspaces)}) cannot be held by this design's "
+                            f"constraints: {err.message}", file=err.file, key=err.key, expected=err.expected) from None
 
 
 def _announce_work(layers: list, options: MapperOptions, engine: str) -> None:

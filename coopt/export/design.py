@@ -131,7 +131,7 @@ def _summary(rec: TrialRecord, stems: list[str], notes: list[str], tables_source
             "reasons": rec.reasons, "all_layers_mapped": all(_mapped(l) for l in rec.layers),
             "study_objectives": [list(o) for o in objectives], "budgets": budgets,
             "headroom": headroom(rec, budgets),
-            "energy_tables": tables_source, "notes": notes, "layers": layers}
+            "energy_tables": tables_source, "notes": notes, "layers": layers, "not_mapped": rec.not_mapped}
 
 
 def _markdown(rec: TrialRecord, stems: list[str], notes: list[str], budgets: dict) -> str:
@@ -146,6 +146,9 @@ def _markdown(rec: TrialRecord, stems: list[str], notes: list[str], budgets: dic
     rows = [[label, rec.metrics[k], unit] for k, label, unit in (*_TOTALS, *extra) if k in rec.metrics]
     out += ["", f"## Totals (network {rec.network}, one inference)", ""]
     out += _table(["metric", "value", "unit"], rows)
+    if rec.not_mapped:
+        from coopt.workload.networks import not_mapped_summary
+        out += ["", not_mapped_summary(rec.not_mapped)]
     room = headroom(rec, budgets)
     if budgets:
         out += ["", "## Budgets", "", "Headroom is budget minus value: positive means room left.", ""]

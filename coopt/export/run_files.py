@@ -29,11 +29,13 @@ def write_map_files(out: str | Path, mapping_doc: dict, summary: dict, stats_tex
 
 def write_network_files(out: str | Path, design, result, *, force: bool = False) -> Path:
     """``arch.yaml``, ``<layer>.map.yaml`` for every mapped layer and ``summary.json``."""
+    from coopt.export.design import _stems     # a model's node names (/layer1/conv/Conv) as file names
+
     d = output_dir(out, force=force)
     write_text(d / "arch.yaml", dumps_yaml(design.arch_yaml))
-    for layer in result.layers:
+    for layer, stem in zip(result.layers, _stems(result.layers)):
         if layer.found:
-            write_text(d / f"{layer.name}.map.yaml", dumps_yaml(mapping_to_yaml(layer.mapping, design.arch,
+            write_text(d / f"{stem}.map.yaml", dumps_yaml(mapping_to_yaml(layer.mapping, design.arch,
                                                                                 layer.problem)))
     write_text(d / "summary.json", json.dumps(result.to_dict(), indent=2))
     return d

@@ -225,9 +225,15 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
         raise SpecError("must be a network name or a mapping", file=file, key="workload",
                         expected="resnet50 or {network, batch, layers}")
     try:
-        network = get_network(wl.get("network", "resnet50"), batch=wl.get("batch", 1))
+        from coopt.workload.user_network import parse_input_shapes
+        network = get_network(wl.get("network", "resnet50"), batch=wl.get("batch", 1),
+                              input_shapes=parse_input_shapes(wl.get("input_shape")),
+                              base_dir=str(Path(file).parent) if file else None)   # a path: beside the space
     except SpecError as e:
-        raise SpecError(e.message, file=file, key="workload.network", expected=f"one of {network_names()}") from None
+        if e.file:                     # the model or problem file itself is wrong: say where
+            raise
+        raise SpecError(e.message, file=file, key="workload.network", expected=e.expected
+                        or f"one of {network_names()}") from None
     if wl.get("layers") is not None:
         wanted = wl["layers"]
         if not isinstance(wanted, list) or not wanted:

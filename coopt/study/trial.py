@@ -55,6 +55,9 @@ def evaluate_design(number: int, params: dict, template: Template | str, templat
         "macs": result.macs,
         "mac_instances": arch.arithmetic.instances,
     }
+    if network.not_mapped:                 # a user's model: what the totals leave out
+        metrics["ops_not_mapped"] = sum(n.count for n in network.not_mapped)
+        metrics["elements_not_mapped"] = sum(n.elements for n in network.not_mapped)
     reasons = ["not mapped: over a budget no mapping changes"] if over else list(result.infeasible_reasons())
     violations = {}
     for key, limit in budgets.items():
@@ -81,7 +84,7 @@ def evaluate_design(number: int, params: dict, template: Template | str, templat
         violations=violations, reasons=reasons,
         objectives=[float(metrics[name]) for name, _ in objectives],
         arch_yaml=design.arch_yaml, layers=layers, seconds=time.perf_counter() - t0, worker=worker,
-        energy_method=energy_method())
+        energy_method=energy_method(), not_mapped=[vars(n) for n in network.not_mapped])
 
 
 def _over_fixed_budgets(fixed: dict[str, float], budgets: dict[str, float]) -> str:

@@ -327,6 +327,9 @@ def trial_note(rec: TrialRecord, budgets: dict) -> str:
     lines = [f"**{run_name(rec)}** — {rec.template}" + (f" ({rec.dataflow})" if rec.dataflow else "")
              + f" on {rec.network}: " + ("feasible" if rec.feasible else "**infeasible**")]
     lines += [f"- {r}" for r in rec.reasons]
+    if rec.not_mapped:
+        from coopt.workload.networks import not_mapped_summary
+        lines.append(not_mapped_summary(rec.not_mapped))
     secs = eval_seconds(rec)
     if secs is not None:
         lines.append(f"Evaluated in {fmt(secs, 3)} s" + (f" by {rec.worker}" if rec.worker else "") + ".")

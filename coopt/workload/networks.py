@@ -31,11 +31,30 @@ class NetworkLayer:
 
 
 @dataclass(frozen=True)
+class NotMapped:
+    """Operations of a user's model that no layer models (pooling, element-wise, softmax, ...):
+    the report lists them so the totals' scope is plain.  ``elements``: element operations."""
+
+    op: str
+    count: int
+    elements: int
+    reason: str = ""
+
+
+def not_mapped_summary(not_mapped) -> str:
+    """One sentence for a trial's MLflow note and export summary (``not_mapped``: records' dicts)."""
+    parts = ", ".join(f"{n['op']} x{n['count']:,} ({n['elements']:,} element ops)" for n in not_mapped)
+    return f"Not mapped (outside the totals): {parts}."
+
+
+@dataclass(frozen=True)
 class Network:
-    """A network: its distinct layer shapes in order of first appearance."""
+    """A network: its distinct layer shapes in order of first appearance, and what it leaves out."""
 
     name: str
     layers: tuple[NetworkLayer, ...]
+    not_mapped: tuple[NotMapped, ...] = ()
+    source: str = ""                      # the file or folder it was read from ('' for built-in ones)
 
     @property
     def total_layers(self) -> int:
@@ -70,14 +89,17 @@ class _Builder:
         self.conv(name, 1, cin, cout, 1)
 
     def network(self, name: str) -> Network:
-        merged: dict[tuple, list] = {}
-        for lname, p, repeat in self.entries:
-            slot = merged.setdefault(p.signature(), [p, 0, []])
-            slot[1] += repeat
-            slot[2].append(lname)
-        layers = tuple(NetworkLayer(p.name, p, count, tuple(members))
-                       for p, count, members in merged.values())
-        return Network(name, layers)
+        return Network(name, merge_layers(self.entries))
+
+
+def merge_layers(entries) -> tuple[NetworkLayer, ...]:
+    """``(name, problem, repeat)`` in network order -> distinct shapes with counts, first appearance first."""
+    merged: dict[tuple, list] = {}
+    for lname, p, repeat in entries:
+        slot = merged.setdefault(p.signature(), [p, 0, []])
+        slot[1] += repeat
+        slot[2].append(lname)
+    return tuple(NetworkLayer(p.name, p, count, tuple(members)) for p, count, members in merged.values())
 
 
 def _pool(size: int, k: int = 3, stride: int = 2) -> int:
@@ -168,10 +190,19 @@ def network_names() -> list[str]:
     return list(_BUILDERS)
 
 
-def get_network(name: str, batch: int = 1) -> Network:
-    """The named network at ``batch``; unknown names list the known ones."""
+def get_network(name: str, batch: int = 1, *, input_shapes: dict | None = None,
+                base_dir: str | None = None) -> Network:
+    """The named network at ``batch``, or a user's ONNX model or Timeloop problem files (a path,
+    relative to ``base_dir`` if given); unknown names list the known ones."""
     builder = _BUILDERS.get(str(name).strip().lower())
     if builder is None:
+        from coopt.workload.user_network import is_network_path, load_user_network
+        if is_network_path(name, base_dir):
+            return load_user_network(name, batch, input_shapes=input_shapes, base_dir=base_dir)
         raise SpecError(f"unknown network {name!r}", key="network",
-                        expected=f"one of {', '.join(network_names())}")
+                        expected=f"one of {', '.join(network_names())}, an .onnx model, or a folder or "
+                                 "list of Timeloop problem files")
+    if input_shapes:
+        raise SpecError(f"input shapes {sorted(input_shapes)} given for the built-in network {name}",
+                        key="--input-shape", expected="an ONNX model as --network")
     return builder(batch)

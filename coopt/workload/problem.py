@@ -130,3 +130,51 @@ def conv_problem(name: str = "conv", *, R: int = 1, S: int = 1, P: int = 1, Q: i
                       "Hdilation": Hdilation},
         shape_name="CNN_Layer",
     )
+
+
+def gemm_problem(name: str, m: int, k: int, n: int, batch: int = 1) -> Problem:
+    """Z[m,n] = sum_k A[m,k] B[k,n] as Timeloop's CNN layer: C=k, M=n, P=m (``batch`` rows sharing B on N).
+    B takes the Weights' place, A the Inputs': every tile size, and so every access count, equals the
+    einsum form's for the same loop nest (tests/test_network_inputs.py), and the templates' dataflow
+    constraints, written for the CNN layer's ranks, apply."""
+    return conv_problem(name, C=k, M=n, P=m, N=batch)
+
+
+def contraction_as_gemm(problem: Problem) -> tuple[Problem, int] | None:
+    """A two-operand contraction in any ranks (an einsum-style problem: two read-only tensors, one
+    read-write, every coordinate one rank) as ``(gemm_problem, independent copies)``; None otherwise.
+    Ranks in all three tensors are independent copies (heads), as the built-in depthwise layers."""
+    spaces = problem.dataspaces
+    if (len(spaces) != 3 or [ds.read_write for ds in spaces] != [False, False, True]
+            or any(len(c) != 1 or c[0][0] is not None for ds in spaces for c in ds.projection)):
+        return None
+    a, b, z = (ds.dims() for ds in spaces)
+    size = problem.bounds
+    kinds = {"batch": a & b & z, "m": (a & z) - b, "n": (b & z) - a, "k": (a & b) - z}
+    if set().union(*kinds.values()) != set(problem.dims):
+        return None                   # a rank of one tensor only, or in no tensor: not a plain contraction
+    m, n, k, copies = (prod(size[d] for d in kinds[x]) for x in ("m", "n", "k", "batch"))
+    return gemm_problem(problem.name, m, k, n), copies
+
+
+def move_code_fits(problem: Problem) -> bool:
+    """Whether the native model can encode this problem's tile moves exactly in 64 bits
+    (``coopt.model.nest``: one mixed-radix digit per coordinate, radix from the largest span)."""
+    span = max(problem.dataspace_size(DataSpace(ds.name, (coord,))) for ds in problem.dataspaces
+               for coord in ds.projection)
+    coords = max(len(ds.projection) for ds in problem.dataspaces)
+    return (2 * (2 * span + 1) + 1) ** coords < 2**62
+
+
+def compact(problem: Problem, *, always: bool = False) -> Problem:
+    """The problem without coordinates that only ranks bounded 1 index: the same tile sizes, so
+    the same Timeloop figures, in fewer coordinates.  Used only where the full form's moves would
+    not fit the model's 64-bit encoding (a GEMM of 50,257 columns in the CNN layer's four
+    coordinates): layers that fit keep the form every other tool writes."""
+    if not always and move_code_fits(problem):
+        return problem
+    spaces = tuple(DataSpace(ds.name, tuple(c for c in ds.projection
+                                            if any(problem.bounds[d] > 1 for _, d in c)) or ds.projection[:1],
+                             ds.read_write) for ds in problem.dataspaces)
+    return Problem(problem.name, problem.dims, spaces, dict(problem.bounds), dict(problem.coefficients),
+                   f"{problem.shape_name}_compact")
