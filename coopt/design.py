@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coopt.arch.spec import Architecture
+from coopt.arch.spec_template import SpecTemplate
 from coopt.arch.template import Template, load_template
 from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.accelergy_io import read_art, read_ert
@@ -26,7 +27,7 @@ from coopt.mapper.constraints import collect_targets
 from coopt.arch.v4_spec import load_spec
 from coopt.yamlio import load_yaml
 
-__all__ = ["Design", "is_template", "design_tables", "design_from_template", "load_design"]
+__all__ = ["Design", "is_template", "design_tables", "design_from_template", "design_from_spec", "load_design"]
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Design:
     params: dict | None = None
     dataflow: str | None = None
     constraints_file: str | None = None    # where the targets came from, for error messages
+    spec: dict | None = None               # a spec-backed design: its SpecTemplate as data (export writes it back)
 
 
 def is_template(arg: str) -> bool:
@@ -72,8 +74,10 @@ def design_tables(arch: Architecture, ert=None, art=None, *, raw: dict | None = 
                                              source="accelergy") if user else None)
 
 
-def design_from_template(template: Template | str, params: dict | None = None, dataflow: str | None = None,
-                         ert=None, art=None) -> Design:
+def design_from_template(template: Template | SpecTemplate | str, params: dict | None = None,
+                         dataflow: str | None = None, ert=None, art=None) -> Design:
+    if isinstance(template, SpecTemplate):
+        return design_from_spec(template, params, ert, art)
     t = load_template(template) if isinstance(template, str) else template
     values = t.resolve(params)
     option = dataflow or (t.constraint_options[0] if t.constraint_options else None)
@@ -82,6 +86,20 @@ def design_from_template(template: Template | str, params: dict | None = None, d
     return Design(arch=arch, tables=design_tables(arch, ert, art), targets=targets,
                   arch_yaml=t.instantiate_yaml(values), label=f"{t.name} ({option or 'free'})",
                   template=t.name, params=values, dataflow=option)
+
+
+def design_from_spec(t: SpecTemplate, params: dict | None = None, ert=None, art=None) -> Design:
+    """A search space's spec at ``params`` (its variables and Jinja2 variables), read as ``load_design`` reads
+    a spec: inline constraints, component classes and tables of the spec's own files included."""
+    values = t.resolve(params)
+    raw, sources = t.load(values)
+    if "architecture" not in raw:
+        raise SpecError("no 'architecture:' section", file=t.path, key="architecture")
+    arch = arch_from_yaml(raw["architecture"], file=sources["architecture"])
+    targets, cfile, _ = collect_targets(raw, sources)
+    return Design(arch=arch, tables=design_tables(arch, ert, art, raw=raw, sources=sources), targets=targets,
+                  arch_yaml={"architecture": raw["architecture"]}, label=f"{t.name} (v4 spec)", template=t.name,
+                  params=values, constraints_file=cfile, spec=t.to_json())
 
 
 def load_design(arch_arg: str, *, params: dict | None = None, dataflow: str | None = None,

@@ -30,7 +30,7 @@ import re
 from pathlib import Path
 
 from coopt.arch.v4_expr import evaluate, evaluate_all
-from coopt.arch.v4_files import V4State, is_jinja, load_v4_file
+from coopt.arch.v4_files import Quoted, V4State, is_jinja, load_v4_file
 from coopt.arch.v4_tree import flatten_nodes
 from coopt.errors import SpecError
 from coopt.yamlio import load_merged, loads_yaml, read_text
@@ -102,7 +102,8 @@ def _override(variables: dict, overrides: dict, file) -> dict:
                         expected=f"one of {sorted(k for k in variables if k != 'version')}")
     out = dict(variables)
     for k, v in overrides.items():
-        out[k] = loads_yaml(v, file=file) if isinstance(v, str) else v     # "16" -> 16, as YAML reads it
+        # "16" -> 16, as YAML reads it; a Quoted value (a search's categorical string) stays a string
+        out[k] = loads_yaml(v, file=file) if isinstance(v, str) and not isinstance(v, Quoted) else v
     return out
 
 

@@ -59,6 +59,7 @@ class TrialRecord:
     energy_method: str | None = None       # estimator of the energy tables (coopt.energy.select); None: default
     mapper_budget: int | None = None       # mappings per layer searched for this record; None: the space's
     screened: bool = False                 # mapped at the screening budget only: it could not enter the front
+    spec: dict | None = None               # a v4 spec's files and variables (a spec-backed space), else None
 
     def to_json(self) -> dict:
         return asdict(self)

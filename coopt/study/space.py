@@ -1,7 +1,8 @@
 """Search-space files: what may vary, under which budgets, towards which objectives.
 
 Validated completely before anything starts; every error names the file and
-the key.  A file names an architecture template (``arch_base/``), its
+the key.  A file names an architecture template (``arch_base/``) or a
+timeloopfe v4 spec (``spec:``, :mod:`coopt.arch.spec_template`), its
 varying parameters with their domains (int with step or log scale, powers of
 two, floats, categorical lists), parameters held fixed, the workload, the
 mapper settings, the objectives, the device budgets and the reference point
@@ -13,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coopt.arch.spec_template import SpecTemplate, bundle_spec
 from coopt.arch.template import Template, load_template
 from coopt.mapper.options import MapperOptions
 from coopt.errors import SpecError
@@ -22,7 +24,7 @@ from coopt.study.records import BUDGET_METRICS, METRIC_NAMES
 from coopt.workload.networks import Network, get_network, network_names
 from coopt.yamlio import load_yaml
 
-TOP_KEYS = ("name", "description", "template", "dataflow", "workload", "parameters", "fixed", "mapper",
+TOP_KEYS = ("name", "description", "template", "spec", "vars", "dataflow", "workload", "parameters", "fixed", "mapper",
             "objectives", "budgets", "reference_point", "sampler_options")
 PARAM_TYPES = ("int", "float", "pow2", "categorical")
 DIRECTIONS = ("minimize", "maximize")
@@ -75,7 +77,7 @@ class Param:
 class SearchSpace:
     name: str
     description: str
-    template: Template
+    template: Template | SpecTemplate      # a built-in template, or a user's v4 spec carried as data
     dataflow: str | None
     network: Network
     params: list[Param]
@@ -135,6 +137,9 @@ def _num(v, *, file, key, what="a number"):
 
 def _param(name: str, node, template: Template, *, file) -> Param:
     key = f"parameters.{name}"
+    if name not in template.parameters and isinstance(template, SpecTemplate):
+        e = template.unknown(name)
+        raise SpecError(e.message, file=file, key=key, expected=e.expected)
     if name not in template.parameters:
         raise SpecError(f"unknown parameter '{name}' for template {template.name}", file=file, key=key,
                         expected=f"one of {sorted(template.parameters)}")
@@ -184,6 +189,48 @@ def _param(name: str, node, template: Template, *, file) -> Param:
     return p
 
 
+def _template(raw: dict, file) -> Template | SpecTemplate:
+    """``template:`` (a built-in template) or ``spec:`` (a v4 spec, paths relative to the space file, with
+    ``vars:`` for its Jinja2 variables), exactly one."""
+    if "spec" in raw:
+        if "template" in raw:
+            raise SpecError("both 'template' and 'spec' given", file=file, key="spec",
+                            expected="a built-in template or a v4 spec, not both")
+        if raw.get("dataflow") is not None:
+            raise SpecError("a v4 spec's dataflow is its inline constraints", file=file, key="dataflow",
+                            expected="no dataflow: with spec:")
+        spec, jinja = raw["spec"], raw.get("vars") or {}
+        items = spec if isinstance(spec, list) else [spec]
+        if not items or not all(isinstance(x, str) and x for x in items):
+            raise SpecError(f"is {spec!r}", file=file, key="spec",
+                            expected="a v4 top file or architecture file (or a list of files), relative to this file")
+        if not isinstance(jinja, dict) or not all(isinstance(v, (str, int, float, bool)) for v in jinja.values()):
+            raise SpecError("must map Jinja2 variables to values", file=file, key="vars",
+                            expected="{architecture: simba_like, ...}")
+        base = Path(file).parent if file else Path.cwd()
+        return bundle_spec([base / x for x in items], {str(k): v for k, v in jinja.items()}, file=file, key="spec")
+    if "vars" in raw:
+        raise SpecError("vars: sets a v4 spec's Jinja2 variables", file=file, key="vars", expected="spec: with vars:")
+    if "template" not in raw:
+        raise SpecError("missing", file=file, key="template",
+                        expected="an architecture template name, e.g. eyeriss_like (or spec: a v4 spec file)")
+    try:
+        return load_template(raw["template"])
+    except SpecError as e:
+        raise SpecError(e.message, file=file, key="template", expected=e.expected) from None
+
+
+def _probe_spec(template: SpecTemplate, fixed: dict, params: list[Param]) -> None:
+    """The spec reads at the lowest and at the highest value of every parameter (a value its expressions
+    refuse is found now, not in a worker)."""
+    for end in (0, -1):
+        values = {**fixed, **{p.name: (p.values() or [p.low, p.high])[end] for p in params}}
+        try:
+            template.load(values)
+        except SpecError as e:
+            raise SpecError(f"{e.message} [with {values}]", file=e.file, key=e.key, expected=e.expected) from None
+
+
 def space_path(name_or_path) -> Path:
     """A shipped space by name (``tiny``, ``edge``) or a path to a search-space YAML."""
     text = str(name_or_path)
@@ -207,12 +254,7 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
     unknown = set(raw) - set(TOP_KEYS)
     if unknown:
         raise SpecError(f"unknown keys {sorted(unknown)}", file=file, expected=f"keys among {list(TOP_KEYS)}")
-    if "template" not in raw:
-        raise SpecError("missing", file=file, key="template", expected="an architecture template name, e.g. eyeriss_like")
-    try:
-        template = load_template(raw["template"])
-    except SpecError as e:
-        raise SpecError(e.message, file=file, key="template", expected=e.expected) from None
+    template = _template(raw, file)
     dataflow = raw.get("dataflow")
     if dataflow is not None and dataflow not in template.constraint_options:
         raise SpecError(f"template {template.name} has no dataflow '{dataflow}'", file=file, key="dataflow",
@@ -258,6 +300,8 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
         template.resolve({**fixed, **{p.name: (p.values() or [p.low])[0] for p in params}})
     except SpecError as e:
         raise SpecError(e.message, file=file, key="fixed", expected=e.expected) from None
+    if isinstance(template, SpecTemplate):
+        _probe_spec(template, fixed, params)
     # mapper
     m = raw.get("mapper") or {}
     if not isinstance(m, dict):
