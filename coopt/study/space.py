@@ -220,15 +220,19 @@ def _template(raw: dict, file) -> Template | SpecTemplate:
         raise SpecError(e.message, file=file, key="template", expected=e.expected) from None
 
 
-def _probe_spec(template: SpecTemplate, fixed: dict, params: list[Param]) -> None:
-    """The spec reads at the lowest and at the highest value of every parameter (a value its expressions
-    refuse is found now, not in a worker)."""
+def _probe_spec(template: SpecTemplate, fixed: dict, params: list[Param], *, file) -> None:
+    """The spec reads and estimates at the lowest and at the highest value of every parameter (a value its
+    expressions or the estimators refuse is found now, not in a worker)."""
+    from coopt.design import design_from_spec
+
     for end in (0, -1):
         values = {**fixed, **{p.name: (p.values() or [p.low, p.high])[end] for p in params}}
         try:
-            template.load(values)
+            design_from_spec(template, values)         # read, flattened and estimated, as a trial will
         except SpecError as e:
-            raise SpecError(f"{e.message} [with {values}]", file=e.file, key=e.key, expected=e.expected) from None
+            raise SpecError(f"{e.key + ': ' if e.key and not e.file else ''}{e.message} [with {values}]",
+                            file=e.file or file, key=e.key if e.file else "parameters",
+                            expected=e.expected) from None
 
 
 def space_path(name_or_path) -> Path:
@@ -301,7 +305,7 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
     except SpecError as e:
         raise SpecError(e.message, file=file, key="fixed", expected=e.expected) from None
     if isinstance(template, SpecTemplate):
-        _probe_spec(template, fixed, params)
+        _probe_spec(template, fixed, params, file=file)
     # mapper
     m = raw.get("mapper") or {}
     if not isinstance(m, dict):
