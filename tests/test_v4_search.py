@@ -258,3 +258,27 @@ def test_real_timeloop_accepts_the_exported_v4_spec(tmp_path):
         return
     res = subprocess.run([str(folder / "v4" / "run_v4.sh"), "--fe"], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_a_space_over_the_exercises_top_file(tmp_path):
+    """The Timeloop exercises' own top file, its Jinja2 variable ``architecture`` searched: the spec sent to
+    workers holds the files both designs read (and no others), and each value gives its own design."""
+    from coopt.design import design_from_template
+    from coopt.study.space import load_space
+
+    top = ROOT / "tests" / "data" / "exercises" / "top.yaml.jinja2"
+    f = tmp_path / "space.yaml"
+    f.write_text(f"spec: {top}\nworkload: {{network: resnet18, layers: [layer4.0.conv2]}}\n"
+                 "parameters:\n  architecture: {type: categorical, choices: [simple_weight_stationary, "
+                 "simple_output_stationary]}\nreference_point: {energy_uj: 1e9}\n")
+    t = load_space(f).template
+    assert t.jinja_names == ("architecture", "problem")
+    assert sorted(t.files) == ["_components/intmac.yaml", "_components/regfile.yaml",
+                               "_components/regfile_metadata.yaml", "_components/smartbuffer_RF.yaml",
+                               "_components/smartbuffer_SRAM.yaml", "_components/smartbuffer_metadata.yaml",
+                               "_include/default_problem.yaml", "_include/mapper.yaml",
+                               "simple_output_stationary/arch.yaml", "simple_weight_stationary/arch.yaml",
+                               "top.yaml.jinja2"]
+    ws = design_from_template(t, {"architecture": "simple_weight_stationary"})
+    os_ = design_from_template(t, {"architecture": "simple_output_stationary"})
+    assert ws.targets != os_.targets

@@ -4,16 +4,19 @@ Why: a search space may name a spec (a Jinja2 top file, or an architecture
 file with its component files) instead of a built-in template.  Its knobs are
 the spec's own ``variables:`` (set as ``--set`` sets them) and the top file's
 Jinja2 variables (``--var``).  Ray workers need not share the driver's disk,
-so the spec travels as the texts of every file under its folder
-(:class:`SpecTemplate` pickles like a parsed template does); a worker writes
+so the spec travels as the texts of every file it reads
+(:class:`SpecTemplate` pickles like a parsed template does; every trial record
+keeps it, for export); a worker writes
 them once into a private temporary folder and reads them with the same v4
 reader (:func:`coopt.arch.v4_spec.load_spec`).  The spec's inline
 constraints, component classes and settings hold in every trial because every
 trial reads the whole spec.
 
-Limits: files must lie under the folder of the first spec file (includes by
-absolute path or ``../`` outside it are refused when the bundle is made);
-text files only, at most ``MAX_FILES`` files and ``MAX_BYTES`` in all.
+Limits: the files read with the space's ``vars:`` are the ones sent (an
+include that only another value of a searched Jinja2 variable reaches, or one
+by ``include_text``, is missing in the copy: the space's check, which reads the
+copy at both ends of every range, says so); at most ``MAX_FILES`` files and
+``MAX_BYTES`` in all.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ __all__ = ["SpecTemplate", "bundle_spec", "is_spec_record", "SUFFIXES"]
 
 SUFFIXES = (".yaml", ".yml", ".jinja", ".jinja2", ".j2")
 MAX_FILES = 256
-MAX_BYTES = 8 * 2 ** 20
+MAX_BYTES = 2 ** 20
 # Accelergy's Jinja2 helpers (coopt.arch.v4_files): names a template uses that are not its variables.
 _HELPERS = {"cwd", "include", "include_all", "include_text", "find_path", "find_paths", "path_exists",
             "add_to_path", "setenv"}
@@ -135,24 +138,6 @@ def _digest(files: dict, entry, jinja: dict) -> str:
     return h.hexdigest()
 
 
-def _collect(root: Path, *, file: str | None, key: str) -> dict:
-    files, total = {}, 0
-    for p in sorted(root.rglob("*")):
-        if not p.is_file() or p.suffix not in SUFFIXES or any(part.startswith(".") for part in p.relative_to(root).parts):
-            continue
-        if p.is_symlink() and not p.resolve().is_relative_to(root.resolve()):
-            raise SpecError(f"{p} links outside the spec's folder {root}", file=file, key=key,
-                            expected="the spec's files inside its folder (they are sent to the workers)")
-        text = read_text(p, what="spec file")
-        total += len(text.encode())
-        files[p.relative_to(root).as_posix()] = text
-        if len(files) > MAX_FILES or total > MAX_BYTES:
-            raise SpecError(f"the spec's folder {root} holds more than {MAX_FILES} YAML/Jinja files or "
-                            f"{MAX_BYTES // 2 ** 20} MiB", file=file, key=key,
-                            expected="a folder with the spec's own files only (all of them are sent to the workers)")
-    return files
-
-
 def _jinja_names(path: Path, text: str) -> set[str]:
     import jinja2
     from jinja2 import meta
@@ -163,57 +148,81 @@ def _jinja_names(path: Path, text: str) -> set[str]:
         raise SpecError(f"line {exc.lineno}: Jinja2 syntax error: {exc.message}", file=str(path)) from None
 
 
-def _variable_names(paths: list[Path], jinja: dict) -> list[str]:
-    """The names under ``variables:`` of the entry files (after their includes), in order."""
-    state, names = V4State(jinja), []
+def _read(paths: list[Path], jinja: dict, probes=()) -> tuple[list[str], list[str], list[dict]]:
+    """(every file the spec reads, in order; the names under its ``variables:``; the Jinja2 values read
+    with) -- the entry files loaded as timeloopfe loads them, includes followed, with ``jinja`` and with
+    each of ``probes`` over it."""
+    read, names, wanted = [os.path.realpath(p) for p in paths], [], set()
     for p in paths:
-        data = load_v4_file(p, state)
-        node = data.get("variables") if isinstance(data, dict) else None
-        if isinstance(node, dict):
-            names += [str(k) for k in node if k != "version" and str(k) not in names]
-    return names
+        text = read_text(p, what="spec file")
+        wanted |= _jinja_names(p, text) if is_jinja(p, text) else set()
+    # only the Jinja2 variables the entry files use (a probe of a spec variable renders nothing new)
+    runs = list({repr(sorted(d.items(), key=str)): d for d in
+                 ({k: v for k, v in probe.items() if k in wanted} for probe in probes)}.values()) or [{}]
+    for i, probe in enumerate(runs):
+        state = V4State({**jinja, **probe})
+        for p in paths:
+            try:
+                data = load_v4_file(p, state)
+            except SpecError as e:
+                if not probe:
+                    raise
+                raise SpecError(f"{e.message} [with {probe}]", file=e.file, key=e.key, expected=e.expected) from None
+            node = data.get("variables") if isinstance(data, dict) else None
+            if isinstance(node, dict) and i == 0:
+                names += [str(k) for k in node if k != "version" and str(k) not in names]
+        read += state.files
+    return list(dict.fromkeys(read)), names, runs
 
 
-def bundle_spec(spec, jinja: dict | None = None, *, file: str | None = None, key: str = "spec") -> SpecTemplate:
-    """Read a spec (one path or a list: top file, or architecture + component files) into a SpecTemplate."""
+def bundle_spec(spec, jinja: dict | None = None, *, file: str | None = None, key: str = "spec",
+                probes=()) -> SpecTemplate:
+    """Read a spec (one path or a list: top file, or architecture + component files) into a SpecTemplate
+    holding the texts of every file it reads (their common folder is the bundle's root), also with each
+    of ``probes`` (Jinja2 values a search will set, which may include other files)."""
     paths = [Path(p) for p in ([spec] if isinstance(spec, (str, Path)) else spec)]
     for p in paths:
         if not p.is_file():
             raise SpecError(f"no such spec file {p}", file=file, key=key,
                             expected="a timeloopfe v4 top file or architecture file")
-    root = paths[0].resolve().parent
-    entry = []
-    for p in paths:
-        if not p.resolve().is_relative_to(root):
-            raise SpecError(f"{p} is outside the folder of {paths[0]}", file=file, key=key,
-                            expected="every spec file under the first one's folder")
-        entry.append(p.resolve().relative_to(root).as_posix())
     jinja = dict(jinja or {})
-    files = _collect(root, file=file, key=key)
+    read, variables, runs = _read(paths, jinja, probes)
+    if len(read) > MAX_FILES:
+        raise SpecError(f"the spec reads {len(read)} files", file=str(paths[0]), key=key,
+                        expected=f"at most {MAX_FILES} (they are sent to every worker)")
+    root = Path(os.path.commonpath([os.path.dirname(f) for f in read]))
+    files, total = {}, 0
+    for f in read:
+        text = read_text(f, what="spec file")
+        total += len(text.encode())
+        files[Path(f).relative_to(root).as_posix()] = text
+    if total > MAX_BYTES:
+        raise SpecError(f"the spec's files hold {total // 1024} KiB", file=str(paths[0]), key=key,
+                        expected=f"at most {MAX_BYTES // 2 ** 20} MiB (they are sent to every worker)")
+    entry = [Path(os.path.realpath(p)).relative_to(root).as_posix() for p in paths]
     jnames = set()
-    for p in paths:
-        text = files[p.resolve().relative_to(root).as_posix()]
-        if is_jinja(p, text):
-            jnames |= _jinja_names(p, text)
-    variables = _variable_names([p.resolve() for p in paths], jinja)
+    for p, rel in zip(paths, entry):
+        if is_jinja(p, files[rel]):
+            jnames |= _jinja_names(p, files[rel])
     name = re.sub(r"\.(ya?ml|jinja2?|j2)$", "", paths[0].name)
     if name in ("top", "top.yaml", "arch", "architecture"):
         name = paths[0].resolve().parent.name
     t = SpecTemplate(name=name, files=files, entry=tuple(entry), jinja=jinja, variables=tuple(variables),
                      jinja_names=tuple(sorted(jnames - set(variables))), path=str(paths[0]),
                      digest=_digest(files, entry, jinja))
-    _check_self_contained(t, paths, jinja)
+    for probe in runs:
+        _check_self_contained(t, paths, jinja, probe)
     return t
 
 
-def _check_self_contained(t: SpecTemplate, paths: list[Path], jinja: dict) -> None:
-    """The copy the workers get reads exactly as the original: nothing outside the folder is needed."""
+def _check_self_contained(t: SpecTemplate, paths: list[Path], jinja: dict, probe: dict) -> None:
+    """The copy the workers get reads exactly as the original: nothing else is needed."""
     try:
-        here, _ = load_spec(paths, jinja or None, size_one_dims=False)
+        here, _ = load_spec(paths, {**jinja, **probe} or None, size_one_dims=False)
     except SpecError as e:
         raise SpecError(e.message, file=e.file or str(paths[0]), key=e.key, expected=e.expected) from None
     try:
-        there, _ = t.load({})
+        there, _ = t.load(probe)
     except SpecError as e:
         raise SpecError(f"the spec's folder copied alone does not read: {e.message}", file=str(paths[0]),
                         expected="includes inside the spec's folder, by relative paths") from None

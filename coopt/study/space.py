@@ -135,7 +135,7 @@ def _num(v, *, file, key, what="a number"):
     return v
 
 
-def _param(name: str, node, template: Template, *, file) -> Param:
+def _param(name: str, node, template: Template | SpecTemplate, *, file) -> Param:
     key = f"parameters.{name}"
     if name not in template.parameters and isinstance(template, SpecTemplate):
         e = template.unknown(name)
@@ -143,6 +143,12 @@ def _param(name: str, node, template: Template, *, file) -> Param:
     if name not in template.parameters:
         raise SpecError(f"unknown parameter '{name}' for template {template.name}", file=file, key=key,
                         expected=f"one of {sorted(template.parameters)}")
+    return _accepted(_domain(name, node, file=file), template, file=file)
+
+
+def _domain(name: str, node, *, file) -> Param:
+    """One parameter's type and domain, checked on its own."""
+    key = f"parameters.{name}"
     if not isinstance(node, dict):
         raise SpecError("must be a mapping", file=file, key=key, expected="{type: int|float|pow2|categorical, ...}")
     unknown = set(node) - {"type", "low", "high", "step", "log", "choices"}
@@ -177,7 +183,12 @@ def _param(name: str, node, template: Template, *, file) -> Param:
         if ptype == "int" and (int(low) != low or int(high) != high):
             raise SpecError("int bounds must be integers", file=file, key=key, expected="integer low/high")
         p = Param(name, ptype, low=low, high=high, step=step, log=log)
-    # every value must be acceptable to the template
+    return p
+
+
+def _accepted(p: Param, template, *, file) -> Param:
+    """``p`` when every value of its domain is acceptable to the template."""
+    name, key = p.name, f"parameters.{p.name}"
     spec = template.parameters[name]
     probe = p.values() or [p.low, p.high]
     for v in probe:
@@ -189,7 +200,7 @@ def _param(name: str, node, template: Template, *, file) -> Param:
     return p
 
 
-def _template(raw: dict, file) -> Template | SpecTemplate:
+def _template(raw: dict, file, probes=()) -> Template | SpecTemplate:
     """``template:`` (a built-in template) or ``spec:`` (a v4 spec, paths relative to the space file, with
     ``vars:`` for its Jinja2 variables), exactly one."""
     if "spec" in raw:
@@ -208,7 +219,8 @@ def _template(raw: dict, file) -> Template | SpecTemplate:
             raise SpecError("must map Jinja2 variables to values", file=file, key="vars",
                             expected="{architecture: simba_like, ...}")
         base = Path(file).parent if file else Path.cwd()
-        return bundle_spec([base / x for x in items], {str(k): v for k, v in jinja.items()}, file=file, key="spec")
+        return bundle_spec([base / x for x in items], {str(k): v for k, v in jinja.items()}, file=file, key="spec",
+                           probes=probes)
     if "vars" in raw:
         raise SpecError("vars: sets a v4 spec's Jinja2 variables", file=file, key="vars", expected="spec: with vars:")
     if "template" not in raw:
@@ -218,6 +230,21 @@ def _template(raw: dict, file) -> Template | SpecTemplate:
         return load_template(raw["template"])
     except SpecError as e:
         raise SpecError(e.message, file=file, key="template", expected=e.expected) from None
+
+
+def _jinja_probes(raw: dict, file) -> list[dict]:
+    """The Jinja2 values a spec-backed space will set (``fixed:`` ones, and each value of a small searched
+    domain, else its ends): a Jinja2 variable may include other files, and the spec sent to workers must
+    hold what every value reads.  Names that are no Jinja2 variable are left out by the reader."""
+    if "spec" not in raw or not isinstance(raw.get("parameters"), dict):
+        return []
+    fixed = raw.get("fixed") if isinstance(raw.get("fixed"), dict) else {}
+    probes = []
+    for name, node in raw["parameters"].items():
+        p = _domain(str(name), node, file=file)
+        vals = p.values() or [p.low, p.high]
+        probes += [{**fixed, p.name: v} for v in (vals if len(vals) <= 16 else [vals[0], vals[-1]])]
+    return probes or ([fixed] if fixed else [])
 
 
 def _probe_spec(template: SpecTemplate, fixed: dict, params: list[Param], *, file) -> None:
@@ -258,7 +285,7 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
     unknown = set(raw) - set(TOP_KEYS)
     if unknown:
         raise SpecError(f"unknown keys {sorted(unknown)}", file=file, expected=f"keys among {list(TOP_KEYS)}")
-    template = _template(raw, file)
+    template = _template(raw, file, _jinja_probes(raw, file))
     dataflow = raw.get("dataflow")
     if dataflow is not None and dataflow not in template.constraint_options:
         raise SpecError(f"template {template.name} has no dataflow '{dataflow}'", file=file, key="dataflow",
