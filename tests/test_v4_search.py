@@ -282,3 +282,65 @@ def test_a_space_over_the_exercises_top_file(tmp_path):
     ws = design_from_template(t, {"architecture": "simple_weight_stationary"})
     os_ = design_from_template(t, {"architecture": "simple_output_stationary"})
     assert ws.targets != os_.targets
+
+
+def test_the_v4_mapping_names_containers_as_timeloopfe_reads_it():
+    """A fan-out's spatial factors go on its !Container (timeloopfe attaches directives by node name); read
+    back, they land on the container's inter_<name>_spatial level, which keeps nothing."""
+    from coopt.arch.v4_mapping import attach_container_directives, to_v4_mapping
+
+    coopt_form = [{"target": "inter_PE_spatial", "type": "temporal", "factors": "C1 M1", "permutation": "CM"},
+                  {"target": "inter_PE_spatial", "type": "spatial", "factors": "C4 M2", "permutation": "MC",
+                   "split": 2},
+                  {"target": "inter_PE_spatial", "type": "datatype", "keep": [], "bypass": ["Inputs"]},
+                  {"target": "buf", "type": "datatype", "keep": ["Inputs"], "bypass": []}]
+    v4 = to_v4_mapping(coopt_form)
+    assert v4 == [{"target": "PE", "type": "spatial", "factors": "C=4 M=2", "permutation": "MC", "split": 2},
+                  {"target": "buf", "type": "dataspace", "keep": ["Inputs"], "bypass": []}]
+    back = attach_container_directives(v4, ["DRAM", "inter_PE_spatial", "buf"], ["Inputs", "Weights"])
+    assert back[0]["target"] == "inter_PE_spatial" and back[-1] == {
+        "target": "inter_PE_spatial", "type": "bypass", "keep": [], "bypass": ["Inputs", "Weights"]}
+    with pytest.raises(ValueError, match="temporal loops"):
+        to_v4_mapping([{"target": "inter_PE_spatial", "type": "temporal", "factors": "C2 M1"}])
+
+
+def _timeloopfe():
+    try:
+        import pytimeloop.timeloopfe.v4 as tl
+        from pytimeloop.timeloopfe.common.backend_calls import _specification_to_yaml_string
+    except ImportError:
+        return None
+    return tl, _specification_to_yaml_string
+
+
+@pytest.mark.skipif(_timeloopfe() is None, reason="needs timeloopfe (pytimeloop.timeloopfe; not installed in CI)")
+def test_timeloopfe_reads_the_exported_v4_spec(tmp_path):
+    """timeloopfe's own front end (pure Python: no Timeloop binary) reads each exported layer as is, and the
+    processed form it writes (what call_model hands timeloop-model) evaluates in coopt to the trial's numbers."""
+    from coopt.arch.spec_template import SpecTemplate
+    from coopt.backends.base import MapperOptions
+    from coopt.export import export_trials
+    from coopt.export.design import safe_name
+    from coopt.export.v4 import layer_inputs
+    from coopt.inputs import load_inputs
+    from coopt.model.evaluate import evaluate
+    from coopt.study.records import write_record
+    from coopt.study.space import load_space
+    from coopt.study.trial import evaluate_design
+
+    tl, processed = _timeloopfe()
+    space = load_space(SIMBA)
+    params = {"n_pes": 32, "vector_width": 4, "glb_kib": 128, "pe_weight_depth": 256, "word_bits": 16}
+    rec = evaluate_design(0, params, space.template, params, None, space.network, MapperOptions(budget=100), {},
+                          space.objectives)
+    write_record(tmp_path / "study", rec)
+    folder = export_trials(tmp_path / "study", [0], tmp_path / "out")[0] / "v4"
+    t = SpecTemplate.from_json(rec.spec)
+    for layer in rec.layers:
+        files, jinja = layer_inputs(t, safe_name(layer.name))
+        spec = tl.Specification.from_yaml_files(*[str(folder / f) for f in files], jinja_parse_data=jinja)
+        out = tmp_path / f"{safe_name(layer.name)}.parsed-processed-input.yaml"
+        out.write_text(processed(spec, for_model=True))
+        inp = load_inputs([out])
+        r = evaluate(inp.problem, inp.arch, inp.tables, inp.mapping())
+        assert r.cycles == layer.cycles and r.energy_pj == pytest.approx(layer.energy_pj, rel=1e-9)

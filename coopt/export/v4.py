@@ -4,7 +4,8 @@ Why: a user who searched their own v4 spec wants the chosen design in their
 own form, ready for their own flow: the spec's files with the chosen values
 written in (``v4/spec/``: each ``variables:`` entry set in place, each Jinja2
 variable set by a ``{% set %}`` line at the top of the top file), every
-layer's problem and coopt's mapping in v4 form (``v4/prob/``, ``v4/map/``),
+layer's problem and coopt's mapping in v4 form (``v4/prob/``, ``v4/map/``:
+:func:`coopt.arch.v4_mapping.to_v4_mapping`),
 and the processed form ``timeloop-model`` reads (``v4/processed/<layer>.yaml``:
 architecture, ``architecture_constraints``, ``compound_components``, problem,
 mapping -- what timeloopfe writes as ``parsed-processed-input.yaml``).
@@ -20,6 +21,7 @@ import json
 import re
 
 from coopt.arch.spec_template import SpecTemplate
+from coopt.arch.v4_mapping import to_v4_mapping
 from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.accelergy_files import dumps_accelergy, with_required_actions
 from coopt.errors import CooptError
@@ -107,7 +109,7 @@ def v4_files(rec: TrialRecord, stems: list[str]) -> dict[str, str]:
         out[f"v4/prob/{stem}.yaml"] = dumps_yaml({"problem": problem})
         if not _mapped(layer):
             continue
-        out[f"v4/map/{stem}.yaml"] = dumps_yaml(layer.mapping_yaml)
+        out[f"v4/map/{stem}.yaml"] = dumps_yaml({"mapping": to_v4_mapping(layer.mapping_yaml["mapping"])})
         out[f"v4/processed/{stem}.yaml"] = dumps_accelergy({**base, "problem": problem,
                                                             "mapping": layer.mapping_yaml["mapping"]})
         files, jinja = layer_inputs(t, stem)
@@ -124,7 +126,8 @@ def _readme(rec: TrialRecord, t: SpecTemplate, commands) -> str:
              + (f" (variables: {', '.join(f'{k}={v}' for k, v in over.items())})" if over else "")
              + (f"; Jinja2 variables set at the top of {', '.join(t.entry)}: "
                 f"{', '.join(f'{k}={v}' for k, v in jinja.items())}" if jinja else "") + ".",
-             "- `prob/<layer>.yaml`, `map/<layer>.yaml`: each layer's problem and coopt's mapping.",
+             "- `prob/<layer>.yaml`, `map/<layer>.yaml`: each layer's problem and coopt's mapping, in v4 form "
+             "(a fan-out's spatial factors on its container).",
              "- `processed/<layer>.yaml`: the processed form `timeloop-model` reads (timeloopfe's "
              "`parsed-processed-input.yaml`): architecture, constraints, component classes, problem, mapping.",
              "", "`./run_v4.sh` runs `timeloop-model` on each processed file and timeloopfe (`pytimeloop`) on the "
