@@ -163,7 +163,7 @@ bad = 0
 for stem, (files, jinja) in layers.items():
     out = os.path.abspath(f"out-fe/{{stem}}")
     os.makedirs(out, exist_ok=True)
-    spec = tl.Specification.from_yaml_files(files, jinja_parse_data=dict(jinja))
+    spec = tl.Specification.from_yaml_files(*files, jinja_parse_data=dict(jinja))
     tl.call_model(spec, output_dir=out)
     text = open(os.path.join(out, "timeloop-model.stats.txt")).read()
     cycles = int(re.search(r"^Cycles: (\\d+)", text, re.M).group(1))
