@@ -9,6 +9,7 @@ timeloopfe) are run only where they are on PATH.
 """
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 import subprocess
@@ -108,6 +109,10 @@ def test_the_spec_travels_as_data(tmp_path):
     spec_template._RESTORED.clear()          # a fresh worker process: nothing restored yet
     after = design_from_template(pickle.loads(sent), values)
     assert after.arch_yaml == before.arch_yaml and after.targets == before.targets
+    # as a trial record keeps it (JSON), for export and verify
+    from coopt.arch.spec_template import SpecTemplate
+    kept = SpecTemplate.from_json(json.loads(json.dumps(before.spec)))
+    assert design_from_template(kept, values).arch_yaml == before.arch_yaml
 
 
 @pytest.mark.parametrize("edit, key, message", [
