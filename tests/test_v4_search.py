@@ -219,6 +219,12 @@ def test_the_whole_service_on_the_shipped_v4_space(tmp_path, monkeypatch, capsys
     with open(front_csv) as f:
         front = sorted(int(row["trial"]) for row in csv.DictReader(f))
     assert front, "no feasible design in 4 trials"
+    # the front page coopt ui serves: the same front, each point linked to its trial run
+    from coopt.tracking.front_page import front_page, read_front
+    data = read_front(mlflow.MlflowClient(), "v4", parent[0].info.experiment_id)
+    assert sorted(p.number for p in data.front) == front
+    page = front_page(data, "http://mlflow")
+    assert all(f"/runs/{r.info.run_id}" in page for r in trials if int(r.data.tags["coopt.trial"]) in front)
     capsys.readouterr()
     assert main(["export", "--study", "v4", "--pareto", "--out", "exp"]) == 0
     for n in front:

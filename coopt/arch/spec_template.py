@@ -200,10 +200,10 @@ def bundle_spec(spec, jinja: dict | None = None, *, file: str | None = None, key
         raise SpecError(f"the spec's files hold {total // 1024} KiB", file=str(paths[0]), key=key,
                         expected=f"at most {MAX_BYTES // 2 ** 20} MiB (they are sent to every worker)")
     entry = [Path(os.path.realpath(p)).relative_to(root).as_posix() for p in paths]
-    jnames = set()
-    for p, rel in zip(paths, entry):
-        if is_jinja(p, files[rel]):
-            jnames |= _jinja_names(p, files[rel])
+    jnames = set()             # included Jinja2 files render with the same variables (accelergy's include)
+    for rel, text in files.items():
+        if is_jinja(rel, text):
+            jnames |= _jinja_names(root / rel, text)
     name = re.sub(r"\.(ya?ml|jinja2?|j2)$", "", paths[0].name)
     if name in ("top", "top.yaml", "arch", "architecture"):
         name = paths[0].resolve().parent.name
