@@ -355,3 +355,25 @@ def test_timeloopfe_reads_the_exported_v4_spec(tmp_path):
         inp = load_inputs([out])
         r = evaluate(inp.problem, inp.arch, inp.tables, inp.mapping())
         assert r.cycles == layer.cycles and r.energy_pj == pytest.approx(layer.energy_pj, rel=1e-9)
+
+
+def test_a_space_over_an_architecture_file_and_its_component_files(tmp_path, capsys):
+    """spec: as a list (the architecture file with its variables:, then its component classes) gives the same
+    design as the top file that includes them; vars: without a Jinja2 file is refused in one line."""
+    from coopt.design import design_from_template
+    from coopt.study.space import load_space
+
+    spec_dir = ROOT / "arch_base" / "simba_v4"
+    f = tmp_path / "space.yaml"
+    base = ("workload: {network: resnet18, layers: [layer4.0.conv2]}\nparameters:\n"
+            "  n_pes: {type: pow2, low: 4, high: 32}\nreference_point: {energy_uj: 1e9}\n")
+    f.write_text(f"spec: [{spec_dir / 'arch.yaml'}, {spec_dir / 'components' / 'classes.yaml'}]\n" + base)
+    files = load_space(f).template
+    top = load_space(SIMBA).template
+    assert files.entry == ("arch.yaml", "components/classes.yaml") and files.jinja_names == ()
+    a, b = design_from_template(files, {"n_pes": 8}), design_from_template(top, {"n_pes": 8})
+    assert a.arch_yaml == b.arch_yaml and a.targets == b.targets and a.arch.arithmetic.instances == 8 * 4
+    f.write_text(f"spec: {spec_dir / 'arch.yaml'}\nvars: {{problem: x.yaml}}\n" + base)
+    assert main(["search", "--space", str(f), "--trials", "1", "--study", "bad"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(f) in err and "vars" in err and "not a Jinja2 template" in err

@@ -186,6 +186,9 @@ def bundle_spec(spec, jinja: dict | None = None, *, file: str | None = None, key
             raise SpecError(f"no such spec file {p}", file=file, key=key,
                             expected="a timeloopfe v4 top file or architecture file")
     jinja = dict(jinja or {})
+    if jinja and not any(is_jinja(p, read_text(p, what="spec file")) for p in paths):
+        raise SpecError(f"Jinja2 variables given, but {paths[0]} is not a Jinja2 template", file=file, key="vars",
+                        expected="vars: only with a Jinja2 top file (such as top.yaml.jinja2)")
     read, variables, runs = _read(paths, jinja, probes)
     if len(read) > MAX_FILES:
         raise SpecError(f"the spec reads {len(read)} files", file=str(paths[0]), key=key,
