@@ -48,6 +48,7 @@ variables:
   tech: "45nm"
   glb_depth: {{glb_rows}}
 architecture: {{include('arch.yaml', 'architecture')}}
+mapper: {optimization_metrics: [delay, energy]}
 """
 SPACE = """\
 spec: {spec}
@@ -83,6 +84,10 @@ def test_parameters_bind_to_the_specs_variables_and_jinja_variables(tmp_path):
     space = load_space(_space(tmp_path))
     t = space.template
     assert t.variables == ("pes", "tech", "glb_depth") and t.jinja_names == ("glb_rows",)
+    assert space.mapper.metric == ("delay", "energy")          # the spec's own mapper metric, as coopt map
+    f = tmp_path / "space.yaml"
+    f.write_text(f.read_text().replace("mapper: {budget: 50}", "mapper: {budget: 50, metric: energy}"))
+    assert load_space(f).mapper.metric == ("energy",)             # ... unless the space names one
     d = design_from_template(t, space.template_params({"pes": 16, "glb_rows": 1536, "tech": "32nm"}))
     glb = next(s for s in d.arch.storage if s.name == "glb")
     assert d.arch.arithmetic.instances == 16 and glb.depth == 1536

@@ -247,19 +247,26 @@ def _jinja_probes(raw: dict, file) -> list[dict]:
     return probes or ([fixed] if fixed else [])
 
 
-def _probe_spec(template: SpecTemplate, fixed: dict, params: list[Param], *, file) -> None:
+def _probe_spec(template: SpecTemplate, fixed: dict, params: list[Param], *, file):
     """The spec reads and estimates at the lowest and at the highest value of every parameter (a value its
-    expressions or the estimators refuse is found now, not in a worker)."""
+    expressions or the estimators refuse is found now, not in a worker); returns its ``mapper:`` block's
+    optimization metrics (None without)."""
     from coopt.design import design_from_spec
 
+    metric = None
     for end in (0, -1):
         values = {**fixed, **{p.name: (p.values() or [p.low, p.high])[end] for p in params}}
         try:
             design_from_spec(template, values)         # read, flattened and estimated, as a trial will
+            if end == 0:
+                block = template.load(values)[0].get("mapper")
+                metric = (block.get("optimization_metrics") or block.get("optimization_metric")
+                          if isinstance(block, dict) else None)
         except SpecError as e:
             raise SpecError(f"{e.key + ': ' if e.key and not e.file else ''}{e.message} [with {values}]",
                             file=e.file or file, key=e.key if e.file else "parameters",
                             expected=e.expected) from None
+    return metric
 
 
 def space_path(name_or_path) -> Path:
@@ -331,8 +338,9 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
         template.resolve({**fixed, **{p.name: (p.values() or [p.low])[0] for p in params}})
     except SpecError as e:
         raise SpecError(e.message, file=file, key="fixed", expected=e.expected) from None
+    spec_metric = None
     if isinstance(template, SpecTemplate):
-        _probe_spec(template, fixed, params, file=file)
+        spec_metric = _probe_spec(template, fixed, params, file=file)
     # mapper
     m = raw.get("mapper") or {}
     if not isinstance(m, dict):
@@ -341,11 +349,17 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
     if unknown:
         raise SpecError(f"unknown keys {sorted(unknown)}", file=file, key="mapper", expected="metric, budget, strategy")
     try:
-        metric = parse_metric(m.get("metric", "edp"))
+        metric = parse_metric(m["metric"]) if "metric" in m else None
     except SpecError as e:
         raise SpecError(e.message, file=file, key="mapper.metric", expected=e.expected) from None
     except Exception as e:
         raise SpecError(str(e), file=file, key="mapper.metric") from None
+    if metric is None:                   # a spec's own optimization_metrics, as coopt map takes them; else EDP
+        try:
+            metric = parse_metric(spec_metric or "edp")
+        except SpecError as e:
+            raise SpecError(e.message, file=template.path, key="mapper.optimization_metrics",
+                            expected=e.expected) from None
     budget = m.get("budget", 1500)
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
         raise SpecError(f"budget is {budget!r}", file=file, key="mapper.budget",
