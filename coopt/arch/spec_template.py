@@ -26,7 +26,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -35,9 +35,8 @@ from coopt.arch.v4_spec import load_spec
 from coopt.errors import SpecError
 from coopt.yamlio import read_text
 
-__all__ = ["SpecTemplate", "bundle_spec", "is_spec_record", "SUFFIXES"]
+__all__ = ["SpecTemplate", "bundle_spec", "restore", "write_files"]
 
-SUFFIXES = (".yaml", ".yml", ".jinja", ".jinja2", ".j2")
 MAX_FILES = 256
 MAX_BYTES = 2 ** 20
 # Accelergy's Jinja2 helpers (coopt.arch.v4_files): names a template uses that are not its variables.
@@ -65,7 +64,6 @@ class SpecTemplate:
     jinja_names: tuple                    # Jinja2 variables the entry files use
     path: str = ""                        # where it was read from (messages)
     digest: str = ""
-    kind: str = field(default="spec", init=False)
 
     # -- what a Template offers the study (screening, space checks) ---------------------------------
     @property
@@ -124,10 +122,6 @@ class SpecTemplate:
         return SpecTemplate(name=d["name"], files=dict(d["files"]), entry=tuple(d["entry"]), jinja=dict(d["jinja"]),
                             variables=tuple(d["variables"]), jinja_names=tuple(d["jinja_names"]),
                             path=d.get("path", ""), digest=d.get("digest", ""))
-
-
-def is_spec_record(template) -> bool:
-    return isinstance(template, SpecTemplate)
 
 
 def _digest(files: dict, entry, jinja: dict) -> str:
