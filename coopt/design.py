@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coopt.arch.spec import Architecture
+from coopt.arch.spec_template import SpecTemplate
 from coopt.arch.template import Template, load_template
 from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.accelergy_io import read_art, read_ert
@@ -27,7 +28,8 @@ from coopt.mapper.constraints import collect_targets
 from coopt.arch.v4_spec import load_spec
 from coopt.yamlio import load_yaml
 
-__all__ = ["Design", "component_classes", "is_template", "design_tables", "design_from_template", "load_design"]
+__all__ = ["Design", "component_classes", "is_template", "design_tables", "design_from_template",
+           "design_from_spec", "load_design"]
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Design:
     params: dict | None = None
     dataflow: str | None = None
     constraints_file: str | None = None    # where the targets came from, for error messages
+    spec: dict | None = None               # a spec-backed design: its SpecTemplate as data (export writes it back)
 
 
 def is_template(arg: str) -> bool:
@@ -99,8 +102,10 @@ def component_classes(raw: dict, sources: dict) -> list[tuple[dict, str]]:
     return out
 
 
-def design_from_template(template: Template | str, params: dict | None = None, dataflow: str | None = None,
-                         ert=None, art=None) -> Design:
+def design_from_template(template: Template | SpecTemplate | str, params: dict | None = None,
+                         dataflow: str | None = None, ert=None, art=None) -> Design:
+    if isinstance(template, SpecTemplate):
+        return design_from_spec(template, params, ert, art)
     t = load_template(template) if isinstance(template, str) else template
     values = t.resolve(params)
     option = dataflow or (t.constraint_options[0] if t.constraint_options else None)
@@ -109,6 +114,28 @@ def design_from_template(template: Template | str, params: dict | None = None, d
     return Design(arch=arch, tables=design_tables(arch, ert, art), targets=targets,
                   arch_yaml=t.instantiate_yaml(values), label=f"{t.name} ({option or 'free'})",
                   template=t.name, params=values, dataflow=option)
+
+
+def design_from_spec(t: SpecTemplate, params: dict | None = None, ert=None, art=None) -> Design:
+    """A search space's spec at ``params`` (its variables and Jinja2 variables), read as ``load_design`` reads
+    a spec: inline constraints, component classes and tables of the spec's own files included."""
+    values = t.resolve(params)
+    raw, sources = t.load(values)
+    try:
+        return _design_from_raw(raw, sources, t.path, ert, art, label=f"{t.name} (v4 spec)", template=t.name,
+                                params=values, spec=t.to_json())
+    except SpecError as e:                 # name the user's file, not this process's copy of it
+        raise SpecError(e.message, file=t.user_file(e.file), key=e.key, expected=e.expected) from None
+
+
+def _design_from_raw(raw: dict, sources: dict, file, ert, art, **fields) -> Design:
+    """A design from processed input: its architecture, constraint targets and tables (its own classes)."""
+    if "architecture" not in raw:
+        raise SpecError("no 'architecture:' section", file=str(file), key="architecture")
+    arch = arch_from_yaml(raw["architecture"], file=sources["architecture"])
+    targets, cfile, _ = collect_targets(raw, sources)
+    return Design(arch=arch, tables=design_tables(arch, ert, art, raw=raw, sources=sources), targets=targets,
+                  arch_yaml={"architecture": raw["architecture"]}, constraints_file=cfile, **fields)
 
 
 def load_design(arch_arg: str, *, params: dict | None = None, dataflow: str | None = None,
@@ -123,10 +150,4 @@ def load_design(arch_arg: str, *, params: dict | None = None, dataflow: str | No
     files = [arch_arg] + ([constraints] if constraints else [])
     # the targets serve every layer; --set on a v4 spec sets its variables:
     raw, sources = load_spec(files, variables, size_one_dims=False, overrides=params)
-    if "architecture" not in raw:
-        raise SpecError("no 'architecture:' section", file=arch_arg, key="architecture")
-    arch = arch_from_yaml(raw["architecture"], file=sources["architecture"])
-    targets, cfile, _ = collect_targets(raw, sources)
-    return Design(arch=arch, tables=design_tables(arch, ert, art, raw=raw, sources=sources), targets=targets,
-                  arch_yaml={"architecture": raw["architecture"]}, label=Path(arch_arg).name,
-                  constraints_file=cfile)
+    return _design_from_raw(raw, sources, arch_arg, ert, art, label=Path(arch_arg).name)

@@ -75,6 +75,9 @@ def test_wheel_carries_templates_and_spaces(installed):
     for folder in FOLDERS:
         for p in (ROOT / folder).glob("*.yaml"):
             assert f"coopt/_shipped/{folder}/{p.name}" in names
+    for p in (ROOT / "arch_base").rglob("*"):               # v4 specs in subfolders (simba_v4/)
+        if p.is_file() and p.suffix in (".yaml", ".jinja2") and p.parent != ROOT / "arch_base":
+            assert f"coopt/_shipped/arch_base/{p.relative_to(ROOT / 'arch_base').as_posix()}" in names
     assert "coopt/energy/data/compound_components.yaml" in names
 
 
@@ -104,3 +107,16 @@ def test_installed_wheel_runs_network_and_search_from_an_empty_directory(install
     summary = json.loads(se.stdout)
     assert summary["trials"] == 2
     assert (work / "mlruns" / "studies" / "tiny" / "study.json").is_file()
+
+
+@pytest.mark.slow
+def test_installed_wheel_reads_the_shipped_v4_space(installed, tmp_path):
+    """search_spaces/simba_v4.yaml names its spec by a path relative to itself: it holds in the wheel too."""
+    venv, _ = installed
+    code = ("from coopt.study.space import load_space; t = load_space('simba_v4').template; "
+            "print(sorted(t.files), t.path)")
+    out = subprocess.run([venv / "bin" / "python", "-c", code], cwd=tmp_path, env=_clean_env(venv),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "'arch.yaml', 'components/classes.yaml', 'problem.yaml', 'top.yaml.jinja2'" in out.stdout
+    assert "_shipped" in out.stdout

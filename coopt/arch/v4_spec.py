@@ -30,7 +30,8 @@ import re
 from pathlib import Path
 
 from coopt.arch.v4_expr import evaluate, evaluate_all
-from coopt.arch.v4_files import V4State, is_jinja, load_v4_file
+from coopt.arch.v4_files import Quoted, V4State, is_jinja, load_v4_file
+from coopt.arch.v4_mapping import attach_container_directives, level_names
 from coopt.arch.v4_tree import flatten_nodes
 from coopt.errors import SpecError
 from coopt.yamlio import load_merged, loads_yaml, read_text
@@ -102,7 +103,8 @@ def _override(variables: dict, overrides: dict, file) -> dict:
                         expected=f"one of {sorted(k for k in variables if k != 'version')}")
     out = dict(variables)
     for k, v in overrides.items():
-        out[k] = loads_yaml(v, file=file) if isinstance(v, str) else v     # "16" -> 16, as YAML reads it
+        # "16" -> 16, as YAML reads it; a Quoted value (a search's categorical string) stays a string
+        out[k] = loads_yaml(v, file=file) if isinstance(v, str) and not isinstance(v, Quoted) else v
     return out
 
 
@@ -126,6 +128,9 @@ def process(raw: dict, sources: dict, *, size_one_dims: bool = True, overrides: 
                                   evaluate_exprs=True, size_one_dims=size_one_dims, top_targets=top,
                                   targets_file=tfile)
     raw["architecture"] = arch
+    if raw.get("mapping"):              # a v4 mapping may name a !Container (timeloopfe's constraint_attacher)
+        raw["mapping"] = attach_container_directives(raw["mapping"], level_names(arch),
+                                                     [ds.name for ds in problem.dataspaces])
     if targets:
         given = raw.get("architecture_constraints") or {}
         raw["architecture_constraints"] = {**given, "targets": [*(given.get("targets") or []), *targets]}

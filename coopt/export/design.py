@@ -266,6 +266,9 @@ def _files(rec: TrialRecord, budgets: dict, objectives: list) -> dict[str, str]:
     files["summary.json"] = json.dumps(_strict(summary), indent=1) + "\n"
     files["summary.md"] = _markdown(rec, stems, notes, budgets)
     files["run_timeloop.sh"] = _script(rec, stems)
+    if rec.spec:                                   # a spec-backed search: the design as a v4 spec too
+        from coopt.export.v4 import v4_files
+        files.update(v4_files(rec, stems))
     return files
 
 
@@ -295,7 +298,9 @@ def _write(target: Path, files: dict[str, str], root: Path) -> Path:
             _inside(path, tmp.resolve())
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-        (tmp / "run_timeloop.sh").chmod(0o755)
+        for script in ("run_timeloop.sh", "v4/run_v4.sh"):
+            if (tmp / script).is_file():
+                (tmp / script).chmod(0o755)
         tmp.chmod(0o755)
         if target.is_dir():
             shutil.rmtree(target)

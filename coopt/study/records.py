@@ -60,6 +60,7 @@ class TrialRecord:
     mapper_budget: int | None = None       # mappings per layer searched for this record; None: the space's
     screened: bool = False                 # mapped at the screening budget only: it could not enter the front
     not_mapped: list = field(default_factory=list)   # a user's model's ops outside the totals (NotMapped as dicts)
+    spec: dict | None = None               # a v4 spec's files and variables (a spec-backed space), else None
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -1,7 +1,8 @@
 """Search-space files: what may vary, under which budgets, towards which objectives.
 
 Validated completely before anything starts; every error names the file and
-the key.  A file names an architecture template (``arch_base/``), its
+the key.  A file names an architecture template (``arch_base/``) or a
+timeloopfe v4 spec (``spec:``, :mod:`coopt.arch.spec_template`), its
 varying parameters with their domains (int with step or log scale, powers of
 two, floats, categorical lists), parameters held fixed, the workload, the
 mapper settings, the objectives, the device budgets and the reference point
@@ -13,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coopt.arch.spec_template import SpecTemplate, bundle_spec
 from coopt.arch.template import Template, load_template
 from coopt.mapper.options import MapperOptions
 from coopt.errors import SpecError
@@ -22,7 +24,7 @@ from coopt.study.records import BUDGET_METRICS, METRIC_NAMES
 from coopt.workload.networks import Network, get_network, network_names
 from coopt.yamlio import load_yaml
 
-TOP_KEYS = ("name", "description", "template", "dataflow", "workload", "parameters", "fixed", "mapper",
+TOP_KEYS = ("name", "description", "template", "spec", "vars", "dataflow", "workload", "parameters", "fixed", "mapper",
             "objectives", "budgets", "reference_point", "sampler_options")
 PARAM_TYPES = ("int", "float", "pow2", "categorical")
 DIRECTIONS = ("minimize", "maximize")
@@ -75,7 +77,7 @@ class Param:
 class SearchSpace:
     name: str
     description: str
-    template: Template
+    template: Template | SpecTemplate      # a built-in template, or a user's v4 spec carried as data
     dataflow: str | None
     network: Network
     params: list[Param]
@@ -133,11 +135,20 @@ def _num(v, *, file, key, what="a number"):
     return v
 
 
-def _param(name: str, node, template: Template, *, file) -> Param:
+def _param(name: str, node, template: Template | SpecTemplate, *, file) -> Param:
     key = f"parameters.{name}"
+    if name not in template.parameters and isinstance(template, SpecTemplate):
+        e = template.unknown(name)
+        raise SpecError(e.message, file=file, key=key, expected=e.expected)
     if name not in template.parameters:
         raise SpecError(f"unknown parameter '{name}' for template {template.name}", file=file, key=key,
                         expected=f"one of {sorted(template.parameters)}")
+    return _accepted(_domain(name, node, file=file), template, file=file)
+
+
+def _domain(name: str, node, *, file) -> Param:
+    """One parameter's type and domain, checked on its own."""
+    key = f"parameters.{name}"
     if not isinstance(node, dict):
         raise SpecError("must be a mapping", file=file, key=key, expected="{type: int|float|pow2|categorical, ...}")
     unknown = set(node) - {"type", "low", "high", "step", "log", "choices"}
@@ -172,7 +183,12 @@ def _param(name: str, node, template: Template, *, file) -> Param:
         if ptype == "int" and (int(low) != low or int(high) != high):
             raise SpecError("int bounds must be integers", file=file, key=key, expected="integer low/high")
         p = Param(name, ptype, low=low, high=high, step=step, log=log)
-    # every value must be acceptable to the template
+    return p
+
+
+def _accepted(p: Param, template, *, file) -> Param:
+    """``p`` when every value of its domain is acceptable to the template."""
+    name, key = p.name, f"parameters.{p.name}"
     spec = template.parameters[name]
     probe = p.values() or [p.low, p.high]
     for v in probe:
@@ -182,6 +198,75 @@ def _param(name: str, node, template: Template, *, file) -> Param:
             raise SpecError(f"value {v!r} is not accepted by template {template.name}: {e.message}", file=file,
                             key=key, expected=e.expected) from None
     return p
+
+
+def _template(raw: dict, file, probes=()) -> Template | SpecTemplate:
+    """``template:`` (a built-in template) or ``spec:`` (a v4 spec, paths relative to the space file, with
+    ``vars:`` for its Jinja2 variables), exactly one."""
+    if "spec" in raw:
+        if "template" in raw:
+            raise SpecError("both 'template' and 'spec' given", file=file, key="spec",
+                            expected="a built-in template or a v4 spec, not both")
+        if raw.get("dataflow") is not None:
+            raise SpecError("a v4 spec's dataflow is its inline constraints", file=file, key="dataflow",
+                            expected="no dataflow: with spec:")
+        spec, jinja = raw["spec"], raw.get("vars") or {}
+        items = spec if isinstance(spec, list) else [spec]
+        if not items or not all(isinstance(x, str) and x for x in items):
+            raise SpecError(f"is {spec!r}", file=file, key="spec",
+                            expected="a v4 top file or architecture file (or a list of files), relative to this file")
+        if not isinstance(jinja, dict) or not all(isinstance(v, (str, int, float, bool)) for v in jinja.values()):
+            raise SpecError("must map Jinja2 variables to values", file=file, key="vars",
+                            expected="{architecture: simba_like, ...}")
+        base = Path(file).parent if file else Path.cwd()
+        return bundle_spec([base / x for x in items], {str(k): v for k, v in jinja.items()}, file=file, key="spec",
+                           probes=probes)
+    if "vars" in raw:
+        raise SpecError("vars: sets a v4 spec's Jinja2 variables", file=file, key="vars", expected="spec: with vars:")
+    if "template" not in raw:
+        raise SpecError("missing", file=file, key="template",
+                        expected="an architecture template name, e.g. eyeriss_like (or spec: a v4 spec file)")
+    try:
+        return load_template(raw["template"])
+    except SpecError as e:
+        raise SpecError(e.message, file=file, key="template", expected=e.expected) from None
+
+
+def _jinja_probes(raw: dict, file) -> list[dict]:
+    """The Jinja2 values a spec-backed space will set (``fixed:`` ones, and each value of a small searched
+    domain, else its ends): a Jinja2 variable may include other files, and the spec sent to workers must
+    hold what every value reads.  Names that are no Jinja2 variable are left out by the reader."""
+    if "spec" not in raw or not isinstance(raw.get("parameters"), dict):
+        return []
+    fixed = raw.get("fixed") if isinstance(raw.get("fixed"), dict) else {}
+    probes = []
+    for name, node in raw["parameters"].items():
+        p = _domain(str(name), node, file=file)
+        vals = p.values() or [p.low, p.high]
+        probes += [{**fixed, p.name: v} for v in (vals if len(vals) <= 16 else [vals[0], vals[-1]])]
+    return probes or ([fixed] if fixed else [])
+
+
+def _probe_spec(template: SpecTemplate, fixed: dict, params: list[Param], *, file):
+    """The spec reads and estimates at the lowest and at the highest value of every parameter (a value its
+    expressions or the estimators refuse is found now, not in a worker); returns its ``mapper:`` block's
+    optimization metrics (None without)."""
+    from coopt.design import design_from_spec
+
+    metric = None
+    for end in (0, -1):
+        values = {**fixed, **{p.name: (p.values() or [p.low, p.high])[end] for p in params}}
+        try:
+            design_from_spec(template, values)         # read, flattened and estimated, as a trial will
+            if end == 0:
+                block = template.load(values)[0].get("mapper")
+                metric = (block.get("optimization_metrics") or block.get("optimization_metric")
+                          if isinstance(block, dict) else None)
+        except SpecError as e:             # the values come from the space: name it, and where the spec fails
+            where = ": ".join(str(x) for x in (e.file, e.key) if x)
+            raise SpecError(f"{where + ': ' if where else ''}{e.message} [with {values}]", file=file,
+                            key="parameters", expected=e.expected) from None
+    return metric
 
 
 def space_path(name_or_path) -> Path:
@@ -207,12 +292,7 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
     unknown = set(raw) - set(TOP_KEYS)
     if unknown:
         raise SpecError(f"unknown keys {sorted(unknown)}", file=file, expected=f"keys among {list(TOP_KEYS)}")
-    if "template" not in raw:
-        raise SpecError("missing", file=file, key="template", expected="an architecture template name, e.g. eyeriss_like")
-    try:
-        template = load_template(raw["template"])
-    except SpecError as e:
-        raise SpecError(e.message, file=file, key="template", expected=e.expected) from None
+    template = _template(raw, file, _jinja_probes(raw, file))
     dataflow = raw.get("dataflow")
     if dataflow is not None and dataflow not in template.constraint_options:
         raise SpecError(f"template {template.name} has no dataflow '{dataflow}'", file=file, key="dataflow",
@@ -264,6 +344,9 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
         template.resolve({**fixed, **{p.name: (p.values() or [p.low])[0] for p in params}})
     except SpecError as e:
         raise SpecError(e.message, file=file, key="fixed", expected=e.expected) from None
+    spec_metric = None
+    if isinstance(template, SpecTemplate):
+        spec_metric = _probe_spec(template, fixed, params, file=file)
     # mapper
     m = raw.get("mapper") or {}
     if not isinstance(m, dict):
@@ -272,11 +355,17 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
     if unknown:
         raise SpecError(f"unknown keys {sorted(unknown)}", file=file, key="mapper", expected="metric, budget, strategy")
     try:
-        metric = parse_metric(m.get("metric", "edp"))
+        metric = parse_metric(m["metric"]) if "metric" in m else None
     except SpecError as e:
         raise SpecError(e.message, file=file, key="mapper.metric", expected=e.expected) from None
     except Exception as e:
         raise SpecError(str(e), file=file, key="mapper.metric") from None
+    if metric is None:                   # a spec's own optimization_metrics, as coopt map takes them; else EDP
+        try:
+            metric = parse_metric(spec_metric or "edp")
+        except SpecError as e:
+            raise SpecError(e.message, file=template.path, key="mapper.optimization_metrics",
+                            expected=e.expected) from None
     budget = m.get("budget", 1500)
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
         raise SpecError(f"budget is {budget!r}", file=file, key="mapper.budget",

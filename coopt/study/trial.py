@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from coopt.mapper.options import MapperOptions
+from coopt.arch.spec_template import SpecTemplate
 from coopt.arch.template import Template
 from coopt.design import design_from_template
 from coopt.energy.select import method as energy_method
@@ -25,12 +26,13 @@ from coopt.workload.yaml_io import problem_to_yaml
 INFEASIBLE_ENERGY_UJ = 1e12        # told to samplers for designs a layer cannot be mapped on
 
 
-def evaluate_design(number: int, params: dict, template: Template | str, template_params: dict, dataflow: str | None,
+def evaluate_design(number: int, params: dict, template: Template | SpecTemplate | str, template_params: dict, dataflow: str | None,
                     network: Network, options: MapperOptions, budgets: dict[str, float],
                     objectives: list[tuple[str, str]], worker: str = "") -> TrialRecord:
     """Map ``network`` on the template instance and return its record (never raises for bad designs).
 
-    ``template`` may be the parsed Template: a study sends it to workers that cannot read the file."""
+    ``template`` may be the parsed Template or a user's v4 spec as data (SpecTemplate): a study sends it to
+    workers that cannot read the file."""
     t0 = time.perf_counter()
     design = design_from_template(template, template_params, dataflow)
     arch = design.arch
@@ -84,7 +86,7 @@ def evaluate_design(number: int, params: dict, template: Template | str, templat
         violations=violations, reasons=reasons,
         objectives=[float(metrics[name]) for name, _ in objectives],
         arch_yaml=design.arch_yaml, layers=layers, seconds=time.perf_counter() - t0, worker=worker,
-        energy_method=energy_method(), not_mapped=[vars(n) for n in network.not_mapped])
+        energy_method=energy_method(), not_mapped=[vars(n) for n in network.not_mapped], spec=design.spec)
 
 
 def _over_fixed_budgets(fixed: dict[str, float], budgets: dict[str, float]) -> str:

@@ -87,7 +87,10 @@ def verify_trial(rec: TrialRecord, backend, *, mapper: bool = True, options: Map
                  tolerance: float = 0.05) -> TrialCheck:
     from coopt.errors import BinaryNotFound, CooptError
 
-    design = design_from_template(rec.template, rec.template_params, rec.dataflow)
+    from coopt.arch.spec_template import SpecTemplate
+
+    template = SpecTemplate.from_json(rec.spec) if rec.spec else rec.template     # a v4 spec travels in the record
+    design = design_from_template(template, rec.template_params, rec.dataflow)
     arch, tables = design.arch, design.tables
     check = TrialCheck(rec.number, tolerance=tolerance)
     for layer in rec.layers:
