@@ -34,7 +34,7 @@ from coopt.study.records import (
 from coopt.study.samplers import DEFAULT_SAMPLER, make_sampler
 from coopt.study.screening import DEFAULT_SLACK, screen_settings
 from coopt.study.space import SearchSpace, load_space
-from coopt.study.storage import check_study_name, describe, open_storage, rdb_url
+from coopt.study.storage import check_study_name, describe, open_storage, quiet_optuna, rdb_url, study_dir
 
 SETTINGS_ATTR = "coopt.settings"
 DISPATCHED = "coopt.worker_slot"      # set on a trial when its whole design is sent to an actor
@@ -59,19 +59,6 @@ class StudyConfig:
     @property
     def study_dir(self) -> Path:
         return study_dir(self.study, self.root)
-
-
-def study_dir(name: str, root: str | Path | None = None) -> Path:
-    """``<root>/studies/<name>`` for a checked name (never outside ``studies``)."""
-    return Path(root or Path.cwd() / "mlruns") / "studies" / check_study_name(name)
-
-
-def quiet_optuna():
-    import warnings
-
-    import optuna
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 @dataclass
@@ -184,8 +171,7 @@ def completed_records(study, sdir: Path | None) -> dict[int, TrialRecord]:
 def _open_tracker(cfg: StudyConfig, meta: dict, space: SearchSpace):
     """Start the MLflow mirror; a local sqlite store's first use is serialised (schema creation)."""
     from coopt.study.lock import store_init_lock
-    from coopt.tracking import StudyTracker
-    from coopt.tracking.mlflow_tracker import resolve_uri, sqlite_path
+    from coopt.tracking.mlflow_tracker import StudyTracker, resolve_uri, sqlite_path
 
     tracker = StudyTracker(cfg.tracking_uri, cfg.study, meta["settings"], space.objectives, space.reference,
                            space_file=str(cfg.study_dir / "search_space.yaml"))

@@ -36,6 +36,19 @@ def check_study_name(name: str) -> str:
     return name
 
 
+def study_dir(name: str, root: str | Path | None = None) -> Path:
+    """``<root>/studies/<name>`` for a checked name (never outside ``studies``)."""
+    return Path(root or Path.cwd() / "mlruns") / "studies" / check_study_name(name)
+
+
+def quiet_optuna():
+    import warnings
+
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def _driver(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 

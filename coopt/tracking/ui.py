@@ -22,6 +22,7 @@ import urllib.request
 
 from coopt.errors import CooptError
 from coopt.tracking.mlflow_tracker import artifact_root, filter_string, resolve_uri, sqlite_path
+from coopt.tracking.studies import study_experiments
 
 READY_TIMEOUT_S = 120
 
@@ -56,20 +57,6 @@ def check_port(port: int, host: str = "127.0.0.1", key: str = "--port") -> None:
             raise CooptError(f"port {port} on {host} is already in use", key=key,
                              expected=f"a free port, e.g. {key} 5001" if key == "--port"
                              else f"a free port, or no {key} to get one") from None
-
-
-def study_experiments(tracking_uri: str | None) -> list[tuple[str, str]]:
-    """(study name, experiment id) of every coopt study in the store, oldest first."""
-    from coopt.tracking.mlflow_tracker import quiet_mlflow
-    from coopt.tracking.present import EXPERIMENT_PREFIX
-
-    quiet_mlflow()
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(resolve_uri(tracking_uri))
-    exps = client.search_experiments(filter_string="tags.`coopt.study` != ''", max_results=1000)
-    out = [(e.tags.get("coopt.study") or e.name.removeprefix(EXPERIMENT_PREFIX), e.experiment_id) for e in exps]
-    return sorted(out, key=lambda x: int(x[1]) if x[1].isdigit() else x[1])
 
 
 def study_urls(tracking_uri: str | None, base: str, study: str | None = None) -> list[tuple[str, str]]:
@@ -117,7 +104,7 @@ def legacy_studies(tracking_uri: str | None) -> dict[str, dict]:
 def legacy_hint(study: str, info: dict) -> str:
     """One line: where an old store keeps the study and the command that gives it an experiment of its own
     (a resume that asks for no new trial: the driver logs every trial not yet in the study's experiment)."""
-    from coopt.study.runner import study_dir
+    from coopt.study.storage import study_dir
 
     space = study_dir(study) / "search_space.yaml"
     shown = os.path.relpath(space) if space.is_file() else info.get("space_file", "SPACE.yaml")
