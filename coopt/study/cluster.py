@@ -79,12 +79,42 @@ class Evaluator:
         return os.getpid()
 
 
-def token_available() -> bool:
-    """Ray's token sources, in its order: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token."""
+def token_source() -> str | None:
+    """Where Ray will take its auth token from, in its order: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH,
+    ~/.ray/auth_token (None: no token anywhere)."""
     if os.environ.get("RAY_AUTH_TOKEN"):
-        return True
-    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
-    return Path(path).is_file() and Path(path).stat().st_size > 0
+        return "RAY_AUTH_TOKEN"
+    named = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    path = Path(named or Path.home() / ".ray" / "auth_token")
+    try:
+        if path.is_file() and path.stat().st_size > 0:
+            return f"RAY_AUTH_TOKEN_PATH ({path})" if named else f"{path} (left by an earlier `ray start`?)"
+    except OSError:
+        pass
+    return None
+
+
+def token_available() -> bool:
+    return token_source() is not None
+
+
+def check_ray_address(address: str) -> None:
+    """``--ray-address`` before anything starts, in seconds: HOST:PORT with a port in range, a head that
+    accepts a connection, and a token to show it (Ray 2.60 clusters require one)."""
+    if address == "auto":
+        return
+    addr = address.removeprefix("ray://")
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535 or not host:
+        raise RayError(f"--ray-address {address!r} is not HOST:PORT", key="--ray-address",
+                       expected="the head's HOST:PORT (port 1-65535) as printed by `ray start --head`, or auto")
+    if not _reachable(addr, timeout=3.0):
+        raise RayError(f"no Ray cluster answers at {address}", key="--ray-address",
+                       expected="the head's HOST:PORT as printed by `ray start --head`")
+    if os.environ.get("RAY_AUTH_MODE", "token") == "token" and not token_available():
+        raise RayError("the Ray cluster needs its auth token and none is set", key="--ray-address",
+                       expected="RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token as on the head "
+                                "(`ray get-auth-token` there prints it)")
 
 
 def _reachable(address: str, timeout: float = 5.0) -> bool:
@@ -237,7 +267,7 @@ class RayCluster:
             except Exception as e:
                 error = " ".join(str(e).split())[:200] or type(e).__name__
         if "InvalidAuthToken" in captured() or "Unauthenticated" in captured():
-            raise RayError(f"the Ray cluster at {self.address} refused this client's auth token",
+            raise RayError(f"the Ray cluster at {self.address} refused the auth token from {token_source()}",
                            key="--ray-address", expected="the head's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
                                                          "or ~/.ray/auth_token (`ray get-auth-token` on the head)")
         raise RayError(f"cannot join the Ray cluster at {self.address}: {error}", key="--ray-address",

@@ -11,6 +11,7 @@ pid and since when.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -31,8 +32,17 @@ class FileLock:
         self.study, self.path, self.fd = study, Path(sdir) / "run.lock", None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        from coopt.errors import CooptError
+        from coopt.outputs import os_reason
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:       # a folder, a link or a device where the lock file belongs
+            why = "is not a plain file" if e.errno in (errno.EISDIR, errno.ELOOP, errno.ENOTDIR, errno.EEXIST) \
+                else os_reason(e)
+            raise CooptError(why, file=str(self.path), key="run.lock",
+                             expected="the study's lock file (coopt creates it; remove what is there)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -137,6 +137,8 @@ def launch_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "12
     db = sqlite_path(uri)
     if db is not None and not db.is_file():
         raise CooptError(f"no studies here yet: run coopt search first (no MLflow store at {db})")
+    if uri.startswith(("http://", "https://")):
+        return _serve_fronts_of_server(uri, host, study, front_port)
     check_port(port, host)
     if front_port is not None:
         if front_port == port:
@@ -165,17 +167,50 @@ def launch_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "12
             time.sleep(0.2)
             last = next((l for l in reversed(tail) if "rror" in l), tail[-1] if tail else "")
             raise CooptError(f"the MLflow server did not start on {base}" + (f": {last.strip()}" if last else ""))
-        front.start()
-        print(f"MLflow UI: {base}  (Ctrl-C to stop)", flush=True)
-        print(f"Front pages: {front.base}  (each front point opens its trial's MLflow run)", flush=True)
-        for name, url in urls:
-            print(f"  study {name}: {url}", flush=True)
-            print(f"    front page: {front.url(name)}", flush=True)
+        _announce(f"{base}  (Ctrl-C to stop)", front, urls)
         for name, info in old.items():
             print(f"  {legacy_hint(name, info)}", flush=True)
         return proc.wait()
     except KeyboardInterrupt:
         _stop(proc)
+        return 0
+    finally:
+        front.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _announce(ui: str, front, urls) -> None:
+    """Start the front pages and print where everything is (once the MLflow UI answers)."""
+    front.start()
+    print(f"MLflow UI: {ui}", flush=True)
+    print(f"Front pages: {front.base}  (each front point opens its trial's MLflow run)", flush=True)
+    for name, url in urls:
+        print(f"  study {name}: {url}", flush=True)
+        print(f"    front page: {front.url(name)}", flush=True)
+
+
+def _serve_fronts_of_server(uri: str, host: str, study: str | None, front_port: int | None) -> int:
+    """An MLflow tracking server already serves the UI: start no server of our own, only the front
+    pages (reading that server), and print its URLs; until Ctrl-C or SIGTERM."""
+    from coopt.tracking.front_page import FrontServer
+    from coopt.tracking.mlflow_tracker import check_tracking_uri
+
+    check_tracking_uri(uri)
+    if front_port is not None:
+        check_port(front_port, host, key="--front-port")
+    base = uri.rstrip("/")
+    urls = study_urls(uri, base, study)
+    front = FrontServer(uri, base, port=front_port or 0, host=host, study=study)
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        _announce(f"{base}  (the tracking server's own; Ctrl-C stops the front pages)", front, urls)
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
         return 0
     finally:
         front.close()
