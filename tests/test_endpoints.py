@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
+from test_cluster import cluster  # noqa: F401  (a real two-node token cluster, module-scoped)
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT_S = 10.0
@@ -77,3 +78,23 @@ def test_a_stale_token_file_is_named_as_the_token_source(tmp_path, monkeypatch):
     assert str(tmp_path / ".ray" / "auth_token") in token_source()
     monkeypatch.setenv("RAY_AUTH_TOKEN", "t")
     assert token_source() == "RAY_AUTH_TOKEN"
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_wrong_or_stale_token_is_refused_in_seconds(cluster, tmp_path):  # noqa: F811
+    """A real two-node token cluster (tests/test_cluster.py's): a wrong RAY_AUTH_TOKEN, and a stale
+    ~/.ray/auth_token left by an old cluster, are each one line within 10 s (ray.init alone takes ~30 s
+    to give up), the stale file named as the token's source."""
+    env = {k: v for k, v in cluster["env"].items() if k not in ("RAY_AUTH_TOKEN", "RAY_AUTH_MODE")}
+    code, err, seconds = _search(tmp_path, "--ray-address", cluster["address"], env={**env, "RAY_AUTH_TOKEN": "0" * 64})
+    assert code == 2 and len(err) == 1 and "refused this client's auth token (from RAY_AUTH_TOKEN)" in err[0], err
+    assert seconds <= LIMIT_S, seconds
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text("f" * 64)
+    code, err, seconds = _search(tmp_path, "--ray-address", cluster["address"], env={**env, "HOME": str(home),
+                                                                                    "RAY_AUTH_TOKEN": ""})
+    assert code == 2 and len(err) == 1 and str(home / ".ray" / "auth_token") in err[0], err
+    assert seconds <= LIMIT_S, seconds
+    assert not (tmp_path / "mlruns").exists()

@@ -115,6 +115,39 @@ def check_ray_address(address: str) -> None:
         raise RayError("the Ray cluster needs its auth token and none is set", key="--ray-address",
                        expected="RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token as on the head "
                                 "(`ray get-auth-token` there prints it)")
+    token = _token()
+    if token is not None and _token_refused(addr, token):
+        raise RayError(f"the Ray cluster at {address} refused this client's auth token (from {token_source()})",
+                       key="--ray-address", expected="the head's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
+                                                     "or ~/.ray/auth_token (`ray get-auth-token` on the head)")
+
+
+def _token() -> str | None:
+    """The token Ray would send (its sources in its order), None when there is none."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        return path.read_text().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _token_refused(addr: str, token: str) -> bool:
+    """Ask the head's GCS one cheap question with the token (gRPC, 5 s): True only when it answers
+    UNAUTHENTICATED (ray.init would retry for about 30 s before saying so)."""
+    try:
+        import grpc
+        from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+    except ImportError:
+        return False
+    with grpc.insecure_channel(addr) as channel:
+        try:
+            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                gcs_service_pb2.GetClusterIdRequest(), metadata=(("authorization", f"Bearer {token}"),), timeout=5)
+        except grpc.RpcError as e:
+            return e.code() == grpc.StatusCode.UNAUTHENTICATED
+    return False
 
 
 def _reachable(address: str, timeout: float = 5.0) -> bool:
@@ -267,7 +300,7 @@ class RayCluster:
             except Exception as e:
                 error = " ".join(str(e).split())[:200] or type(e).__name__
         if "InvalidAuthToken" in captured() or "Unauthenticated" in captured():
-            raise RayError(f"the Ray cluster at {self.address} refused the auth token from {token_source()}",
+            raise RayError(f"the Ray cluster at {self.address} refused this client's auth token (from {token_source()})",
                            key="--ray-address", expected="the head's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
                                                          "or ~/.ray/auth_token (`ray get-auth-token` on the head)")
         raise RayError(f"cannot join the Ray cluster at {self.address}: {error}", key="--ray-address",
