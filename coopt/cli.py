@@ -222,6 +222,12 @@ def _cmd_ui(args) -> int:
     return launch_ui(uri, port=args.port, study=args.study, front_port=args.front_port)
 
 
+def _cmd_stop_ray(args) -> int:
+    from coopt.study.cluster import stop_cluster
+    print(f"stopped {stop_cluster(args.temp_dir)} Ray processes of the cluster in {args.temp_dir}")
+    return 0
+
+
 def _cmd_doctor(args) -> int:
     from coopt.study.doctor import run_doctor
     return run_doctor(args.study, args.storage, args.repair)
@@ -493,6 +499,14 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--storage", help="the study's Optuna storage (default: its settings record, else its journal)")
     dr.add_argument("--repair", action="store_true", help="rebuild what can be rebuilt")
     dr.set_defaults(func=_cmd_doctor)
+
+    st = sub.add_parser("stop-ray", help="stop one Ray cluster of this host by its --temp-dir (not ray stop)",
+                        description="Stop the Ray cluster started with `ray start ... --temp-dir TEMP_DIR` on this "
+                                    "host: every process holding that folder (GCS server, raylet, workers, agents), "
+                                    "SIGTERM then SIGKILL; other users' and other clusters' Ray processes are left "
+                                    "alone (`ray stop` stops them all). The folder and its logs are kept.")
+    st.add_argument("temp_dir", metavar="TEMP_DIR")
+    st.set_defaults(func=_cmd_stop_ray)
 
     ar = sub.add_parser("arch", help="instantiate an architecture template as Timeloop YAML",
                         description="Write the Timeloop/Accelergy architecture of a template from arch_base/ "

@@ -180,7 +180,7 @@ while pid > 0:                      # pid 0: the driver is already gone
 def holders():
     out = set()
     for p in os.listdir("/proc"):
-        if not p.isdigit() or int(p) == os.getpid():
+        if not p.isdigit() or int(p) in (os.getpid(), os.getppid()):     # itself, and who asked
             continue
         try:
             if tmp in open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace"):
@@ -198,7 +198,8 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
         except OSError:
             pass
     time.sleep(2)
-shutil.rmtree(tmp, ignore_errors=True)
+if sys.argv[3:] != ["keep"]:
+    shutil.rmtree(tmp, ignore_errors=True)
 """
 
 
@@ -208,6 +209,39 @@ def reap_after(pid: int, tmp: str) -> None:
 
     subprocess.Popen([sys.executable, "-c", REAPER, str(pid), tmp], stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_cluster(temp_dir: str) -> int:
+    """Stop every Ray process of the cluster whose ``--temp-dir`` is ``temp_dir`` (its GCS server, raylet,
+    workers and agents: every process holding that folder), and no other Ray process on the host, as
+    ``ray stop`` would; the folder (its logs) is kept.  Returns how many processes were running."""
+    import subprocess
+
+    tmp = Path(temp_dir).expanduser().resolve()
+    if not (tmp / "session_latest").exists() or tmp in (Path("/"), Path.home()):
+        raise RayError(f"{temp_dir} is not a Ray temporary folder (no session_latest in it)", key="TEMP_DIR",
+                       expected="the --temp-dir given to `ray start` (coopt's own clusters stop by themselves)")
+    before = _holders(str(tmp))
+    subprocess.run([sys.executable, "-c", REAPER, "0", str(tmp), "keep"], stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
+    left = _holders(str(tmp))
+    if left:
+        raise RayError(f"processes {sorted(left)} of the cluster in {temp_dir} did not stop", key="TEMP_DIR",
+                       expected="processes you may signal (the cluster's owner runs this)")
+    return len(before)
+
+
+def _holders(tmp: str) -> set[int]:
+    """Processes with ``tmp`` on their command line (Ray passes its session folder to each)."""
+    out = set()
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit() and int(p.name) != os.getpid():
+            try:
+                if tmp in (p / "cmdline").read_bytes().decode(errors="replace"):
+                    out.add(int(p.name))
+            except OSError:
+                pass
+    return out
 
 
 class _stderr_captured:
