@@ -541,7 +541,8 @@ def main(argv=None) -> int:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
             raise
         from coopt.outputs import os_reason
-        print(f"coopt {args.command}: error: {e.filename or 'a file'}: {os_reason(e)}", file=sys.stderr)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"coopt {args.command}: error: {where}{os_reason(e)}", file=sys.stderr)
         return 2
     except BrokenPipeError:          # output piped into head & co.
         sys.stderr.close()

@@ -231,3 +231,13 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(full, tmp_path)
                 "input.yaml", "--out", out / "tables", cwd=tmp_path, fsize=limit),
             "no space left" if limit is None else "too large")
     assert _leftovers(out) == []                     # no .tmp, no 0-byte ERT/ART
+
+
+def test_a_study_on_a_full_disk_is_one_line_and_leaves_no_study_folder(full):
+    if full is None:
+        pytest.skip("no tmpfs can be mounted here (needs root); the file-size-limit test above covers writes")
+    p = cli("search", "--space", "tiny", "--trials", "2", "--workers", "1", "--study", "f", cwd=full, timeout=300)
+    line = refused(p)
+    assert "disk is full" in line or "no space left" in line, line
+    assert not (full / "mlruns" / "studies" / "f").exists()
+    assert _leftovers(full / "mlruns") == [".mlflow-init.lock"] or _leftovers(full / "mlruns") == []

@@ -179,6 +179,20 @@ def completed_records(study, sdir: Path | None) -> dict[int, TrialRecord]:
     return out
 
 
+def mlflow_call(uri: str, fn, *args, **kwargs):
+    """A call into the MLflow store; its failure (a full disk, a server gone) is one line naming the store,
+    not MLflow's chained tracebacks (the records are already stored: a later run logs what is missing)."""
+    try:
+        return fn(*args, **kwargs)
+    except CooptError:
+        raise
+    except Exception as e:
+        from coopt.study.storage import root_message
+        raise CooptError(f"the MLflow store {uri} failed: {root_message(e)}", key="--tracking-uri",
+                         expected="a writable store (free disk space) or a running tracking server; run again "
+                                  "to log what is missing") from None
+
+
 def _open_tracker(cfg: StudyConfig, meta: dict, space: SearchSpace):
     """Start the MLflow mirror; a local sqlite store's first use is serialised (schema creation)."""
     from coopt.study.lock import store_init_lock
@@ -188,9 +202,9 @@ def _open_tracker(cfg: StudyConfig, meta: dict, space: SearchSpace):
                            space_file=str(cfg.study_dir / "search_space.yaml"))
     db = sqlite_path(resolve_uri(cfg.tracking_uri))
     if db is None:
-        return tracker, tracker.start()
+        return tracker, mlflow_call(cfg.tracking_uri, tracker.start)
     with store_init_lock(db.parent / ".mlflow-init.lock"):
-        return tracker, tracker.start()
+        return tracker, mlflow_call(cfg.tracking_uri, tracker.start)
 
 
 def run_study(cfg: StudyConfig, *, on_progress=None, evaluate=None, warn=None, on_continue=None) -> dict:
@@ -378,7 +392,7 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, text: str, stored: Stored 
     tracker, logged = _open_tracker(cfg, meta, space)
     records = completed_records(study, sdir)
     for n in sorted(set(records) - logged):                          # told but not logged before a crash
-        tracker.log_trial(records[n])
+        mlflow_call(cfg.tracking_uri, tracker.log_trial, records[n])
     by_design = {}
     for n in sorted(records):
         by_design.setdefault(design_key(records[n].params), records[n])
@@ -390,7 +404,7 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, text: str, stored: Stored 
 
     def front_update(force=False):
         if force or time.time() - last_front[0] > 3.0:
-            tracker.update_front(list(records.values()), step=step)
+            mlflow_call(cfg.tracking_uri, tracker.update_front, list(records.values()), step=step)
             last_front[0] = time.time()
         recs = list(records.values())
         return len(pareto_front(recs, space.objectives)), front_hypervolume(recs, space.objectives, space.reference)
@@ -411,7 +425,7 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, text: str, stored: Stored 
         study.tell(trial, rec.objectives)
         records[rec.number] = rec
         by_design.setdefault(design_key(rec.params), rec)
-        tracker.log_trial(rec)
+        mlflow_call(cfg.tracking_uri, tracker.log_trial, rec)
         step += 1
         report()
 
@@ -447,7 +461,7 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, text: str, stored: Stored 
         try:
             front_update(force=True)
         finally:
-            tracker.finish(status)
+            mlflow_call(cfg.tracking_uri, tracker.finish, status)
     recs = list(records.values())
     front = pareto_front(recs, space.objectives)
     return {"study": cfg.study, "trials": len(records), "feasible": sum(r.feasible for r in recs),
