@@ -68,6 +68,12 @@ SPACE_CASES = {
     "mapper budget huge": (lambda d: d["mapper"].update(budget=10**12), "mapper.budget"),
     "batch not a number": (lambda d: d["workload"].update(batch="four"), "workload.batch"),
     "batch zero": (lambda d: d["workload"].update(batch=0), "workload.batch"),
+    "sampler option NaN": (lambda d: d.update(sampler_options={"tpe-local": {"local_fraction": float("nan")}}),
+                           "sampler_options.tpe-local.local_fraction"),
+    "sampler option a string": (lambda d: d.update(sampler_options={"tpe-local": {"n_startup_trials": "ten"}}),
+                                "sampler_options.tpe-local.n_startup_trials"),
+    "sampler option unknown": (lambda d: d.update(sampler_options={"nsga2": {"populaton_size": 20}}),
+                               "sampler_options.nsga2"),
 }
 
 
