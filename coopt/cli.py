@@ -125,17 +125,22 @@ def _cmd_network(args) -> int:
 
 
 def _cmd_search(args) -> int:
-    from coopt.study.runner import StudyConfig, run_study
+    from coopt.study.runner import DEFAULT_SPACE, StudyConfig, run_study
     from coopt.study.space import load_space, space_path
     from coopt.progress import StudyBar
 
-    args.space = str(space_path(args.space))             # a shipped space by name, or a file
-    space = load_space(args.space)                       # validate before anything starts
-    name = space.name if args.study is None else args.study
+    if args.space is not None:
+        args.space = str(space_path(args.space))         # a shipped space by name, or a file
+        space = load_space(args.space)                   # validate before anything starts
+    # no --space: a continued study's own (kept in its storage), else the default space
+    if args.study is not None:
+        name = args.study
+    else:
+        name = space.name if args.space is not None else load_space(DEFAULT_SPACE).name
     cfg = StudyConfig(space_path=args.space, study=name, trials=args.trials, workers=args.workers,
                       sampler=args.sampler, seed=args.seed, storage=args.storage, tracking_uri=args.tracking_uri,
                       ray_address=args.ray_address, screen_budget=args.screen_budget or None,
-                      screen_slack=args.screen_slack, energy=args.energy)
+                      screen_slack=args.screen_slack, energy=args.energy, copy_to=args.copy_to)
     from coopt.study.storage import check_study_name
     check_study_name(name)                               # a bad --study exits 2 before anything starts
 
@@ -239,6 +244,17 @@ def _cmd_ui(args) -> int:
         if args.storage is not None or (study_dir(args.study) / "study.json").is_file():
             uri = load_study_settings(args.study, storage=args.storage).get("tracking_uri")
     return launch_ui(uri, port=args.port, study=args.study, front_port=args.front_port)
+
+
+def _cmd_stop_ray(args) -> int:
+    from coopt.study.cluster import stop_cluster
+    print(f"stopped {stop_cluster(args.temp_dir)} Ray processes of the cluster in {args.temp_dir}")
+    return 0
+
+
+def _cmd_doctor(args) -> int:
+    from coopt.study.doctor import run_doctor
+    return run_doctor(args.study, args.storage, args.repair)
 
 
 def _cmd_dashboard(args) -> int:
@@ -440,19 +456,24 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Search a design space: Optuna proposes designs, Ray actors map the network "
                                     "on each, MLflow keeps every trial and the Pareto front. All state lives "
                                     "under ./mlruns unless --tracking-uri/--storage say otherwise.")
-    se.add_argument("--space", default="edge",
-                    help=f"a shipped search space by name ({', '.join(shipped_names('search_spaces'))}; "
-                         "default edge) or a search-space YAML")
-    se.add_argument("--trials", type=int, default=50, help="completed trials wanted in the study (default 50)")
+    se.add_argument("--space",
+                    help=f"a shipped search space by name ({', '.join(shipped_names('search_spaces'))}) or a "
+                         "search-space YAML (default: a continued study's own, kept in its storage; else edge)")
+    se.add_argument("--trials", type=_int_range(1, 100_000), default=50,
+                    help="completed trials wanted in the study (default 50)")
     se.add_argument("--workers", type=_workers, default=2, help="Ray actors evaluating designs in parallel (default 2)")
     se.add_argument("--sampler", choices=sampler_names(),
                     help=f"default {DEFAULT_SAMPLER} for a new study; a continued study keeps its own. "
                          + sampler_help())
     se.add_argument("--study", help="study name (default: the space's name); an existing study is continued")
-    se.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    se.add_argument("--seed", type=_int_range(0, 2**32 - 1),
+                    help="random seed (default 0; a continued study keeps its own)")
     se.add_argument("--resume", action="store_true", help="continue an existing study (the default anyway)")
     _store_args(se, "use")
     se.add_argument("--ray-address", help="join an existing Ray cluster (default: start a local one)")
+    se.add_argument("--copy-to", metavar="URL", help="copy the study from its own storage into this one and "
+                                                     "continue it there (a --storage other than the study's "
+                                                     "own is refused: it would split the study)")
     se.add_argument("--screen-budget", type=int, default=0, metavar="N",
                     help="multi-fidelity: map each design with N mappings per layer first and with the space's "
                          "full budget only if it could enter the front (0: off, the default)")
@@ -526,6 +547,24 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--storage", help="the study's Optuna storage, as for search (default: its journal file)")
     db.set_defaults(func=_cmd_dashboard)
 
+    dr = sub.add_parser("doctor", help="check a study's folder and storage; --repair recovers what can be",
+                        description="Name every damaged file of a study (trial records, study.json, the journal, "
+                                    "run.lock, files an interrupted write left) and, with --repair, rebuild each "
+                                    "from the other copy (the storage or the folder); damaged originals are kept "
+                                    "as *.damaged-TIME, and a trial that cannot be recovered is named.")
+    dr.add_argument("study")
+    dr.add_argument("--storage", help="the study's Optuna storage (default: its settings record, else its journal)")
+    dr.add_argument("--repair", action="store_true", help="rebuild what can be rebuilt")
+    dr.set_defaults(func=_cmd_doctor)
+
+    st = sub.add_parser("stop-ray", help="stop one Ray cluster of this host by its --temp-dir (not ray stop)",
+                        description="Stop the Ray cluster started with `ray start ... --temp-dir TEMP_DIR` on this "
+                                    "host: every process holding that folder (GCS server, raylet, workers, agents), "
+                                    "SIGTERM then SIGKILL; other users' and other clusters' Ray processes are left "
+                                    "alone (`ray stop` stops them all). The folder and its logs are kept.")
+    st.add_argument("temp_dir", metavar="TEMP_DIR")
+    st.set_defaults(func=_cmd_stop_ray)
+
     ar = sub.add_parser("arch", help="instantiate an architecture template as Timeloop YAML",
                         description="Write the Timeloop/Accelergy architecture of a template from arch_base/ "
                                     "with the given parameters, or the processed architecture and constraint "
@@ -559,6 +598,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("coopt: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:               # a full disk, a size limit, a read-only folder: one line, no traceback
+        import errno
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+            raise
+        from coopt.outputs import os_reason
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"coopt {args.command}: error: {where}{os_reason(e)}", file=sys.stderr)
+        return 2
     except BrokenPipeError:          # output piped into head & co.
         sys.stderr.close()
         return 0

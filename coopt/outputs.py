@@ -14,7 +14,7 @@ from pathlib import Path
 
 from coopt.errors import CooptError
 
-__all__ = ["output_file", "output_dir", "write_text"]
+__all__ = ["output_file", "output_dir", "write_text", "atomic_write_text", "atomic_write_bytes", "os_reason"]
 
 
 def _link_text(p: Path) -> str:
@@ -74,13 +74,47 @@ def output_dir(path: str | Path, *, force: bool = False, key: str = "--out") -> 
 
 
 def write_text(path: str | Path, text: str, *, key: str = "--out") -> Path:
-    """Write ``text`` (UTF-8); an OS error becomes one CooptError naming the file."""
+    """Write ``text`` (UTF-8) atomically; an OS error becomes one CooptError naming the file."""
+    return atomic_write_text(path, text, key=key)
+
+
+def os_reason(exc: OSError) -> str:
+    """An OS error in words a user acts on (a full disk, a size limit) rather than errno text."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on the device (free some, then run again)"
+    if exc.errno == errno.EFBIG:
+        return "file too large for this file system or the file size limit (ulimit -f)"
+    return str(exc.strerror or exc)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, key: str | None = "--out") -> Path:
+    """Write a file whole or not at all: a temporary file next to it, flushed to disk, renamed over it
+    (a link at ``path`` is replaced, never written through).  A full disk leaves neither a partial file
+    nor the temporary one, and is one CooptError naming the file."""
     p = Path(path)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
-        p.write_text(text, encoding="utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, p)
     except OSError as exc:
-        raise CooptError(f"cannot write: {exc.strerror or exc}", file=str(p), key=key) from None
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise CooptError(f"cannot write: {os_reason(exc)}", file=str(p), key=key) from None
     return p
+
+
+def atomic_write_text(path: str | Path, text: str, *, key: str | None = "--out") -> Path:
+    """``atomic_write_bytes`` of UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"), key=key)
 
 
 def _mkdir(p: Path, key: str) -> None:

@@ -89,3 +89,58 @@ def test_usage_errors_are_one_line_exit_2(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "error:" in err[0]
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the coopt modules it imports (function-level imports included; ``from coopt.x import y``
+    counts as importing ``coopt.x.y`` when that is a module, else ``coopt.x``)."""
+    modules = {_module_name(p): p for p in (ROOT / "coopt").rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        out = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("coopt"):
+                subs = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules]
+                out.update(subs or [node.module])
+            elif isinstance(node, ast.Import):
+                out.update(a.name for a in node.names if a.name.startswith("coopt."))
+        graph[name] = {m for m in out if m in modules and m != name}
+    return graph
+
+
+def test_no_import_cycles():
+    """No module reaches itself through imports (a cycle makes import order matter and layers blur)."""
+    graph = _import_graph()
+    index, low, stack, on, cycles = {}, {}, [], set(), []
+
+    def visit(v):                       # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not cycles, cycles

@@ -346,7 +346,7 @@ def export_trials(study_dir: Path, numbers: list[int], out_dir: Path, *, force: 
     except OSError as exc:
         raise CooptError(f"cannot write the export: {exc.strerror or exc}", file=exc.filename or str(out_dir),
                          key="--out") from None
-    write_index(root)
+    write_index(root, force=force)
     return written
 
 def _study_settings(study_dir: Path) -> tuple[dict, list]:
@@ -358,10 +358,18 @@ def _study_settings(study_dir: Path) -> tuple[dict, list]:
     return dict(settings.get("budgets") or {}), [tuple(o) for o in settings.get("objectives") or []]
 
 
-def write_index(root: Path) -> tuple[Path, Path] | None:
+def write_index(root: Path, force: bool = False) -> tuple[Path, Path] | None:
     """``index.csv`` and ``index.md`` comparing every exported design in ``root`` (objectives,
-    parameters, headroom against each budget), rebuilt from the folders' summary.json files."""
+    parameters, headroom against each budget), rebuilt from the folders' summary.json files.
+    Written whole (atomically); a link in their place is refused without ``force`` and replaced,
+    never written through, with it."""
     import pandas as pd
+
+    from coopt.outputs import atomic_write_text
+    for name in ("index.csv", "index.md"):
+        if (root / name).is_symlink() and not force:
+            raise CooptError("is a symbolic link; refusing to write through it", file=str(root / name),
+                             key="--out", expected="a folder coopt export wrote, or --force to replace the link")
 
     summaries = []
     for folder in sorted(root.glob("trial-*"), key=lambda p: (len(p.name), p.name)):
@@ -384,7 +392,7 @@ def write_index(root: Path) -> tuple[Path, Path] | None:
         rows.append(row)
     df = pd.DataFrame(rows)
     csv_path, md_path = root / "index.csv", root / "index.md"
-    df.to_csv(csv_path, index=False)
+    atomic_write_text(csv_path, df.to_csv(index=False), key="--out")
     arrows = {o[0]: (" ↓" if o[1] == "minimize" else " ↑") for o in objectives}
     lines = ["# Exported designs", "",
              f"{len(df)} designs.  Objectives are marked ↓ (lower is better) or ↑ (higher is better); "
@@ -395,5 +403,5 @@ def write_index(root: Path) -> tuple[Path, Path] | None:
         cells = [f"[{v}]({v}/summary.md)" if k == "folder" else str(v) if k in params else _fmt(v)
                  for k, v in row.items()]
         lines.append("| " + " | ".join(cells) + " |")
-    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(md_path, "\n".join(lines) + "\n", key="--out")
     return csv_path, md_path

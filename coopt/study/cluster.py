@@ -79,12 +79,75 @@ class Evaluator:
         return os.getpid()
 
 
-def token_available() -> bool:
-    """Ray's token sources, in its order: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token."""
+def token_source() -> str | None:
+    """Where Ray will take its auth token from, in its order: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH,
+    ~/.ray/auth_token (None: no token anywhere)."""
     if os.environ.get("RAY_AUTH_TOKEN"):
-        return True
-    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
-    return Path(path).is_file() and Path(path).stat().st_size > 0
+        return "RAY_AUTH_TOKEN"
+    named = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    path = Path(named or Path.home() / ".ray" / "auth_token")
+    try:
+        if path.is_file() and path.stat().st_size > 0:
+            return f"RAY_AUTH_TOKEN_PATH ({path})" if named else f"{path} (left by an earlier `ray start`?)"
+    except OSError:
+        pass
+    return None
+
+
+def token_available() -> bool:
+    return token_source() is not None
+
+
+def check_ray_address(address: str) -> None:
+    """``--ray-address`` before anything starts, in seconds: HOST:PORT with a port in range, a head that
+    accepts a connection, and a token to show it (Ray 2.60 clusters require one)."""
+    if address == "auto":
+        return
+    addr = address.removeprefix("ray://")
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535 or not host:
+        raise RayError(f"--ray-address {address!r} is not HOST:PORT", key="--ray-address",
+                       expected="the head's HOST:PORT (port 1-65535) as printed by `ray start --head`, or auto")
+    if not _reachable(addr, timeout=3.0):
+        raise RayError(f"no Ray cluster answers at {address}", key="--ray-address",
+                       expected="the head's HOST:PORT as printed by `ray start --head`")
+    if os.environ.get("RAY_AUTH_MODE", "token") == "token" and not token_available():
+        raise RayError("the Ray cluster needs its auth token and none is set", key="--ray-address",
+                       expected="RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token as on the head "
+                                "(`ray get-auth-token` there prints it)")
+    token = _token()
+    if token is not None and _token_refused(addr, token):
+        raise RayError(f"the Ray cluster at {address} refused this client's auth token (from {token_source()})",
+                       key="--ray-address", expected="the head's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
+                                                     "or ~/.ray/auth_token (`ray get-auth-token` on the head)")
+
+
+def _token() -> str | None:
+    """The token Ray would send (its sources in its order), None when there is none."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        return path.read_text().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _token_refused(addr: str, token: str) -> bool:
+    """Ask the head's GCS one cheap question with the token (gRPC, 5 s): True only when it answers
+    UNAUTHENTICATED (ray.init would retry for about 30 s before saying so)."""
+    try:
+        import grpc
+        from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+    except ImportError:
+        return False
+    with grpc.insecure_channel(addr) as channel:
+        try:
+            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                gcs_service_pb2.GetClusterIdRequest(), metadata=(("authorization", f"Bearer {token}"),), timeout=5)
+        except grpc.RpcError as e:
+            return e.code() == grpc.StatusCode.UNAUTHENTICATED
+    return False
 
 
 def _reachable(address: str, timeout: float = 5.0) -> bool:
@@ -117,7 +180,7 @@ while pid > 0:                      # pid 0: the driver is already gone
 def holders():
     out = set()
     for p in os.listdir("/proc"):
-        if not p.isdigit() or int(p) == os.getpid():
+        if not p.isdigit() or int(p) in (os.getpid(), os.getppid()):     # itself, and who asked
             continue
         try:
             if tmp in open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace"):
@@ -135,7 +198,8 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
         except OSError:
             pass
     time.sleep(2)
-shutil.rmtree(tmp, ignore_errors=True)
+if sys.argv[3:] != ["keep"]:
+    shutil.rmtree(tmp, ignore_errors=True)
 """
 
 
@@ -145,6 +209,39 @@ def reap_after(pid: int, tmp: str) -> None:
 
     subprocess.Popen([sys.executable, "-c", REAPER, str(pid), tmp], stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_cluster(temp_dir: str) -> int:
+    """Stop every Ray process of the cluster whose ``--temp-dir`` is ``temp_dir`` (its GCS server, raylet,
+    workers and agents: every process holding that folder), and no other Ray process on the host, as
+    ``ray stop`` would; the folder (its logs) is kept.  Returns how many processes were running."""
+    import subprocess
+
+    tmp = Path(temp_dir).expanduser().resolve()
+    if not (tmp / "session_latest").exists() or tmp in (Path("/"), Path.home()):
+        raise RayError(f"{temp_dir} is not a Ray temporary folder (no session_latest in it)", key="TEMP_DIR",
+                       expected="the --temp-dir given to `ray start` (coopt's own clusters stop by themselves)")
+    before = _holders(str(tmp))
+    subprocess.run([sys.executable, "-c", REAPER, "0", str(tmp), "keep"], stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
+    left = _holders(str(tmp))
+    if left:
+        raise RayError(f"processes {sorted(left)} of the cluster in {temp_dir} did not stop", key="TEMP_DIR",
+                       expected="processes you may signal (the cluster's owner runs this)")
+    return len(before)
+
+
+def _holders(tmp: str) -> set[int]:
+    """Processes with ``tmp`` on their command line (Ray passes its session folder to each)."""
+    out = set()
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit() and int(p.name) != os.getpid():
+            try:
+                if tmp in (p / "cmdline").read_bytes().decode(errors="replace"):
+                    out.add(int(p.name))
+            except OSError:
+                pass
+    return out
 
 
 class _stderr_captured:
@@ -237,7 +334,7 @@ class RayCluster:
             except Exception as e:
                 error = " ".join(str(e).split())[:200] or type(e).__name__
         if "InvalidAuthToken" in captured() or "Unauthenticated" in captured():
-            raise RayError(f"the Ray cluster at {self.address} refused this client's auth token",
+            raise RayError(f"the Ray cluster at {self.address} refused this client's auth token (from {token_source()})",
                            key="--ray-address", expected="the head's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
                                                          "or ~/.ray/auth_token (`ray get-auth-token` on the head)")
         raise RayError(f"cannot join the Ray cluster at {self.address}: {error}", key="--ray-address",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 
 from coopt.errors import CooptError
-from coopt.study.lock import LEASE_TTL_S, RENEW_S, Renewal, busy, holder_info, pid_dead_here
+from coopt.study.holder import LEASE_TTL_S, RENEW_S, Renewal, busy, holder_info, pid_dead_here
 
 LEASE_TABLE = "coopt_run_lease"
 

@@ -11,77 +11,16 @@ pid and since when.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
-import socket
 import threading
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-from coopt.errors import CooptError
+from coopt.study.holder import StudyBusy, busy, holder_info
 
-LEASE_TTL_S = 30.0
-RENEW_S = 5.0
-
-
-class StudyBusy(CooptError):
-    """Another run holds the study."""
-
-
-def holder_info() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
-
-
-def busy(study: str, info: dict, where: str) -> StudyBusy:
-    try:
-        since = datetime.fromtimestamp(float(info.get("since") or 0), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    except (TypeError, ValueError, OverflowError):
-        since = "an unknown time"
-    return StudyBusy(f"study '{study}' is being run by pid {info.get('pid')} on {info.get('host')} since {since} "
-                     f"({where})", key="--study", expected="one run per study: wait for it, or stop it")
-
-
-def pid_dead_here(info: dict) -> bool:
-    """True when the holder was a process of this host that no longer exists (its lease is free at once)."""
-    if info.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(info.get("pid", 0)), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError, OverflowError, TypeError):
-        return False
-    return False
-
-
-class Renewal:
-    """A daemon thread calling ``beat()`` every ``every`` seconds until stopped; ``beat`` returns False
-    when the lease turns out to be someone else's (``lost`` is then set)."""
-
-    def __init__(self, beat, every: float):
-        self.beat, self.every = beat, every
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="coopt-lease", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                if not self.beat():
-                    self.lost.set()
-                    return
-            except Exception:        # a blip of the server: try again at the next beat
-                continue
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+__all__ = ["StudyBusy", "FileLock", "StudyLock", "storage_lease", "store_init_lock"]
 
 
 class FileLock:
@@ -93,8 +32,17 @@ class FileLock:
         self.study, self.path, self.fd = study, Path(sdir) / "run.lock", None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        from coopt.errors import CooptError
+        from coopt.outputs import os_reason
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:       # a folder, a link or a device where the lock file belongs
+            why = "is not a plain file" if e.errno in (errno.EISDIR, errno.ELOOP, errno.ENOTDIR, errno.EEXIST) \
+                else os_reason(e)
+            raise CooptError(why, file=str(self.path), key="run.lock",
+                             expected="the study's lock file (coopt creates it; remove what is there)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from coopt.errors import CooptError
+from coopt.outputs import atomic_write_text
 
 # Metrics every record carries (units in the names).
 METRIC_NAMES = ("energy_uj", "throughput_ips", "latency_ms", "latency_cycles", "area_mm2", "power_mw",
@@ -82,26 +84,40 @@ def trials_dir(study_dir: Path) -> Path:
 
 
 def write_record(study_dir: Path, rec: TrialRecord) -> Path:
-    """Atomically write a record (a crash never leaves half a file)."""
+    """Atomically write a record (a crash or a full disk never leaves half a file)."""
     d = trials_dir(study_dir)
     d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{rec.number:06d}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rec.to_json(), indent=1))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(d / f"{rec.number:06d}.json", json.dumps(rec.to_json(), indent=1), key=None)
+
+
+def load_record_file(p: Path) -> TrialRecord:
+    """One record file; a damaged one is one line naming it (``coopt doctor`` rebuilds it from the storage)."""
+    try:
+        if p.is_symlink() or not p.is_file():
+            raise ValueError("not a plain file")
+        return TrialRecord.from_json(json.loads(p.read_text(encoding="utf-8")))
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError, OSError) as e:
+        study = p.parent.parent.name
+        raise CooptError(f"trial record is damaged ({type(e).__name__}: {str(e)[:80]})", file=str(p),
+                         expected=f"`coopt doctor {study} --repair` to rebuild it from the study's storage, "
+                                  "or remove the file if the storage holds the trial") from None
+
+
+def record_files(study_dir: Path) -> dict[int, Path]:
+    """Trial number -> its record file (``NNNNNN.json``; other names are not records)."""
+    d = trials_dir(study_dir)
+    if not d.is_dir():
+        return {}
+    return {int(p.stem): p for p in sorted(d.glob("*.json")) if p.stem.isdigit()}
 
 
 def read_records(study_dir: Path) -> list[TrialRecord]:
-    d = trials_dir(study_dir)
-    if not d.is_dir():
-        return []
-    return [TrialRecord.from_json(json.loads(p.read_text())) for p in sorted(d.glob("*.json"))]
+    return [load_record_file(p) for p in record_files(study_dir).values()]
 
 
 def read_record(study_dir: Path, number: int) -> TrialRecord | None:
     p = trials_dir(study_dir) / f"{number:06d}.json"
-    return TrialRecord.from_json(json.loads(p.read_text())) if p.exists() else None
+    return load_record_file(p) if p.exists() or p.is_symlink() else None
 
 
 RECORD_ATTR = "coopt.record"
@@ -121,5 +137,9 @@ def record_from_attrs(attrs: dict) -> TrialRecord | None:
     n = attrs.get(f"{RECORD_ATTR}.parts")
     if n is None:
         return None
-    blob = "".join(attrs[f"{RECORD_ATTR}.{i}"] for i in range(int(n)))
-    return TrialRecord.from_json(json.loads(zlib.decompress(base64.b64decode(blob))))
+    try:
+        blob = "".join(attrs[f"{RECORD_ATTR}.{i}"] for i in range(int(n)))
+        return TrialRecord.from_json(json.loads(zlib.decompress(base64.b64decode(blob))))
+    except (KeyError, ValueError, TypeError, zlib.error) as e:
+        raise CooptError(f"a trial's record in the storage is damaged ({type(e).__name__})", key=RECORD_ATTR,
+                         expected="`coopt doctor STUDY --repair` to rebuild it from the study folder") from None

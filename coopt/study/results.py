@@ -18,7 +18,8 @@ from pathlib import Path
 from coopt.errors import CooptError
 from coopt.study.records import TrialRecord, read_records, trials_dir, write_record
 from coopt.study.runner import SETTINGS_ATTR, completed_records, quiet_optuna, study_dir
-from coopt.study.storage import StorageError, open_storage
+from coopt.study.storage import DamagedStorage, StorageError, open_storage
+from coopt.study.stored import read_local_meta
 
 
 @dataclass
@@ -47,8 +48,7 @@ def _open_study(name: str, storage: str | None, root: str | Path | None):
     import optuna
 
     sdir = study_dir(name, root)
-    meta_path = sdir / "study.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    meta = read_local_meta(sdir)
     local = (meta or {}).get("settings", {})
     spec = storage if storage is not None else local.get("storage")
     if spec is not None and "***" in spec:
@@ -61,6 +61,8 @@ def _open_study(name: str, storage: str | None, root: str | Path | None):
                          "run coopt search first, or give --storage URL")
     try:
         store = open_storage(spec, sdir, create=False)
+    except DamagedStorage:
+        raise
     except StorageError:
         if spec is None:              # a study folder without a journal (made by hand): its record files
             return None, sdir, local, None

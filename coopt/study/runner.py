@@ -16,62 +16,55 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
 from coopt.errors import CooptError
+from coopt.outputs import atomic_write_text
 from coopt.study.records import (
     TrialRecord,
     design_key,
-    read_records,
+    load_record_file,
     record_attrs,
+    record_files,
     record_from_attrs,
     write_record,
 )
 from coopt.study.samplers import DEFAULT_SAMPLER, make_sampler
 from coopt.study.screening import DEFAULT_SLACK, screen_settings
-from coopt.study.space import SearchSpace, load_space
-from coopt.study.storage import check_study_name, describe, open_storage, rdb_url
+from coopt.study.space import SearchSpace, load_space, space_from_dict, space_path
+from coopt.study.storage import check_study_name, describe, open_storage, quiet_optuna, rdb_url, study_dir
+from coopt.study.stored import (SETTINGS_ATTR, SPACE_ATTR, Stored, check_continuation, copy_study, own_storage,
+                                read_local_meta, read_stored, space_digest)
+from coopt.yamlio import loads_yaml, read_text
 
-SETTINGS_ATTR = "coopt.settings"
+__all__ = ["SETTINGS_ATTR", "SPACE_ATTR", "StudyConfig", "run_study", "study_dir", "quiet_optuna", "space_digest"]
+DEFAULT_SPACE = "edge"
 DISPATCHED = "coopt.worker_slot"      # set on a trial when its whole design is sent to an actor
 
 
 @dataclass
 class StudyConfig:
-    space_path: str
+    space_path: str | None                # None: the study's own (kept in its storage), else DEFAULT_SPACE
     study: str
     trials: int = 50
     workers: int = 2
     sampler: str | None = None            # None: DEFAULT_SAMPLER for a fresh study, its own for a continued one
-    seed: int = 0
+    seed: int | None = 0                  # None: 0 for a fresh study, its own for a continued one
     storage: str | None = None
     tracking_uri: str | None = None
     ray_address: str | None = None
     screen_budget: int | None = None      # multi-fidelity: map every design at this budget first (None: off)
     screen_slack: float = DEFAULT_SLACK
     energy: str | None = None            # --energy as asked (None: the study's own, else the default)
+    copy_to: str | None = None            # copy the study into this storage and continue it there
     root: str = field(default_factory=lambda: str(Path.cwd() / "mlruns"))
 
     @property
     def study_dir(self) -> Path:
         return study_dir(self.study, self.root)
-
-
-def study_dir(name: str, root: str | Path | None = None) -> Path:
-    """``<root>/studies/<name>`` for a checked name (never outside ``studies``)."""
-    return Path(root or Path.cwd() / "mlruns") / "studies" / check_study_name(name)
-
-
-def quiet_optuna():
-    import warnings
-
-    import optuna
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 @dataclass
@@ -119,22 +112,24 @@ def study_energy(cfg: StudyConfig, settings: dict) -> str:
     return stored
 
 
-def space_digest(text: str) -> str:
-    """The digest of a search space's content: comments and layout may change, a study stays the same."""
-    content = json.dumps(yaml.safe_load(text), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(content.encode()).hexdigest()
-
-
-def prepare_study_dir(cfg: StudyConfig, space: SearchSpace) -> dict:
+def prepare_study_dir(cfg: StudyConfig, space: SearchSpace, text: str | None = None,
+                      stored: Stored | None = None) -> dict:
     """Create or check the study folder; a study keeps its search space and sampler for life (no
-    ``--sampler``: a fresh study takes the default, a continued one its own)."""
+    ``--sampler``: a fresh study takes the default, a continued one its own).  When the storage holds
+    the study, the folder's record is rewritten from the storage's (the storage is the truth)."""
     sdir = cfg.study_dir
     sdir.mkdir(parents=True, exist_ok=True)
-    text = Path(cfg.space_path).read_text()
+    text = read_text(cfg.space_path, what="search space") if text is None else text
     digest = space_digest(text)
     meta_path = sdir / "study.json"
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
+    meta = read_local_meta(sdir)
+    if stored is not None and stored.settings and stored.space_text is not None:
+        meta = {"space_sha256": digest, "settings": stored.settings,
+                "created": (meta or {}).get("created", time.time())}
+        atomic_write_text(sdir / "search_space.yaml", text)
+        atomic_write_text(meta_path, json.dumps(meta, indent=1))
+        return meta
+    if meta is not None:
         # studies made before the digest ignored comments hold the digest of the file's text
         if meta["space_sha256"] not in (digest, hashlib.sha256(text.encode()).hexdigest()):
             raise CooptError(f"study '{cfg.study}' was started with a different search space "
@@ -147,24 +142,25 @@ def prepare_study_dir(cfg: StudyConfig, space: SearchSpace) -> dict:
         return meta
     meta = {"space_sha256": digest, "settings": _settings(replace(cfg, sampler=cfg.sampler or DEFAULT_SAMPLER), space),
             "created": time.time()}
-    (sdir / "search_space.yaml").write_text(text)
-    meta_path.write_text(json.dumps(meta, indent=1))
+    atomic_write_text(sdir / "search_space.yaml", text)
+    atomic_write_text(meta_path, json.dumps(meta, indent=1))
     return meta
 
 
 def recover_stale_trials(study) -> list[int]:
-    """Fail trials left RUNNING by a dead run and queue their designs again.
+    """Fail trials left RUNNING by a dead run and queue their designs again; return the trials whose
+    designs were queued (a trial killed before its design was complete has none to re-run).
 
     Only called with the study's run lock held, so every RUNNING trial belongs to a dead run."""
     from optuna.trial import TrialState
 
-    failed = []
+    requeued = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         if t.params and DISPATCHED in t.user_attrs:    # a complete design (a run killed mid-suggest is not)
             study.enqueue_trial(dict(t.params), user_attrs={"coopt.rerun_of": t.number}, skip_if_exists=False)
-        failed.append(t.number)
-    return failed
+            requeued.append(t.number)
+    return requeued
 
 
 def completed_records(study, sdir: Path | None) -> dict[int, TrialRecord]:
@@ -172,28 +168,43 @@ def completed_records(study, sdir: Path | None) -> dict[int, TrialRecord]:
     from optuna.trial import TrialState
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    files = {r.number: r for r in read_records(sdir)} if sdir is not None else {}
+    files = record_files(sdir) if sdir is not None else {}
     out = {}
-    for t in done:
-        rec = record_from_attrs(t.user_attrs) or files.get(t.number)
+    for t in done:                  # a file is read only for a trial whose record the storage lacks
+        rec = record_from_attrs(t.user_attrs)
+        if rec is None and t.number in files:
+            rec = load_record_file(files[t.number])
         if rec is not None:
             out[t.number] = rec
     return out
 
 
+def mlflow_call(uri: str, fn, *args, **kwargs):
+    """A call into the MLflow store; its failure (a full disk, a server gone) is one line naming the store,
+    not MLflow's chained tracebacks (the records are already stored: a later run logs what is missing)."""
+    try:
+        return fn(*args, **kwargs)
+    except CooptError:
+        raise
+    except Exception as e:
+        from coopt.study.storage import root_message
+        raise CooptError(f"the MLflow store {uri} failed: {root_message(e)}", key="--tracking-uri",
+                         expected="a writable store (free disk space) or a running tracking server; run again "
+                                  "to log what is missing") from None
+
+
 def _open_tracker(cfg: StudyConfig, meta: dict, space: SearchSpace):
     """Start the MLflow mirror; a local sqlite store's first use is serialised (schema creation)."""
     from coopt.study.lock import store_init_lock
-    from coopt.tracking import StudyTracker
-    from coopt.tracking.mlflow_tracker import resolve_uri, sqlite_path
+    from coopt.tracking.mlflow_tracker import StudyTracker, resolve_uri, sqlite_path
 
     tracker = StudyTracker(cfg.tracking_uri, cfg.study, meta["settings"], space.objectives, space.reference,
                            space_file=str(cfg.study_dir / "search_space.yaml"))
     db = sqlite_path(resolve_uri(cfg.tracking_uri))
     if db is None:
-        return tracker, tracker.start()
+        return tracker, mlflow_call(cfg.tracking_uri, tracker.start)
     with store_init_lock(db.parent / ".mlflow-init.lock"):
-        return tracker, tracker.start()
+        return tracker, mlflow_call(cfg.tracking_uri, tracker.start)
 
 
 def run_study(cfg: StudyConfig, *, on_progress=None, evaluate=None, warn=None, on_continue=None) -> dict:
@@ -201,13 +212,100 @@ def run_study(cfg: StudyConfig, *, on_progress=None, evaluate=None, warn=None, o
 
     ``evaluate`` replaces the design evaluation inside the actors (a picklable ``task -> TrialRecord``;
     tests use it to inject faults).  ``on_continue()`` is called, with the run lock held, when the study
-    already exists."""
+    already exists.  Everything the run depends on (the study's own store and settings, the MLflow store,
+    the Ray address) is checked before anything is written; a run that fails before its first trial
+    leaves no study folder behind."""
     from coopt.study.lock import StudyLock
 
+    warn = warn or _stderr
     check_study_name(cfg.study)
-    space = load_space(cfg.space_path)
     if cfg.trials < 1 or cfg.workers < 1:
         raise CooptError("--trials and --workers must be at least 1", key="--trials/--workers")
+    sdir = cfg.study_dir
+    local = read_local_meta(sdir)
+    spec = own_storage(cfg.study, cfg.storage, local, cfg.copy_to)
+    rdb_url(spec)                                                   # fail fast on a bad storage URL
+    stored = read_stored(cfg.study, spec, sdir)                     # reaches the storage (one line if not)
+    if stored is not None and not stored.settings:
+        stored = None                                               # created, but killed before its settings
+    space, text = _resolve_space(cfg, stored)
+    if stored is not None:
+        check_continuation(cfg.study, stored, space_text=text if cfg.space_path else None, sampler=cfg.sampler)
+    own = stored.settings if stored is not None else {}
+    cfg = replace(cfg, storage=spec, sampler=cfg.sampler or own.get("sampler"),
+                  seed=cfg.seed if cfg.seed is not None else own.get("seed", 0))
+    cfg = replace(cfg, tracking_uri=_tracking_uri(cfg, own, warn))
+    _check_options(cfg, space)
+    _check_endpoints(cfg, continued=stored is not None)
+    if cfg.copy_to is not None:
+        if stored is None:
+            raise CooptError(f"no study '{cfg.study}' in {describe(spec)} to copy", key="--copy-to",
+                             expected="an existing study (its own --storage, or none for its folder's journal)")
+        rdb_url(cfg.copy_to)
+        make_study_folder(sdir)
+        with StudyLock(cfg.study, sdir, spec):
+            copy_study(cfg.study, spec, sdir, cfg.copy_to)
+        warn(f"coopt search: study '{cfg.study}' copied into {describe(cfg.copy_to)}; it continues there "
+             f"(the copy in {describe(spec)} is no longer updated)")
+        cfg = replace(cfg, storage=cfg.copy_to, copy_to=None)
+        stored = read_stored(cfg.study, cfg.storage, sdir)
+    fresh_folder = not sdir.exists()
+    make_study_folder(sdir)
+    try:
+        lock = StudyLock(cfg.study, sdir, cfg.storage).__enter__()
+    except BaseException:
+        if fresh_folder:                  # refused (another machine runs it): the folder made for the lock goes
+            shutil.rmtree(sdir, ignore_errors=True)
+        raise
+    try:
+        return _run_locked(cfg, space, text, stored, lock, on_progress, evaluate, warn, on_continue)
+    except BaseException:
+        if fresh_folder:                  # only with the lock held: no other run can be using the study
+            _undo_empty_study(cfg, stored is None)
+        raise
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def make_study_folder(sdir: Path) -> None:
+    """``mlruns/studies/NAME``; a file or a link where a folder belongs is one line naming it."""
+    for folder in (sdir.parent.parent, sdir.parent, sdir):
+        if (folder.exists() or folder.is_symlink()) and not folder.is_dir():    # a link to a folder is fine
+            raise CooptError("is not a folder" + (" (a dangling link)" if not folder.exists() else ""),
+                             file=str(folder), key="--study",
+                             expected="coopt's own folder of studies (move what is there, or run elsewhere)")
+    try:
+        sdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        from coopt.outputs import os_reason
+        raise CooptError(f"cannot create the study folder: {os_reason(e)}", file=str(sdir), key="--study") from None
+
+
+def _stderr(msg: str) -> None:
+    import sys
+    print(msg, file=sys.stderr)
+
+
+def _resolve_space(cfg: StudyConfig, stored: Stored | None) -> tuple[SearchSpace, str]:
+    """The search space and its text: ``--space`` if given, else the one the storage keeps with the study,
+    else DEFAULT_SPACE for a fresh study."""
+    if cfg.space_path is None and stored is not None:
+        kept = cfg.study_dir / "search_space.yaml"
+        if stored.space_text is None and kept.is_file():    # a study from before the storage kept its space
+            return load_space(str(kept)), read_text(kept, what="search space")
+        if stored.space_text is None:
+            raise CooptError(f"study '{cfg.study}' in {describe(cfg.storage)} keeps no copy of its search space "
+                             "(it was started by an older coopt)", key="--space",
+                             expected=f"--space {stored.settings.get('space_file') or 'FILE'} (the file it was "
+                                      "started with)")
+        label = f"the search space stored with study '{cfg.study}'"
+        return space_from_dict(loads_yaml(stored.space_text, file=label), file=label), stored.space_text
+    path = str(space_path(cfg.space_path or DEFAULT_SPACE))
+    space = load_space(path)
+    return space, read_text(path, what="search space")
+
+
+def _check_options(cfg: StudyConfig, space: SearchSpace) -> None:
     make_sampler(cfg.sampler or DEFAULT_SAMPLER, space, cfg.seed, cfg.trials)   # fail fast on a bad sampler
     if cfg.screen_budget is not None and not 1 <= cfg.screen_budget < space.mapper.budget:
         raise CooptError(f"--screen-budget {cfg.screen_budget} is not below the space's mapper budget",
@@ -216,13 +314,56 @@ def run_study(cfg: StudyConfig, *, on_progress=None, evaluate=None, warn=None, o
     if not 0 <= cfg.screen_slack < 1:
         raise CooptError(f"--screen-slack {cfg.screen_slack} is out of range", key="--screen-slack",
                          expected="a fraction from 0 to below 1 (0.05: 5 %)")
-    rdb_url(cfg.storage)                                            # fail fast on a bad storage URL
-    cfg.study_dir.mkdir(parents=True, exist_ok=True)
-    with StudyLock(cfg.study, cfg.study_dir, cfg.storage) as lock:
-        return _run_locked(cfg, space, lock, on_progress, evaluate, warn, on_continue)
 
 
-def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluate, warn, on_continue) -> dict:
+def _tracking_uri(cfg: StudyConfig, own: dict, warn) -> str:
+    """The study's MLflow store: its own (recorded when it started, resolved to an absolute path), or
+    ``--tracking-uri``; a continuation logging elsewhere than its own store says so."""
+    from coopt.tracking.mlflow_tracker import resolve_uri
+
+    asked = resolve_uri(cfg.tracking_uri) if cfg.tracking_uri else None
+    recorded = own.get("tracking_uri")
+    if recorded is None:                  # fresh, or a study from before the store was recorded
+        return asked or resolve_uri(None)
+    if asked is not None and asked != resolve_uri(recorded):
+        warn(f"coopt search: study '{cfg.study}' has its MLflow runs in {recorded}; this run logs to {asked}")
+        return asked
+    return resolve_uri(recorded)
+
+
+def _check_endpoints(cfg: StudyConfig, continued: bool) -> None:
+    """The MLflow store and the Ray address answer (each within seconds), before the study starts."""
+    from coopt.study.cluster import check_ray_address
+    from coopt.tracking.mlflow_tracker import check_tracking_uri
+
+    check_tracking_uri(cfg.tracking_uri, must_exist=continued and cfg.tracking_uri is not None)
+    if cfg.ray_address:
+        check_ray_address(cfg.ray_address)
+
+
+def _undo_empty_study(cfg: StudyConfig, created: bool) -> None:
+    """A run that failed in a folder it created, before any trial completed: remove the folder (and the
+    study it created in an outside storage), so that a refused or failed run leaves nothing behind."""
+    import optuna
+    from optuna.trial import TrialState
+
+    sdir = cfg.study_dir
+    try:
+        store = open_storage(cfg.storage, sdir, create=False)
+        study = optuna.load_study(study_name=cfg.study, storage=store)
+        if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            return
+        if created and cfg.storage is not None:
+            optuna.delete_study(study_name=cfg.study, storage=store)
+    except KeyError:
+        pass
+    except Exception:
+        return                            # the storage is unreachable now: keep what may be needed
+    shutil.rmtree(sdir, ignore_errors=True)
+
+
+def _run_locked(cfg: StudyConfig, space: SearchSpace, text: str, stored: Stored | None, lock, on_progress,
+                evaluate, warn, on_continue) -> dict:
     quiet_optuna()
     import optuna
     from optuna.trial import TrialState
@@ -230,8 +371,8 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
     from coopt.study.cluster import RayCluster
     from coopt.study.front import front_hypervolume, pareto_front
 
-    existed = (cfg.study_dir / "study.json").exists()
-    meta = prepare_study_dir(cfg, space)
+    existed = stored is not None or (cfg.study_dir / "study.json").exists()
+    meta = prepare_study_dir(cfg, space, text, stored)
     cfg = replace(cfg, sampler=meta["settings"]["sampler"])
     sdir = cfg.study_dir
     storage = open_storage(cfg.storage, sdir)
@@ -239,6 +380,8 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
     study = optuna.create_study(study_name=cfg.study, storage=storage, load_if_exists=True, directions=directions)
     if study.user_attrs.get(SETTINGS_ATTR) is None:
         study.set_user_attr(SETTINGS_ATTR, meta["settings"])
+    if study.user_attrs.get(SPACE_ATTR) is None:       # the space's content travels with the study
+        study.set_user_attr(SPACE_ATTR, text)
     cfg = replace(cfg, energy=study_energy(cfg, study.user_attrs.get(SETTINGS_ATTR) or meta["settings"]))
     if existed and on_continue is not None:
         on_continue()
@@ -249,7 +392,7 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
     tracker, logged = _open_tracker(cfg, meta, space)
     records = completed_records(study, sdir)
     for n in sorted(set(records) - logged):                          # told but not logged before a crash
-        tracker.log_trial(records[n])
+        mlflow_call(cfg.tracking_uri, tracker.log_trial, records[n])
     by_design = {}
     for n in sorted(records):
         by_design.setdefault(design_key(records[n].params), records[n])
@@ -261,7 +404,7 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
 
     def front_update(force=False):
         if force or time.time() - last_front[0] > 3.0:
-            tracker.update_front(list(records.values()), step=step)
+            mlflow_call(cfg.tracking_uri, tracker.update_front, list(records.values()), step=step)
             last_front[0] = time.time()
         recs = list(records.values())
         return len(pareto_front(recs, space.objectives)), front_hypervolume(recs, space.objectives, space.reference)
@@ -282,13 +425,14 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
         study.tell(trial, rec.objectives)
         records[rec.number] = rec
         by_design.setdefault(design_key(rec.params), rec)
-        tracker.log_trial(rec)
+        mlflow_call(cfg.tracking_uri, tracker.log_trial, rec)
         step += 1
         report()
 
     def fail(trial, rerun: bool):
-        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-        if rerun and trial.params:
+        """Fail a trial of this run (one already told is left as it is); ``rerun``: queue its design."""
+        told = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        if rerun and trial.params and told.state == TrialState.FAIL:
             study.enqueue_trial(dict(trial.params), user_attrs={"coopt.rerun_of": trial.number},
                                 skip_if_exists=False)
 
@@ -317,7 +461,7 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, lock, on_progress, evaluat
         try:
             front_update(force=True)
         finally:
-            tracker.finish(status)
+            mlflow_call(cfg.tracking_uri, tracker.finish, status)
     recs = list(records.values())
     front = pareto_front(recs, space.objectives)
     return {"study": cfg.study, "trials": len(records), "feasible": sum(r.feasible for r in recs),
@@ -350,11 +494,16 @@ def _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_
         nonlocal finished
         while finished + len(in_flight) < remaining:
             trial = study.ask()
-            params = space.suggest(trial)
-            again = by_design.get(design_key(params))
-            if again is not None:                   # proposed again: reuse the record, no evaluation
-                finish(trial, replace(again, number=trial.number, seconds=0.0, started_at=None,
-                                      finished_at=None))
+            try:                                    # a trial this run asked for is never left RUNNING
+                params = space.suggest(trial)
+                again = by_design.get(design_key(params))
+                if again is not None:               # proposed again: reuse the record, no evaluation
+                    finish(trial, replace(again, number=trial.number, seconds=0.0, started_at=None,
+                                          finished_at=None))
+            except BaseException:
+                fail(trial, rerun=False)
+                raise
+            if again is not None:
                 finished += 1
                 continue
             trial.set_user_attr(DISPATCHED, i)
@@ -396,7 +545,11 @@ def _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_
             continue
         rec = TrialRecord.from_json(out)
         rec.number = trial.number
-        finish(trial, rec)
+        try:
+            finish(trial, rec)
+        except BaseException:
+            fail(trial, rerun=True)                 # not stored (a full disk?): its design runs again next time
+            raise
         finished += 1
         deaths = 0
         submit(i)

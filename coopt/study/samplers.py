@@ -117,5 +117,35 @@ def make_sampler(name: str, space: SearchSpace, seed: int | None, trials: int):
     info = SAMPLERS.get(name)
     if info is None:
         raise CooptError(f"unknown sampler {name!r}", key="--sampler", expected=f"one of {sampler_names()}")
+    for sampler, node in (space.sampler_options or {}).items():      # every sampler's, not only this one's
+        if sampler not in SAMPLERS:
+            raise CooptError(f"unknown sampler {sampler!r}", file=space.path, key="sampler_options",
+                             expected=f"samplers among {sampler_names()}")
+        if not isinstance(node, dict):
+            raise CooptError(f"is {node!r}", file=space.path, key=f"sampler_options.{sampler}",
+                             expected="a mapping of option: value")
+        for key, value in node.items():
+            _check_option(space.path, sampler, key, value)
     opts = dict((space.sampler_options or {}).get(name) or {})
     return info.build(space, seed, trials, opts)
+
+
+# The options a space may set per sampler: (kind, low, high).  Anything else is refused in one line,
+# never passed on to Optuna to fail (or be ignored) minutes later.
+OPTIONS = {"n_startup_trials": (int, 0, 100_000), "local_fraction": (float, 0.0, 1.0),
+           "population_size": (int, 2, 100_000), "mutation_prob": (float, 0.0, 1.0)}
+
+
+def _check_option(file, sampler: str, key, value) -> None:
+    import math
+
+    rule = OPTIONS.get(key)
+    if rule is None:
+        raise CooptError(f"unknown option {key!r}", file=file, key=f"sampler_options.{sampler}",
+                         expected=f"options among {sorted(OPTIONS)}")
+    kind, low, high = rule
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or (kind is int and not isinstance(value, int)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise CooptError(f"is {value!r}", file=file, key=f"sampler_options.{sampler}.{key}",
+                         expected=f"{'an integer' if kind is int else 'a number'} from {low} to {high}")

@@ -29,6 +29,12 @@ TOP_KEYS = ("name", "description", "template", "spec", "vars", "dataflow", "work
 PARAM_TYPES = ("int", "float", "pow2", "categorical")
 DIRECTIONS = ("minimize", "maximize")
 DEFAULT_OBJECTIVES = [("energy_uj", "minimize"), ("throughput_ips", "maximize")]
+MAX_DOMAIN = 1_000_000          # values one parameter may list (a grid or a template check enumerates them)
+MAX_GRID = 10_000_000           # design points the grid sampler may enumerate
+MAX_MAPPER_BUDGET = 10_000_000  # mappings per layer per design: beyond, one trial takes days
+MAX_SEED = 2**32 - 1            # numpy's and Optuna's seeds
+MAX_BATCH = 1_000_000
+SCALARS = (str, int, float, bool, type(None))
 
 
 @dataclass
@@ -40,6 +46,16 @@ class Param:
     step: int | None = None
     log: bool = False
     choices: list | None = None
+
+    def count(self) -> int | None:
+        """How many values a finite domain has, computed without listing them (None for floats)."""
+        if self.type == "categorical":
+            return len(self.choices)
+        if self.type == "pow2":
+            return int(math.log2(self.high)) - int(math.log2(self.low)) + 1
+        if self.type == "int":
+            return (int(self.high) - int(self.low)) // (1 if self.log else self.step or 1) + 1
+        return None
 
     def values(self) -> list | None:
         """Every value of a finite domain (None for continuous floats)."""
@@ -100,14 +116,18 @@ class SearchSpace:
         """Number of design points (None when a float parameter makes it infinite)."""
         n = 1
         for p in self.params:
-            vals = p.values()
-            if vals is None:
+            count = p.count()
+            if count is None:
                 return None
-            n *= len(vals)
+            n *= count
         return n
 
     def grid(self) -> dict:
         """Optuna GridSampler search space: parameter name -> list of values."""
+        size = self.size()
+        if size is not None and size > MAX_GRID:
+            raise SpecError(f"the grid has {size:,} design points", file=self.path, key="parameters",
+                            expected=f"at most {MAX_GRID:,} for the grid sampler (coarser steps), or another sampler")
         out = {}
         for p in self.params:
             vals = p.values()
@@ -130,7 +150,14 @@ class SearchSpace:
 
 
 def _num(v, *, file, key, what="a number"):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise SpecError(f"is {v!r}", file=file, key=key, expected=f"{what} (finite)")
+    return v
+
+
+def _name(v, *, file, key, what):
+    """A name where YAML could give anything (a list, a number): one line naming the key."""
+    if not isinstance(v, str) or not v:
         raise SpecError(f"is {v!r}", file=file, key=key, expected=what)
     return v
 
@@ -162,6 +189,13 @@ def _domain(name: str, node, *, file) -> Param:
         choices = node.get("choices")
         if not isinstance(choices, list) or not choices:
             raise SpecError("has no choices", file=file, key=f"{key}.choices", expected="a non-empty list")
+        bad = [c for c in choices if not isinstance(c, SCALARS) or (isinstance(c, float) and not math.isfinite(c))]
+        if bad:
+            raise SpecError(f"choice {bad[0]!r} is not a plain value", file=file, key=f"{key}.choices",
+                            expected="numbers, strings or booleans (no lists, mappings, NaN or inf)")
+        if len(choices) > MAX_DOMAIN:
+            raise SpecError(f"{len(choices):,} choices", file=file, key=f"{key}.choices",
+                            expected=f"at most {MAX_DOMAIN:,}")
         p = Param(name, ptype, choices=list(choices))
     else:
         low = _num(node.get("low"), file=file, key=f"{key}.low")
@@ -171,7 +205,10 @@ def _domain(name: str, node, *, file) -> Param:
         step = node.get("step")
         if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 1):
             raise SpecError(f"step is {step!r}", file=file, key=f"{key}.step", expected="a positive integer")
-        log = bool(node.get("log", False))
+        log = node.get("log", False)
+        if not isinstance(log, bool):
+            raise SpecError(f"log is {log!r}", file=file, key=f"{key}.log",
+                            expected="true or false (unquoted: \"false\" is a string)")
         if log and low <= 0:
             raise SpecError("a log scale needs low > 0", file=file, key=f"{key}.low", expected="a positive number")
         if ptype == "pow2":
@@ -187,10 +224,12 @@ def _domain(name: str, node, *, file) -> Param:
 
 
 def _accepted(p: Param, template, *, file) -> Param:
-    """``p`` when every value of its domain is acceptable to the template."""
+    """``p`` when every value of its domain is acceptable to the template (the ends only, for a
+    domain too long to list)."""
     name, key = p.name, f"parameters.{p.name}"
     spec = template.parameters[name]
-    probe = p.values() or [p.low, p.high]
+    count = p.count()
+    probe = p.values() if count is not None and count <= MAX_DOMAIN else [p.low, p.high]
     for v in probe:
         try:
             spec.check(v)
@@ -226,6 +265,7 @@ def _template(raw: dict, file, probes=()) -> Template | SpecTemplate:
     if "template" not in raw:
         raise SpecError("missing", file=file, key="template",
                         expected="an architecture template name, e.g. eyeriss_like (or spec: a v4 spec file)")
+    _name(raw["template"], file=file, key="template", what="a template name or path, e.g. eyeriss_like")
     try:
         return load_template(raw["template"])
     except SpecError as e:
@@ -269,6 +309,13 @@ def _probe_spec(template: SpecTemplate, fixed: dict, params: list[Param], *, fil
     return metric
 
 
+def _first(p: Param):
+    """The first value of a domain, without listing it."""
+    if p.type == "categorical":
+        return p.choices[0]
+    return int(p.low) if p.type in ("int", "pow2") else p.low
+
+
 def space_path(name_or_path) -> Path:
     """A shipped space by name (``tiny``, ``edge``) or a path to a search-space YAML."""
     text = str(name_or_path)
@@ -304,9 +351,14 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
     if not isinstance(wl, dict):
         raise SpecError("must be a network name or a mapping", file=file, key="workload",
                         expected="resnet50 or {network, batch, layers}")
+    _name(wl.get("network", "resnet50"), file=file, key="workload.network", what=f"one of {network_names()}")
+    batch = wl.get("batch", 1)
+    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_BATCH:
+        raise SpecError(f"is {batch!r}", file=file, key="workload.batch",
+                        expected=f"an integer from 1 to {MAX_BATCH:,}")
     try:
         from coopt.workload.user_network import parse_input_shapes
-        network = get_network(wl.get("network", "resnet50"), batch=wl.get("batch", 1),
+        network = get_network(wl.get("network", "resnet50"), batch=batch,
                               input_shapes=parse_input_shapes(wl.get("input_shape")),
                               base_dir=str(Path(file).parent) if file else None)   # a path: beside the space
     except SpecError as e:
@@ -316,8 +368,9 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
                         or f"one of {network_names()}") from None
     if wl.get("layers") is not None:
         wanted = wl["layers"]
-        if not isinstance(wanted, list) or not wanted:
-            raise SpecError("must be a non-empty list of layer names", file=file, key="workload.layers")
+        if not isinstance(wanted, list) or not wanted or not all(isinstance(w, str) for w in wanted):
+            raise SpecError("must be a non-empty list of layer names", file=file, key="workload.layers",
+                            expected="names (strings), e.g. [conv1, layer1.0.conv1]")
         by_member = {m: l for l in network.layers for m in l.members}
         missing = [w for w in wanted if w not in by_member]
         if missing:
@@ -341,7 +394,7 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
         if k in params_node:
             raise SpecError(f"'{k}' is both searched and fixed", file=file, key=f"fixed.{k}")
     try:
-        template.resolve({**fixed, **{p.name: (p.values() or [p.low])[0] for p in params}})
+        template.resolve({**fixed, **{p.name: _first(p) for p in params}})
     except SpecError as e:
         raise SpecError(e.message, file=file, key="fixed", expected=e.expected) from None
     spec_metric = None
@@ -367,14 +420,17 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
             raise SpecError(e.message, file=template.path, key="mapper.optimization_metrics",
                             expected=e.expected) from None
     budget = m.get("budget", 1500)
-    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+    if not isinstance(budget, int) or isinstance(budget, bool) or not 1 <= budget <= MAX_MAPPER_BUDGET:
         raise SpecError(f"budget is {budget!r}", file=file, key="mapper.budget",
-                        expected="a positive number of model evaluations per layer")
+                        expected=f"model evaluations per layer, from 1 to {MAX_MAPPER_BUDGET:,}")
+    seed = m.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise SpecError(f"seed is {seed!r}", file=file, key="mapper.seed", expected=f"an integer from 0 to {MAX_SEED}")
     strategy = m.get("strategy", "hybrid")
     if strategy not in ("hybrid", "random", "exhaustive"):
         raise SpecError(f"strategy is {strategy!r}", file=file, key="mapper.strategy",
                         expected="hybrid, random or exhaustive")
-    mapper = MapperOptions(metric=metric, budget=budget, seed=int(m.get("seed", 0)), strategy=strategy)
+    mapper = MapperOptions(metric=metric, budget=budget, seed=seed, strategy=strategy)
     # objectives
     objs = raw.get("objectives")
     if objs is None:
@@ -404,10 +460,10 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
         raise SpecError("must be a mapping", file=file, key="budgets", expected="{area_mm2: 4, power_mw: 500, ...}")
     budgets = {}
     for k, v in b.items():
-        if k not in BUDGET_METRICS:
+        if not isinstance(k, str) or k not in BUDGET_METRICS:
             raise SpecError(f"unknown budget '{k}'", file=file, key=f"budgets.{k}",
                             expected=f"one of {list(BUDGET_METRICS)} (the unit is part of the name)")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             unit = k.rsplit("_", 1)[-1]
             raise SpecError(f"is {v!r}", file=file, key=f"budgets.{k}", expected=f"a positive number in {unit}")
         budgets[k] = float(v)

@@ -17,11 +17,16 @@ from coopt.errors import CooptError
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 LEASE_PREFIX = "coopt-lease."       # companion studies that hold a run's lease (coopt.study.storage_lease)
+GRPC_READY_S = 6                    # how long a gRPC storage proxy may take to answer
 FORMS = "postgresql://..., mysql://..., sqlite:///FILE, grpc://HOST:PORT, journal:PATH or PATH.journal"
 
 
 class StorageError(CooptError):
     """A storage URL that cannot be used (unknown scheme, missing driver, unreachable server)."""
+
+
+class DamagedStorage(StorageError):
+    """A storage that is there but cannot be read back (a damaged journal line)."""
 
 
 def check_study_name(name: str) -> str:
@@ -34,6 +39,19 @@ def check_study_name(name: str) -> str:
         raise CooptError(f"study name {name!r} is reserved for run leases", key="--study",
                          expected=f"a name not starting with {LEASE_PREFIX!r}")
     return name
+
+
+def study_dir(name: str, root: str | Path | None = None) -> Path:
+    """``<root>/studies/<name>`` for a checked name (never outside ``studies``)."""
+    return Path(root or Path.cwd() / "mlruns") / "studies" / check_study_name(name)
+
+
+def quiet_optuna():
+    import warnings
+
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def _driver(module: str) -> bool:
@@ -93,6 +111,7 @@ def open_storage(spec: str | None, sdir: Path, *, create: bool = True):
     """An Optuna storage for ``spec``; with ``create=False`` a missing store is an error, not created."""
     import optuna
 
+    quiet_optuna()
     journal = journal_path(spec, sdir)
     if journal is not None:
         from optuna.storages import JournalStorage
@@ -102,12 +121,17 @@ def open_storage(spec: str | None, sdir: Path, *, create: bool = True):
             raise StorageError(f"no study storage at {journal}", key="--storage",
                                expected="the --storage the study was run with")
         journal.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(journal), lock_obj=JournalFileOpenLock(str(journal))))
+        try:
+            return JournalStorage(JournalFileBackend(str(journal), lock_obj=JournalFileOpenLock(str(journal))))
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:    # a damaged line stops the replay
+            raise DamagedStorage(f"the journal is damaged ({type(e).__name__}: {str(e)[:80]})", file=str(journal),
+                               key="--storage", expected=f"`coopt doctor {Path(sdir).name} --repair` to keep the "
+                                                         "operations before the damage") from None
     if grpc_address(spec) is not None:
         host, _, port = grpc_address(spec).partition(":")
         try:
             proxy = optuna.storages.GrpcStorageProxy(host=host or "localhost", port=int(port or 13000))
-            proxy.wait_server_ready(timeout=10)
+            proxy.wait_server_ready(timeout=GRPC_READY_S)
         except ValueError:
             raise StorageError(f"grpc storage {spec!r}", key="--storage", expected="grpc://HOST:PORT") from None
         except Exception as e:
@@ -128,9 +152,54 @@ def open_storage(spec: str | None, sdir: Path, *, create: bool = True):
         raise StorageError(f"storage {describe(spec)}: {e}", key="--storage",
                            expected="pip install 'psycopg[binary]' or pymysql (both installed with coopt)") from None
     except Exception as e:           # unreachable server, bad credentials, no such database
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StorageError(f"cannot open storage {describe(spec)}: {first[:300]}", key="--storage",
+        raise StorageError(f"cannot open storage {describe(spec)}: {root_message(e)}", key="--storage",
                            expected="a reachable database the user may write to") from None
+
+
+CONNECT_TIMEOUT_S = 5                # a database server that does not answer: refused well within 10 s
+
+
+def root_message(e: BaseException) -> str:
+    """The first line of the innermost cause (Optuna wraps a refused connection in a generic message)."""
+    while (e.__cause__ or e.__context__) is not None:
+        e = e.__cause__ or e.__context__
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:300]
+
+
+def probe_storage(spec: str | None, sdir: Path) -> bool:
+    """Check, within seconds, that the storage answers; True when it may hold studies (a journal file
+    exists, a database has Optuna's tables, a gRPC proxy answers).  Creates nothing."""
+    journal = journal_path(spec, sdir)
+    if journal is not None:
+        return journal.is_file()
+    if grpc_address(spec) is not None:
+        open_storage(spec, sdir)          # waits for the proxy (GRPC_READY_S), one line if it does not answer
+        return True
+    import sqlalchemy as sa
+
+    url = normalize_url(spec)
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).is_file() and _has_tables(sa.create_engine(url), spec)
+    args = {"connect_timeout": CONNECT_TIMEOUT_S}
+    try:
+        engine = sa.create_engine(url, connect_args=args)
+    except Exception as e:
+        raise StorageError(f"storage {describe(spec)}: {root_message(e)}", key="--storage", expected=FORMS) from None
+    return _has_tables(engine, spec)
+
+
+def _has_tables(engine, spec: str) -> bool:
+    import sqlalchemy as sa
+
+    try:
+        with engine.connect() as conn:
+            return sa.inspect(conn).has_table("studies")
+    except Exception as e:
+        raise StorageError(f"cannot open storage {describe(spec)}: {root_message(e)}", key="--storage",
+                           expected="a reachable database the user may write to") from None
+    finally:
+        engine.dispose()
 
 
 def grpc_address(spec: str | None) -> str | None:

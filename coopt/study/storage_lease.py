@@ -28,7 +28,7 @@ import time
 import uuid
 
 from coopt.errors import CooptError
-from coopt.study.lock import LEASE_TTL_S, Renewal, busy, holder_info, pid_dead_here
+from coopt.study.holder import LEASE_TTL_S, Renewal, busy, holder_info, pid_dead_here
 from coopt.study.storage import LEASE_PREFIX
 
 LEASE_ATTR = "coopt.lease"

@@ -91,7 +91,7 @@ def open_study(name: str, storage: str | None):
 
     import optuna
 
-    from coopt.study.runner import quiet_optuna, study_dir
+    from coopt.study.storage import quiet_optuna, study_dir
     from coopt.study.storage import open_storage
     from coopt.study.space import load_space
 

@@ -278,7 +278,7 @@ class FrontServer:
         return f"{self.base}/study/{urllib.parse.quote(study, safe='')}"
 
     def studies(self) -> list[tuple[str, str]]:
-        from coopt.tracking.ui import study_experiments
+        from coopt.tracking.studies import study_experiments
 
         found = study_experiments(self.tracking_uri)
         return [x for x in found if self.study is None or x[0] == self.study]

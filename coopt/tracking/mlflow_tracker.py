@@ -2,9 +2,10 @@
 
 The trial records on disk are the source of truth; this module only mirrors
 them into MLflow, so it is written to be re-run safely: ``start`` finds the
-study's run again on a resume, closes trial runs a killed process left
-RUNNING, and reports which trials are already logged; ``log_trial`` never
-logs a trial twice.  What people see (names, digits, the front's Markdown,
+study's run again on a resume, deletes trial runs a killed process left
+half-logged (RUNNING, KILLED) or logged twice, and reports which trials are
+already logged; ``log_trial`` never logs a trial twice: exactly one FINISHED
+run per trial, however often the driver is killed.  What people see (names, digits, the front's Markdown,
 the default view) comes from ``coopt.tracking.present``.  MLflow is imported
 inside the functions, so importing this module (``coopt.tracking.ui`` does)
 stays cheap.
@@ -52,6 +53,63 @@ def resolve_uri(uri: str | None) -> str:
     return default_tracking_uri() if not uri else f"sqlite:///{db}" if db is not None else uri
 
 
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+CHECK_TIMEOUT_S = 5
+
+
+def check_tracking_uri(uri: str, *, must_exist: bool = False) -> None:
+    """One line, within seconds, when the MLflow store cannot be used: a malformed URI, a tracking server
+    that does not answer, a database that refuses, a sqlite store whose folder is not here (``must_exist``:
+    the store a continued study recorded) or whose folder cannot be created.  Creates nothing."""
+    from coopt.errors import CooptError
+
+    scheme = uri.partition("://")[0].partition("+")[0] if "://" in uri else ""
+    if scheme not in TRACKING_SCHEMES or uri.endswith("://"):
+        raise CooptError(f"tracking URI {uri!r} is not one MLflow can use", key="--tracking-uri",
+                         expected="http://HOST:PORT of an MLflow server, sqlite:///FILE.db, or a database URL")
+    db = sqlite_path(uri)
+    if db is not None:
+        if must_exist and not db.parent.is_dir():     # its folder at least (the file comes with the first run)
+            raise CooptError(f"the study's MLflow store {db} is not on this machine", key="--tracking-uri",
+                             expected="the machine (or shared folder) that has it, or --tracking-uri URI to log "
+                                      "this run's trials elsewhere")
+        folder = db.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise CooptError(f"cannot create the MLflow store {db} ({folder} is not a writable folder)",
+                             key="--tracking-uri", expected="a sqlite:/// path in a writable folder")
+        return
+    if scheme in ("http", "https"):
+        import urllib.error
+        import urllib.request
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=CHECK_TIMEOUT_S) as r:
+                if r.status == 200:
+                    return
+                why = f"HTTP {r.status}"
+        except urllib.error.HTTPError as e:
+            why = f"HTTP {e.code}"
+        except (OSError, ValueError) as e:
+            why = str(getattr(e, "reason", None) or e)[:200]
+        raise CooptError(f"no MLflow tracking server answers at {uri} ({why})", key="--tracking-uri",
+                         expected="a running `mlflow server` at that address")
+    if scheme in ("postgresql", "mysql", "mssql"):
+        import sqlalchemy as sa
+        try:
+            engine = sa.create_engine(uri, connect_args={"connect_timeout": CHECK_TIMEOUT_S})
+            with engine.connect():
+                pass
+            engine.dispose()
+        except Exception as e:
+            while (e.__cause__ or e.__context__) is not None:
+                e = e.__cause__ or e.__context__
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise CooptError(f"the MLflow store {uri.split('@')[-1]} cannot be used: {first}",
+                             key="--tracking-uri", expected="a reachable database with its driver installed "
+                                                            "(postgresql+psycopg://, mysql+pymysql://)") from None
+
+
 def artifact_root(uri: str) -> Path:
     """Artifacts live next to the sqlite database (``mlruns/artifacts`` by default)."""
     db = sqlite_path(uri)
@@ -61,6 +119,7 @@ def artifact_root(uri: str) -> Path:
 def quiet_mlflow() -> None:
     """Silence MLflow's start-up chatter (sqlite migrations, alembic, telemetry)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")   # "View run/experiment" per run
     for name in ("mlflow.store.db.utils", "alembic", "alembic.runtime.migration", "mlflow.tracking",
                  "mlflow.utils.requirements_utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -170,12 +229,12 @@ class StudyTracker:
         done: set[int] = set()
         for run in self._search(self._filter("trial")):
             number = int(run.data.tags["coopt.trial"])
-            if run.info.status == "RUNNING":
-                client.set_terminated(run.info.run_id, "KILLED")
-            elif run.info.status == "FINISHED" and number not in done:
+            if run.info.status == "FINISHED" and number not in done:
                 done.add(number)
                 self.trial_runs[number] = run.info.run_id
                 self.pareto[number] = run.data.tags.get("pareto") == "true"
+            else:              # half-logged by a killed run, or a second copy: the trial is logged (again) once
+                client.delete_run(run.info.run_id)
         return done
 
     def finish(self, status: str = "FINISHED") -> None:
@@ -232,12 +291,14 @@ class StudyTracker:
         """One FINISHED run per trial, timed as its evaluation; a trial already logged is left alone."""
         if self._require() and rec.number in self.trial_runs:
             return
-        existing = [r for r in self._search(self._filter("trial", rec.number))
-                    if r.info.status == "FINISHED"]
+        found = self._search(self._filter("trial", rec.number))
+        existing = [r for r in found if r.info.status == "FINISHED"]
         if existing:           # logged by another tracker since start()
             self.trial_runs[rec.number] = existing[0].info.run_id
             self.pareto[rec.number] = existing[0].data.tags.get("pareto") == "true"
             return
+        for r in found:        # a half-logged run of this trial: replaced by the complete one below
+            self.client.delete_run(r.info.run_id)
         from mlflow.entities import Metric, Param
 
         if self._view_params is None:

@@ -22,6 +22,7 @@ import urllib.request
 
 from coopt.errors import CooptError
 from coopt.tracking.mlflow_tracker import artifact_root, filter_string, resolve_uri, sqlite_path
+from coopt.tracking.studies import study_experiments
 
 READY_TIMEOUT_S = 120
 
@@ -56,20 +57,6 @@ def check_port(port: int, host: str = "127.0.0.1", key: str = "--port") -> None:
             raise CooptError(f"port {port} on {host} is already in use", key=key,
                              expected=f"a free port, e.g. {key} 5001" if key == "--port"
                              else f"a free port, or no {key} to get one") from None
-
-
-def study_experiments(tracking_uri: str | None) -> list[tuple[str, str]]:
-    """(study name, experiment id) of every coopt study in the store, oldest first."""
-    from coopt.tracking.mlflow_tracker import quiet_mlflow
-    from coopt.tracking.present import EXPERIMENT_PREFIX
-
-    quiet_mlflow()
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(resolve_uri(tracking_uri))
-    exps = client.search_experiments(filter_string="tags.`coopt.study` != ''", max_results=1000)
-    out = [(e.tags.get("coopt.study") or e.name.removeprefix(EXPERIMENT_PREFIX), e.experiment_id) for e in exps]
-    return sorted(out, key=lambda x: int(x[1]) if x[1].isdigit() else x[1])
 
 
 def study_urls(tracking_uri: str | None, base: str, study: str | None = None) -> list[tuple[str, str]]:
@@ -117,7 +104,7 @@ def legacy_studies(tracking_uri: str | None) -> dict[str, dict]:
 def legacy_hint(study: str, info: dict) -> str:
     """One line: where an old store keeps the study and the command that gives it an experiment of its own
     (a resume that asks for no new trial: the driver logs every trial not yet in the study's experiment)."""
-    from coopt.study.runner import study_dir
+    from coopt.study.storage import study_dir
 
     space = study_dir(study) / "search_space.yaml"
     shown = os.path.relpath(space) if space.is_file() else info.get("space_file", "SPACE.yaml")
@@ -150,6 +137,8 @@ def launch_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "12
     db = sqlite_path(uri)
     if db is not None and not db.is_file():
         raise CooptError(f"no studies here yet: run coopt search first (no MLflow store at {db})")
+    if uri.startswith(("http://", "https://")):
+        return _serve_fronts_of_server(uri, host, study, front_port)
     check_port(port, host)
     if front_port is not None:
         if front_port == port:
@@ -178,17 +167,50 @@ def launch_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "12
             time.sleep(0.2)
             last = next((l for l in reversed(tail) if "rror" in l), tail[-1] if tail else "")
             raise CooptError(f"the MLflow server did not start on {base}" + (f": {last.strip()}" if last else ""))
-        front.start()
-        print(f"MLflow UI: {base}  (Ctrl-C to stop)", flush=True)
-        print(f"Front pages: {front.base}  (each front point opens its trial's MLflow run)", flush=True)
-        for name, url in urls:
-            print(f"  study {name}: {url}", flush=True)
-            print(f"    front page: {front.url(name)}", flush=True)
+        _announce(f"{base}  (Ctrl-C to stop)", front, urls)
         for name, info in old.items():
             print(f"  {legacy_hint(name, info)}", flush=True)
         return proc.wait()
     except KeyboardInterrupt:
         _stop(proc)
+        return 0
+    finally:
+        front.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _announce(ui: str, front, urls) -> None:
+    """Start the front pages and print where everything is (once the MLflow UI answers)."""
+    front.start()
+    print(f"MLflow UI: {ui}", flush=True)
+    print(f"Front pages: {front.base}  (each front point opens its trial's MLflow run)", flush=True)
+    for name, url in urls:
+        print(f"  study {name}: {url}", flush=True)
+        print(f"    front page: {front.url(name)}", flush=True)
+
+
+def _serve_fronts_of_server(uri: str, host: str, study: str | None, front_port: int | None) -> int:
+    """An MLflow tracking server already serves the UI: start no server of our own, only the front
+    pages (reading that server), and print its URLs; until Ctrl-C or SIGTERM."""
+    from coopt.tracking.front_page import FrontServer
+    from coopt.tracking.mlflow_tracker import check_tracking_uri
+
+    check_tracking_uri(uri)
+    if front_port is not None:
+        check_port(front_port, host, key="--front-port")
+    base = uri.rstrip("/")
+    urls = study_urls(uri, base, study)
+    front = FrontServer(uri, base, port=front_port or 0, host=host, study=study)
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        _announce(f"{base}  (the tracking server's own; Ctrl-C stops the front pages)", front, urls)
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
         return 0
     finally:
         front.close()

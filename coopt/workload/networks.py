@@ -10,60 +10,13 @@ needs to solve each distinct shape once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from coopt.errors import SpecError
+from coopt.workload.network_types import Network, NetworkLayer, NotMapped, merge_layers, not_mapped_summary
 from coopt.workload.problem import MAX_BOUND, Problem, conv_problem
 
-
-@dataclass(frozen=True)
-class NetworkLayer:
-    """One distinct layer shape, how many times it runs, and which layers have it."""
-
-    name: str
-    problem: Problem
-    count: int
-    members: tuple[str, ...]
-
-    @property
-    def macs(self) -> int:
-        return self.count * self.problem.macs
-
-
-@dataclass(frozen=True)
-class NotMapped:
-    """Operations of a user's model that no layer models (pooling, element-wise, softmax, ...):
-    the report lists them so the totals' scope is plain.  ``elements``: element operations."""
-
-    op: str
-    count: int
-    elements: int
-    reason: str = ""
-
-
-def not_mapped_summary(not_mapped) -> str:
-    """One sentence for a trial's MLflow note and export summary (``not_mapped``: records' dicts)."""
-    parts = ", ".join(f"{n['op']} x{n['count']:,} ({n['elements']:,} element ops)" for n in not_mapped)
-    return f"Not mapped (outside the totals): {parts}."
-
-
-@dataclass(frozen=True)
-class Network:
-    """A network: its distinct layer shapes in order of first appearance, and what it leaves out."""
-
-    name: str
-    layers: tuple[NetworkLayer, ...]
-    not_mapped: tuple[NotMapped, ...] = ()
-    source: str = ""                      # the file or folder it was read from ('' for built-in ones)
-
-    @property
-    def total_layers(self) -> int:
-        """Layer executions (sum of counts)."""
-        return sum(layer.count for layer in self.layers)
-
-    @property
-    def macs(self) -> int:
-        return sum(layer.macs for layer in self.layers)
+# the types live in network_types (shared with the readers of users' networks); importable from here too
+__all__ = ["Network", "NetworkLayer", "NotMapped", "merge_layers", "not_mapped_summary", "resnet50", "resnet18",
+           "mobilenet_v2", "register_network", "network_names", "get_network"]
 
 
 class _Builder:
@@ -90,16 +43,6 @@ class _Builder:
 
     def network(self, name: str) -> Network:
         return Network(name, merge_layers(self.entries))
-
-
-def merge_layers(entries) -> tuple[NetworkLayer, ...]:
-    """``(name, problem, repeat)`` in network order -> distinct shapes with counts, first appearance first."""
-    merged: dict[tuple, list] = {}
-    for lname, p, repeat in entries:
-        slot = merged.setdefault(p.signature(), [p, 0, []])
-        slot[1] += repeat
-        slot[2].append(lname)
-    return tuple(NetworkLayer(p.name, p, count, tuple(members)) for p, count, members in merged.values())
 
 
 def _pool(size: int, k: int = 3, stride: int = 2) -> int:

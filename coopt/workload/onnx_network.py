@@ -32,7 +32,7 @@ from math import prod
 from pathlib import Path
 
 from coopt.errors import SpecError
-from coopt.workload.networks import Network, NotMapped, merge_layers
+from coopt.workload.network_types import Network, NotMapped, merge_layers
 from coopt.workload.problem import MAX_BOUND, DataSpace, Problem, compact, conv_problem, gemm_problem
 
 MIN_OPSET = 7

@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 
 from coopt.errors import SpecError
-from coopt.workload.networks import Network, merge_layers
+from coopt.workload.network_types import Network, merge_layers
 from coopt.workload.problem import (CONV_COEFFICIENTS, CONV_DIMS, MAX_BOUND, DataSpace, Problem, compact,
                                     contraction_as_gemm, conv_problem, conv_shape_dataspaces)
 from coopt.workload.yaml_io import problem_from_yaml
