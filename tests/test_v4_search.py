@@ -382,3 +382,18 @@ def test_a_space_over_an_architecture_file_and_its_component_files(tmp_path, cap
     assert main(["search", "--space", str(f), "--trials", "1", "--study", "bad"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(f) in err and "vars" in err and "not a Jinja2 template" in err
+
+
+def test_a_study_refuses_to_continue_over_an_edited_spec(tmp_path, monkeypatch, capsys):
+    """The space file is unchanged but the spec it names was edited: the trials so far were made with the
+    old spec, so continuing is refused in one line (as for an edited space)."""
+    monkeypatch.chdir(tmp_path)
+    d = _spec(tmp_path)
+    space = _space(tmp_path)
+    args = ["search", "--space", str(space), "--study", "s", "--sampler", "random", "--workers", "1"]
+    assert main([*args, "--trials", "1"]) in (0, 1)
+    capsys.readouterr()
+    (d / "arch.yaml").write_text(SPEC.replace("depth: 64", "depth: 32"))
+    assert main([*args, "--trials", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "other contents of its spec" in err and "top.yaml.jinja2" in err, err

@@ -93,7 +93,17 @@ def _settings(cfg: StudyConfig, space: SearchSpace) -> dict:
                                                            "strategy": space.mapper.strategy},
             "screen_budget": cfg.screen_budget, "screen_slack": cfg.screen_slack if cfg.screen_budget else None,
             "storage": describe(cfg.storage) if cfg.storage else None, "tracking_uri": cfg.tracking_uri,
-            "energy": study_energy(cfg, {})}
+            "energy": study_energy(cfg, {}), "spec_sha256": getattr(space.template, "digest", None) or None}
+
+
+def check_spec(cfg: StudyConfig, settings: dict, space: SearchSpace) -> None:
+    """A study over a user's v4 spec keeps the spec's contents for life, as it keeps its space: the
+    space file may be unchanged while the spec it names was edited (its digest covers every file read)."""
+    own, now = settings.get("spec_sha256"), getattr(space.template, "digest", None)
+    if own and now and own != now:
+        raise CooptError(f"study '{cfg.study}' was started with other contents of its spec "
+                         f"({getattr(space.template, 'path', '') or space.template.name})", key="spec",
+                         expected="the spec's files as they were to continue it, or a new study name")
 
 
 def study_energy(cfg: StudyConfig, settings: dict) -> str:
@@ -124,6 +134,7 @@ def prepare_study_dir(cfg: StudyConfig, space: SearchSpace, text: str | None = N
     meta_path = sdir / "study.json"
     meta = read_local_meta(sdir)
     if stored is not None and stored.settings and stored.space_text is not None:
+        check_spec(cfg, stored.settings, space)
         meta = {"space_sha256": digest, "settings": stored.settings,
                 "created": (meta or {}).get("created", time.time())}
         atomic_write_text(sdir / "search_space.yaml", text)
@@ -139,6 +150,7 @@ def prepare_study_dir(cfg: StudyConfig, space: SearchSpace, text: str | None = N
             raise CooptError(f"study '{cfg.study}' uses the {meta['settings']['sampler']} sampler", key="--sampler",
                              expected=f"--sampler {meta['settings']['sampler']} to resume it, or a new study name")
         study_energy(cfg, meta["settings"])
+        check_spec(cfg, meta["settings"], space)
         return meta
     meta = {"space_sha256": digest, "settings": _settings(replace(cfg, sampler=cfg.sampler or DEFAULT_SAMPLER), space),
             "created": time.time()}
