@@ -103,6 +103,7 @@ def _cmd_network(args) -> int:
 def _cmd_search(args) -> int:
     from coopt.study.runner import StudyConfig, run_study
     from coopt.study.space import load_space, space_path
+    from coopt.numbers import fmt
     from coopt.progress import StudyBar
 
     args.space = str(space_path(args.space))             # a shipped space by name, or a file
@@ -119,14 +120,15 @@ def _cmd_search(args) -> int:
         if not args.resume:
             print(f"study '{name}' exists: continuing it (use a new --study name for a fresh one)", file=sys.stderr)
 
-    with StudyBar(args.trials, f"study {name}", enabled=not args.json) as bar:
+    from coopt.report import trial_line
+    with StudyBar(args.trials, f"study {name}", enabled=not args.json, describe=trial_line) as bar:
         summary = run_study(cfg, on_progress=bar.update, on_continue=notice)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"study {name}: {summary['trials']} trials, {summary['feasible']} feasible, "
               f"Pareto front {len(summary['front'])} designs {summary['front']}, "
-              f"hypervolume {summary['hypervolume']:.6g}")
+              f"hypervolume {fmt(summary['hypervolume'])}")
         if summary["screened"]:
             print(f"{summary['screened']} designs screened out at mapper budget {cfg.screen_budget} "
                   f"(they could not enter the front); the others were mapped at the space's full budget")
@@ -149,14 +151,18 @@ def _cmd_pareto(args) -> int:
 
     view = _study_view(args)
     objectives, records = view.objectives, view.records
+    from coopt.study.front import front_equivalents, front_hypervolume
     front = pareto_front(records, objectives)
+    same = front_equivalents(records, objectives)
     if args.json:
         from coopt.study.front import distinct_designs
-        print(json.dumps([{"trial": r.number, "same_design": again, "params": r.params, "metrics": r.metrics}
-                          for r, again in distinct_designs(pareto_front(records, objectives, fold=False))],
-                         indent=2))
+        print(json.dumps([{"trial": r.number, "same_design": again, "same_objectives": same.get(r.number, []),
+                           "params": r.params, "metrics": r.metrics}
+                          for r, again in distinct_designs(front)], indent=2))
     else:
-        print(pareto_text(args.study, front, objectives, len(records), sum(r.feasible for r in records)))
+        hv = front_hypervolume(records, objectives, view.settings["reference_point"]) \
+            if view.settings.get("reference_point") else None
+        print(pareto_text(args.study, front, objectives, len(records), sum(r.feasible for r in records), same, hv))
     return 0
 
 
@@ -171,12 +177,17 @@ def _cmd_export(args) -> int:
     if args.pareto:
         from coopt.study.front import distinct_designs
         numbers = [r.number for r, _ in distinct_designs(pareto_front(records, objectives))]
+        if args.all_equivalents:                     # the other designs with the same objectives, once each
+            from coopt.study.front import first_of_each_design, front_equivalents
+            firsts = {r.number for r in first_of_each_design(records)}
+            numbers += sorted(n for others in front_equivalents(records, objectives).values() for n in others
+                              if n in firsts)
         if not numbers:
             raise CooptError(f"study '{args.study}' has no feasible design yet", key="--pareto")
     else:
         numbers = args.trial
     with records_folder(view) as folder:
-        paths = export_trials(folder, numbers, Path(args.out), force=args.force)
+        paths = export_trials(folder, numbers, Path(args.out), force=args.force, study=args.study)
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -417,7 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--study", required=True)
     which = ex.add_mutually_exclusive_group(required=True)
     which.add_argument("--trial", type=int, nargs="+", help="trial numbers")
-    which.add_argument("--pareto", action="store_true", help="every design on the Pareto front")
+    which.add_argument("--pareto", action="store_true", help="every design on the Pareto front (one per set of "
+                       "designs with identical objectives: the least area, then power)")
+    ex.add_argument("--all-equivalents", action="store_true",
+                    help="with --pareto, also the designs with the same objectives as a front entry")
     ex.add_argument("--out", required=True, help="folder to write into")
     ex.add_argument("--force", action="store_true", help="replace existing exports")
     _store_args(ex)

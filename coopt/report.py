@@ -67,23 +67,43 @@ def network_text(result, label: str) -> str:
     return "\n".join(out)
 
 
-def pareto_text(study: str, front, objectives, n_trials: int, n_feasible: int) -> str:
-    """The front as a table: trial, parameters, energy, throughput, area, power."""
+def pareto_text(study: str, front, objectives, n_trials: int, n_feasible: int,
+                same: dict[int, list[int]] | None = None, hypervolume: float | None = None) -> str:
+    """The front as a table: trial, parameters, energy, throughput, area, power, and the trials each entry
+    stands for (``same``: other designs with the same objectives, or the same design again).  Each column
+    shows the digits that keep its entries apart (``coopt.numbers.column_digits``)."""
+    from coopt.numbers import column_digits, fmt
+
     if not front:
         return f"study {study}: {n_trials} trials, {n_feasible} feasible, no Pareto front yet"
-    from coopt.study.front import distinct_designs
-
-    designs = distinct_designs(front)
-    pnames = list(front[0].params)
-    header = ["trial"] + pnames + ["energy uJ", "inf/s", "area mm2", "power mW", "on-chip KiB", "same design"]
-    rows = [[str(r.number)] + [str(r.params[p]) for p in pnames] +
-            [f"{r.metrics['energy_uj']:,.1f}", f"{r.metrics['throughput_ips']:,.2f}",
-             f"{r.metrics['area_mm2']:.3f}", f"{r.metrics['power_mw']:,.1f}", f"{r.metrics['onchip_kib']:,.1f}",
-             ",".join(map(str, again)) or "-"]
-            for r, again in designs]
+    same = same or {}
+    pnames = list(dict.fromkeys(k for r in front for k in r.params))
+    metrics = [("energy_uj", "energy uJ"), ("throughput_ips", "inf/s"), ("area_mm2", "area mm2"),
+               ("power_mw", "power mW"), ("onchip_kib", "on-chip KiB")]
+    digits = {m: column_digits([r.metrics.get(m) for r in front]) for m, _ in metrics}
+    header = ["trial"] + pnames + [h for _, h in metrics] + ["same objectives"]
+    rows = [[str(r.number)] + [str(r.params.get(p, "-")) for p in pnames] +
+            [fmt(r.metrics.get(m), digits[m]) for m, _ in metrics] +
+            [",".join(map(str, same.get(r.number, []))) or "-"]
+            for r in front]
     objs = ", ".join(f"{d} {n}" for n, d in objectives)
+    hv = "" if hypervolume is None else f", hypervolume {fmt(hypervolume)}"
     return (f"study {study}: {n_trials} trials, {n_feasible} feasible; Pareto front ({objs}): "
-            f"{len(designs)} designs\n\n" + _table(rows, header))
+            f"{len(front)} designs{hv}\n\n" + _table(rows, header))
+
+
+def trial_line(p) -> str:
+    """A finished trial in one line (``coopt search`` off a terminal): ``trial 7/50 t007 11x16 glb2048 8b
+    800MHz: energy µJ 1,234, inf/s 12.52, area mm² 1.03; feasible; front 3``."""
+    from coopt.numbers import fmt
+    from coopt.study.front import is_mapped
+    from coopt.tracking.present import SHORT, run_name
+
+    rec = p.last
+    values = ", ".join(f"{SHORT.get(n, n)} {fmt(rec.metrics.get(n))}" for n in p.objectives) \
+        if is_mapped(rec) else "not mapped"
+    state = "feasible" if rec.feasible else "infeasible" + (f" ({rec.reasons[0]})" if rec.reasons else "")
+    return f"trial {p.done}/{p.total} {run_name(rec)}: {values}; {state}; front {p.front_size}"
 
 
 def verify_text(checks, engine: str, tolerance: float) -> str:

@@ -311,7 +311,8 @@ def _known(records: dict[int, TrialRecord], study_dir: Path) -> str:
     return f"known trials: {shown}"
 
 
-def export_trials(study_dir: Path, numbers: list[int], out_dir: Path, *, force: bool = False) -> list[Path]:
+def export_trials(study_dir: Path, numbers: list[int], out_dir: Path, *, force: bool = False,
+                  study: str | None = None) -> list[Path]:
     """Write ``out_dir/trial-<n>/`` for each trial number; return the folders written.
 
     Everything is checked (trial numbers, targets) before anything is written.
@@ -338,7 +339,7 @@ def export_trials(study_dir: Path, numbers: list[int], out_dir: Path, *, force: 
     except OSError as exc:
         raise CooptError(f"cannot write the export: {exc.strerror or exc}", file=exc.filename or str(out_dir),
                          key="--out") from None
-    write_index(root)
+    write_index(root, study)
     return written
 
 def _study_settings(study_dir: Path) -> tuple[dict, list]:
@@ -350,9 +351,10 @@ def _study_settings(study_dir: Path) -> tuple[dict, list]:
     return dict(settings.get("budgets") or {}), [tuple(o) for o in settings.get("objectives") or []]
 
 
-def write_index(root: Path) -> tuple[Path, Path] | None:
+def write_index(root: Path, study: str | None = None) -> tuple[Path, Path] | None:
     """``index.csv`` and ``index.md`` comparing every exported design in ``root`` (objectives,
-    parameters, headroom against each budget), rebuilt from the folders' summary.json files."""
+    parameters, headroom against each budget), rebuilt from the folders' summary.json files, in the
+    order of the front (best first on the first objective)."""
     import pandas as pd
 
     summaries = []
@@ -367,6 +369,10 @@ def write_index(root: Path) -> tuple[Path, Path] | None:
     metrics = [o[0] for o in objectives] + [m for m in ("energy_uj", "throughput_ips", "latency_ms", "area_mm2",
                                                         "power_mw", "onchip_kib") if m not in named]
     params = list(dict.fromkeys(k for _, s in summaries for k in s["params"]))
+    if objectives:
+        first, direction = objectives[0]
+        sign = 1 if direction == "minimize" else -1
+        summaries.sort(key=lambda x: (not x[1]["feasible"], sign * (x[1]["metrics"].get(first) or 0), x[1]["trial"]))
     rows = []
     for name, s in summaries:
         row = {"trial": s["trial"], "folder": name, "feasible": s["feasible"]}
@@ -378,7 +384,12 @@ def write_index(root: Path) -> tuple[Path, Path] | None:
     csv_path, md_path = root / "index.csv", root / "index.md"
     df.to_csv(csv_path, index=False)
     arrows = {o[0]: (" ↓" if o[1] == "minimize" else " ↑") for o in objectives}
-    lines = ["# Exported designs", "",
+    import datetime
+
+    from coopt import __version__
+    made = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = ["# Exported designs" + (f" of study `{study}`" if study else ""), "",
+             f"Written {made} by coopt {__version__}, best first on the first objective.", "",
              f"{len(df)} designs.  Objectives are marked ↓ (lower is better) or ↑ (higher is better); "
              "`headroom_<budget>` is the budget minus the value (positive: room left).  Each folder holds "
              "`summary.md` and `run_timeloop.sh`.", ""]

@@ -21,7 +21,7 @@ import time
 import warnings
 from pathlib import Path
 
-from coopt.study.front import front_hypervolume, pareto_front
+from coopt.study.front import front_equivalents, front_hypervolume, is_mapped, pareto_front
 from coopt.study.records import METRIC_NAMES, TrialRecord
 from coopt.tracking.present import (VIEW_KEY, eval_seconds, experiment_description, experiment_name, finite,
                                     fmt, front_markdown, run_link, run_name, run_times_ms, trial_metrics,
@@ -113,6 +113,7 @@ class StudyTracker:
         self.settings = dict(settings)
         self.budgets = dict(self.settings.get("budgets") or {})
         self.objectives = [tuple(o) for o in objectives]
+        self.precise = {n for n, _ in self.objectives} | {"area_mm2", "power_mw"}    # what orders a front
         self.reference = list(reference)
         self.space_file = space_file
         self.client = None
@@ -120,6 +121,7 @@ class StudyTracker:
         self.parent_id: str | None = None
         self.trial_runs: dict[int, str] = {}     # trial number -> its FINISHED trial run
         self.pareto: dict[int, bool] = {}        # trial number -> the run's current ``pareto`` tag
+        self.same: dict[int, str] = {}           # front entry -> its ``same_objectives`` tag (tied trials)
         self._view_params: list[str] | None = None
         self._front_key: tuple | None = None     # the front last drawn
         self._note: str | None = None
@@ -248,12 +250,13 @@ class StudyTracker:
             "mlflow.parentRunId": self.parent_id, "coopt.study": self.study_name, "coopt.role": "trial",
             "coopt.trial": str(rec.number), "feasible": "true" if rec.feasible else "false", "pareto": "false",
             "screened": "true" if rec.screened else "false",
+            **({} if is_mapped(rec) else {"not_mapped": "; ".join(rec.reasons)[:5000] or "not mapped"}),
             "mlflow.note.content": trial_note(rec, self.budgets)})
         run_id = run.info.run_id
         params = {**rec.params, "template": rec.template, "dataflow": rec.dataflow, "network": rec.network,
                   **({"mapper_budget": rec.mapper_budget} if rec.mapper_budget else {})}
         plist = [Param(str(k)[:250], param_value(v)) for k, v in params.items()]
-        mlist = [Metric(k, v, end_ms, 0) for k, v in trial_metrics(rec, self.budgets).items()]
+        mlist = [Metric(k, v, end_ms, 0) for k, v in trial_metrics(rec, self.budgets, self.precise).items()]
         client.log_batch(run_id, metrics=mlist, params=plist[:BATCH])
         for i in range(BATCH, len(plist), BATCH):
             client.log_batch(run_id, params=plist[i:i + BATCH])
@@ -293,6 +296,11 @@ class StudyTracker:
                 if self.pareto.get(number) != on:
                     self.client.set_tag(run_id, "pareto", "true" if on else "false")
                     self.pareto[number] = on
+        for number, others in front_equivalents(records, self.objectives).items():
+            text = ", ".join(f"t{n:03d}" for n in others)
+            if number in self.trial_runs and self.same.get(number, "") != text:
+                self.client.set_tag(self.trial_runs[number], "same_objectives", text)   # the front page lists them
+                self.same[number] = text
         # last, after the runs' tags: a reader that sees this description also sees those tags
         note = front_markdown(self.study_name, records, front, self.objectives, self.budgets, hv, self._links())
         if note != self._note:                    # counts or front changed: one tag write
