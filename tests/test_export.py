@@ -255,6 +255,11 @@ def test_index_compares_the_exported_designs(study, exported):
     rows = _md_table(md, "# Exported designs")
     assert [r["folder"] for r in rows] == [f"[trial-{n}](trial-{n}/summary.md)" for n in df["trial"]]
     assert "energy_uj ↓" in rows[0] and "throughput_ips ↑" in rows[0]
+    from coopt import __version__
+    assert f"by coopt {__version__}" in md                                     # what wrote it, and when
+    feasible = [recs[n] for n in df["trial"] if recs[n].feasible]
+    assert [r.metrics["energy_uj"] for r in feasible] == sorted(r.metrics["energy_uj"] for r in feasible)
+    assert list(df["feasible"]) == sorted(df["feasible"], reverse=True)        # along the front, feasible first
 
 
 def _fake_timeloop(tmp_path: Path, answers: dict[str, tuple[int, float]]) -> dict:
