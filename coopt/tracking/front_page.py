@@ -272,8 +272,8 @@ def legend(data: FrontData) -> str:
     unmapped = sum(not p.mapped for p in data.points)
     parts = [f'<span style="color:#1f77b4">● on the front: {front} (click: its MLflow run)</span>',
              f'<span style="color:#999">● other feasible trials: {feasible}</span>',
-             f'<span style="color:#d62728">✕ infeasible (over a budget): {over}; ○ beyond the axes, drawn at '
-             f'their edge</span>']
+             f'<span style="color:#d62728">✕ infeasible (over a budget): {over}'
+             + ('; ○ beyond the axes, drawn at their edge' if over else '') + '</span>']
     if unmapped:
         parts.append(f'<span id="not-mapped" style="color:#777">not mapped (no energy or throughput, not drawn): '
                      f'{unmapped}</span>')

@@ -24,7 +24,7 @@ from pathlib import Path
 from coopt.study.front import front_equivalents, front_hypervolume, is_mapped, pareto_front
 from coopt.study.records import METRIC_NAMES, TrialRecord
 from coopt.tracking.present import (VIEW_KEY, eval_seconds, experiment_description, experiment_name, finite,
-                                    fmt, front_markdown, run_link, run_name, run_times_ms, trial_metrics,
+                                    fmt, front_markdown, front_table_html, run_link, run_name, run_times_ms, trial_metrics,
                                     view_state)
 from coopt.yamlio import dumps_yaml
 
@@ -320,6 +320,9 @@ class StudyTracker:
             (d / "front.csv").write_text(front_csv(front), encoding="utf-8")
             front_png(records, front, self.objectives, d / "front.png")
             front_html(records, front, self.objectives, d / "front.html")
+            hv = front_hypervolume(records, self.objectives, self.reference)
+            (d / "front_table.html").write_text(front_table_html(self.study_name, records, front, self.objectives,
+                                                                 self.budgets, hv), encoding="utf-8")
             self.client.log_artifacts(self.parent_id, str(d), "pareto")
         self._front_key = tuple(r.number for r in front)
         self._drawn = len(records)

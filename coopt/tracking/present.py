@@ -105,40 +105,49 @@ def counts_line(records: list[TrialRecord], n_front: int) -> str:
             + f"; **{n_front} designs on the front**")
 
 
-def front_columns(front: list[TrialRecord], objectives) -> tuple[list[str], dict[str, int]]:
-    """The metrics a front table shows and, per metric, the digits that keep its members apart and ordered."""
-    shown = [n for n, _ in objectives] + [k for k in ("area_mm2", "power_mw") if k not in dict(objectives)]
-    return shown, {n: column_digits([r.metrics.get(n) for r in front]) for n in shown}
+def front_rows(records: list[TrialRecord], front: list[TrialRecord], objectives) -> tuple[list[str], list[list[str]]]:
+    """The front as a table for people: header, then per entry its run's name, the objectives, area and
+    power (each column with the digits that keep its entries apart and ordered), the parameters and the
+    trials with the same objective values."""
+    from coopt.study.front import front_equivalents
+
+    same = front_equivalents(records, objectives)
+    params = list(dict.fromkeys(k for r in front for k in r.params))
+    dirs = dict(objectives)
+    shown = [n for n, _ in objectives] + [k for k in ("area_mm2", "power_mw") if k not in dirs]
+    digits = {n: column_digits([r.metrics.get(n) for r in front]) for n in shown}
+    header = ["trial"] + [SHORT.get(n, n) + (f" {_arrow(dirs[n])}" if n in dirs else "") for n in shown] + \
+        params + ["same objectives"]
+    rows = [[run_name(r)] + [fmt(r.metrics.get(n), digits[n]) for n in shown]
+            + [str(r.params.get(k, "–")) for k in params]
+            + [", ".join(f"t{n:03d}" for n in same.get(r.number, [])) or "–"] for r in front]
+    return header, rows
+
+
+def _summary_lines(study: str, records, front, objectives, budgets: dict, hypervolume: float) -> list[str]:
+    obj = ", ".join(f"{UNITS.get(n, n)} {_arrow(d)}" for n, d in objectives)
+    lines = [f"{counts_line(records, len(front))} (hypervolume {fmt(hypervolume)}).  Objectives: {obj}."]
+    if budgets:
+        lines.append("Budgets: " + ", ".join(f"{UNITS.get(k, k)} ≤ {fmt(float(v))}" for k, v in budgets.items())
+                     + ".")
+    return lines
 
 
 def front_markdown(study: str, records: list[TrialRecord], front: list[TrialRecord], objectives,
                    budgets: dict, hypervolume: float, links: dict[int, str]) -> str:
-    """The study run's description: the current front first (MLflow shows a description's top without a
-    click), with links to its trials' runs, then what else there is to look at."""
-    from coopt.study.front import front_equivalents
-
-    obj = ", ".join(f"{UNITS.get(n, n)} {_arrow(d)}" for n, d in objectives)
+    """The study run's description: the current front with links to its trials' runs, then what else
+    there is to look at.  (MLflow shows 100 px of it before "Show more"; ``front_table_html`` is the
+    front as a page of the study run's artifacts, shown whole as it opens.)"""
     lines = [f"## Pareto front of study `{study}`", "",
-             f"{counts_line(records, len(front))} (hypervolume {fmt(hypervolume)}).  Objectives: {obj}."]
-    if budgets:
-        lines.append("Budgets: " + ", ".join(f"{UNITS.get(k, k)} ≤ {fmt(float(v))}" for k, v in budgets.items())
-                     + ".")
-    lines.append("")
+             *_summary_lines(study, records, front, objectives, budgets, hypervolume), ""]
     if not front:
         lines.append("No feasible design yet.")
         return "\n".join(lines) + "\n"
-    same = front_equivalents(records, objectives)
-    params = list(dict.fromkeys(k for r in front for k in r.params))
-    shown, digits = front_columns(front, objectives)
-    header = ["trial"] + [f"{SHORT.get(n, n)}" + (f" {_arrow(d)}" if (d := dict(objectives).get(n)) else "")
-                          for n in shown] + params + ["same objectives"]
+    header, rows = front_rows(records, front, objectives)
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in front:
-        name = run_name(r)
-        cell = f"[{name}]({links[r.number]})" if r.number in links else name
-        lines.append("| " + " | ".join([cell] + [fmt(r.metrics.get(n), digits[n]) for n in shown]
-                                       + [str(r.params.get(k, "–")) for k in params]
-                                       + [", ".join(f"t{n:03d}" for n in same.get(r.number, [])) or "–"]) + " |")
+    for r, row in zip(front, rows):
+        cell = f"[{row[0]}]({links[r.number]})" if r.number in links else row[0]
+        lines.append("| " + " | ".join([cell, *row[1:]]) + " |")
     lines += ["", "Each trial opens its run: parameters, metrics, the per-layer table and the energy/area "
               "breakdown.  Designs with the same objective values are one entry (the least area, then power); "
               "the others are listed under *same objectives*.  In the runs table, the filter "
@@ -147,6 +156,39 @@ def front_markdown(study: str, records: list[TrialRecord], front: list[TrialReco
               "opens its trial's run.  Other plots: the chart view of the runs table, and the artifacts "
               "`pareto/front.png` and `pareto/front.html`."]
     return "\n".join(lines) + "\n"
+
+
+FRONT_TABLE = "pareto/front_table.html"       # the study run's artifact that shows the front whole
+
+
+def front_table_html(study: str, records: list[TrialRecord], front: list[TrialRecord], objectives,
+                     budgets: dict, hypervolume: float) -> str:
+    """The front as a small page (MLflow's artifact view shows it at once; no script, no link: MLflow
+    sandboxes HTML artifacts, so the trials' links live in the description and on the front page)."""
+    import html
+
+    head = [f"<h2>Pareto front of study <code>{html.escape(study)}</code></h2>"]
+    head += [f"<p>{html.escape(line).replace('**', '')}</p>"
+             for line in _summary_lines(study, records, front, objectives, budgets, hypervolume)]
+    if not front:
+        body = "<p>No feasible design yet.</p>"
+    else:
+        header, rows = front_rows(records, front, objectives)
+        cells = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+        cells += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
+        body = '<table id="front-table">' + "\n".join(cells) + "</table>"
+    style = ("body{font-family:sans-serif;font-size:14px;color:#222} table{border-collapse:collapse} "
+             "th,td{border:1px solid #ddd;padding:3px 8px;text-align:right} th{background:#f3f3f3} "
+             "td:first-child,th:first-child{text-align:left}")
+    return (f'<!doctype html><html><head><meta charset="utf-8"><style>{style}</style></head><body>'
+            + "\n".join(head) + body + "<p>Each design's run: the runs table (filter <code>tags.pareto = "
+            "'true'</code>), the study run's overview or the front page of <code>coopt ui</code>.</p>"
+            "</body></html>\n")
+
+
+def study_run_url(base: str, experiment_id: str, run_id: str) -> str:
+    """The study run opened on its front table (an artifact page MLflow shows whole, without a click)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/{FRONT_TABLE}?{CLASSIC}"
 
 
 def experiment_description(study: str, settings: dict, objectives, study_link: str | None = None) -> str:

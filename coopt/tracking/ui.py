@@ -144,7 +144,8 @@ def launch_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "12
     """Run the UI in the foreground until Ctrl-C or SIGTERM; print the studies' URLs once it answers.
 
     ``front_port``: the port of the front pages (None: a free one)."""
-    from coopt.tracking.front_page import FrontServer
+    from coopt.tracking.front_page import FrontServer, study_run
+    from coopt.tracking.present import study_run_url
 
     uri = resolve_uri(tracking_uri)
     db = sqlite_path(uri)
@@ -179,11 +180,18 @@ def launch_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "12
             last = next((l for l in reversed(tail) if "rror" in l), tail[-1] if tail else "")
             raise CooptError(f"the MLflow server did not start on {base}" + (f": {last.strip()}" if last else ""))
         front.start()
-        print(f"MLflow UI: {base}  (Ctrl-C to stop)", flush=True)
-        print(f"Front pages: {front.base}  (each front point opens its trial's MLflow run)", flush=True)
+        # first, the page to open: the study's front (or the list of studies), which links into MLflow
+        print(f"front page: {front.url(urls[0][0]) if len(urls) == 1 else front.base}  "
+              "(each point opens its trial in MLflow; Ctrl-C to stop)", flush=True)
+        print(f"MLflow UI: {base}", flush=True)
+        runs = dict(study_experiments(uri))
         for name, url in urls:
             print(f"  study {name}: {url}", flush=True)
-            print(f"    front page: {front.url(name)}", flush=True)
+            parent = study_run(front.client, runs[name]) if name in runs else None
+            if parent is not None:
+                print(f"    its front in MLflow: {study_run_url(base, runs[name], parent.info.run_id)}", flush=True)
+            if len(urls) > 1:
+                print(f"    front page: {front.url(name)}", flush=True)
         for name, info in old.items():
             print(f"  {legacy_hint(name, info)}", flush=True)
         return proc.wait()
