@@ -125,3 +125,49 @@ def verify_text(checks, engine: str, tolerance: float) -> str:
         totals = "  ".join(f"{k} {v:.4f}" for k, v in r.items())
         out += [head, _table(rows, header), f"totals: {totals}", ""]
     return "\n".join(out)
+
+
+def compare_rows(recs, breakdowns) -> list[tuple[str, list[list[str]]]]:
+    """Sections of a side-by-side comparison of designs: (title, rows), each row a label and one cell per
+    design.  ``breakdowns``: per design, ``coopt.study.breakdown.component_breakdown``'s list (or None)."""
+    from coopt.numbers import column_digits, fmt
+
+    def row(label, values):
+        digits = column_digits(values)
+        return [label] + [fmt(v, digits) if isinstance(v, float) else "–" if v is None else fmt(v) for v in values]
+
+    params = list(dict.fromkeys(k for r in recs for k in r.params))
+    totals = [("energy µJ", "energy_uj"), ("inferences/s", "throughput_ips"), ("latency ms", "latency_ms"),
+              ("area mm²", "area_mm2"), ("power mW", "power_mw"), ("on-chip KiB", "onchip_kib")]
+    sections = [("parameters", [row(k, [r.params.get(k) for r in recs]) for k in params]),
+                ("totals", [row(label, [float(r.metrics[m]) if r.feasible or m in ("area_mm2", "onchip_kib")
+                                        else None for r in recs]) for label, m in totals]
+                 + [["feasible"] + ["yes" if r.feasible else "no" for r in recs]])]
+    from coopt.tracking.present import used_components
+
+    share = [{p.component: p for p in (b or [])} for b in breakdowns]
+    comps = used_components(breakdowns)
+    sections.append(("energy per component (µJ per inference)",
+                     [row(c, [s[c].energy_uj if c in s else None for s in share]) for c in comps]))
+    sections.append(("area per component (mm²; off-chip memory has none)",
+                     [row(c + (" (off-chip)" if all(s.get(c) is None or not s[c].area_mm2 for s in share) else ""),
+                          [s[c].area_mm2 if c in s else None for s in share]) for c in comps]))
+    layers = list(dict.fromkeys(layer.name for r in recs for layer in r.layers))
+    per = [{layer.name: layer for layer in r.layers} for r in recs]
+    sections.append(("energy per layer (µJ, all its executions)", [
+        row(n, [p[n].count * p[n].energy_pj / 1e6 if n in p and p[n].found else None for p in per]) for n in layers]))
+    sections.append(("cycles per layer (all its executions)", [
+        row(n, [p[n].count * p[n].cycles if n in p and p[n].found else None for p in per]) for n in layers]))
+    return sections
+
+
+def compare_text(study: str, recs, breakdowns) -> str:
+    """``coopt compare``: the designs side by side, one column each."""
+    from coopt.tracking.present import run_name
+
+    names = [run_name(r) for r in recs]
+    out = [f"study {study}: {len(recs)} designs side by side", ""]
+    for title, rows in compare_rows(recs, breakdowns):
+        if rows:
+            out += [title, _table(rows, [""] + names), ""]
+    return "\n".join(out).rstrip() + "\n"

@@ -65,3 +65,21 @@ def test_first_search_compiles_the_kernels_once_in_the_driver(tmp_path):
     compile_s = int(took[0].split(" in ")[1].split()[0])
     recs = [json.loads(p.read_text()) for p in (sdir / "trials").glob("*.json")]
     assert all(r["seconds"] < max(30.0, compile_s) for r in recs)     # the compile time is not a trial's
+
+
+def test_network_off_a_terminal_prints_one_line_per_layer(tmp_path):
+    """`coopt network` with stderr to a file: its layer count first, then a line per mapped layer."""
+    err = tmp_path / "network.stderr"
+    with open(err, "wb") as f:
+        run = subprocess.run([sys.executable, "-m", "coopt.cli", "network", "--network", "resnet18", "--budget", "30",
+                              "--workers", "1", "--energy", "builtin"], cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=f, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=900)
+    text = err.read_text(errors="replace")
+    assert run.returncode in (0, 1), text
+    from coopt.workload.networks import get_network
+
+    n = len(get_network("resnet18").layers)
+    assert re.search(rf"^mapping resnet18 on .*: {n} layers$", text, re.M), text
+    lines = [ln for ln in text.splitlines() if ln.startswith("layer ")]
+    assert [int(ln.split()[1].split("/")[0]) for ln in lines] == list(range(1, n + 1)), text
+    assert all(ln.split()[1].endswith(f"/{n}") and " elapsed" in ln for ln in lines)

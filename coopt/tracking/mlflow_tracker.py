@@ -377,6 +377,22 @@ def breakdown_table(rec: TrialRecord):
                           "area_mm2": round_sig(p.area_mm2), "area_pct": round(100 * p.area_mm2 / area, 1)}
                          for p in parts])
 
+def log_comparison(tracking_uri: str | None, study_name: str, png: Path) -> bool:
+    """Attach a comparison picture to the study run (``compare/``); False when the study has no run."""
+    quiet_mlflow()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(resolve_uri(tracking_uri))
+    exp = client.get_experiment_by_name(experiment_name(study_name))
+    if exp is None:
+        return False
+    runs = client.search_runs([exp.experiment_id], filter_string({"coopt.study": study_name, "coopt.role": "parent"}))
+    if not runs:
+        return False
+    client.log_artifact(runs[0].info.run_id, str(png), "compare")
+    return True
+
+
 def log_verification(tracking_uri: str | None, study_name: str, number: int, engine: str, metrics: dict,
                      csv_text: str, flagged: bool) -> bool:
     """Attach a verification against a reference engine to a trial's run (metrics, CSV, tag).

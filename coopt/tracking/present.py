@@ -191,6 +191,12 @@ def study_run_url(base: str, experiment_id: str, run_id: str) -> str:
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/{FRONT_TABLE}?{CLASSIC}"
 
 
+def used_components(breakdowns) -> list[str]:
+    """Components that spend energy in some design (the zero-cost wiring placeholders are left out)."""
+    comps = list(dict.fromkeys(p.component for b in breakdowns if b for p in b))
+    return [c for c in comps if any(p.component == c and p.energy_uj for b in breakdowns if b for p in b)]
+
+
 def experiment_description(study: str, settings: dict, objectives, study_link: str | None = None) -> str:
     """The experiment's description: what the study is and where to look."""
     obj = ", ".join(f"{UNITS.get(n, n)} {_arrow(d)}" for n, d in objectives)
