@@ -235,7 +235,10 @@ def front_table(data: FrontData, mlflow_base: str) -> str:
         cells = [link] + [fmt(p.metrics.get(n), digits[n]) for n in shown] + \
             [html.escape(p.params.get(k, "–")) for k in params] + [html.escape(p.same) or "–"]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return '<table id="front-table">' + "\n".join(rows) + "</table>"
+    numbers = " ".join(str(p.number) for p in front)
+    compare = (f'<p id="compare">Side by side (parameters, energy and area per component, energy and cycles per '
+               f'layer): <code>coopt compare {html.escape(data.study)} {numbers} --out DIR</code></p>')
+    return '<table id="front-table">' + "\n".join(rows) + "</table>" + compare
 
 
 PAGE = """<!doctype html>
