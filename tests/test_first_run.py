@@ -42,7 +42,7 @@ def test_search_off_a_terminal_prints_one_line_per_trial(tmp_path):
         assert ("; feasible;" in ln) == rec["feasible"]
         assert "; front " in ln and " elapsed" in ln
         if not rec["violations"].get("unmapped_layers"):
-            energy = float(ln.split("energy µJ ", 1)[1].split(",")[0].replace(",", ""))
+            energy = float(re.search(r"energy µJ (\d+(?:,\d{3})*(?:\.\d+)?)", ln).group(1).replace(",", ""))
             assert energy == pytest.approx(rec["metrics"]["energy_uj"], rel=1e-3)     # 4 digits
     assert "left" in lines[0] and "left" not in lines[-1]                              # an ETA until the end
 
