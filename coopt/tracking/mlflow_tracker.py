@@ -23,9 +23,10 @@ from pathlib import Path
 
 from coopt.study.front import front_equivalents, front_hypervolume, is_mapped, pareto_front
 from coopt.study.records import METRIC_NAMES, TrialRecord
-from coopt.tracking.present import (VIEW_KEY, eval_seconds, experiment_description, experiment_name, finite,
+from coopt.tracking.present import (PRECISE, VIEW_KEY, eval_seconds, experiment_description, experiment_name, finite,
                                     fmt, front_markdown, front_table_html, run_link, run_name, run_times_ms, trial_metrics,
                                     view_state)
+from coopt.numbers import round_sig
 from coopt.yamlio import dumps_yaml
 
 LEGACY_EXPERIMENT = "coopt"          # stores written before one experiment per study
@@ -283,7 +284,7 @@ class StudyTracker:
         front = pareto_front(records, self.objectives)
         hv = front_hypervolume(records, self.objectives, self.reference)
         now = int(time.time() * 1000)
-        values = {"front_size": len(front), "hypervolume": hv, "trials": len(records),
+        values = {"front_size": len(front), "hypervolume": round_sig(hv, PRECISE), "trials": len(records),
                   "feasible_trials": sum(1 for r in records if r.feasible)}
         self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
         self._records = records
