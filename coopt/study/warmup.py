@@ -60,6 +60,8 @@ def compile_kernels(space, energy: str | None, say=None) -> float | None:
         evaluate_design(-1, params, space.template, space.template_params(params), space.dataflow, network,
                         replace(space.mapper, budget=min(WARMUP_BUDGET, space.mapper.budget)), {},
                         space.objectives)
+    except Exception:              # noqa: BLE001 - a design this space cannot build: the workers compile
+        pass
     finally:
         event.unregister("numba:compile", listener)
         jit._state.clear()
