@@ -117,7 +117,8 @@ def plotly_x_range(driver, title_part: str) -> list[float]:
 
 def front_by_hand(study_dir: Path) -> set[int]:
     """Feasible trials no other feasible trial beats on every objective (from the records on disk);
-    a design proposed again counts once, as its first trial."""
+    a design proposed again counts once, as its first trial, and of designs with the same objective values
+    only the one with the least area (then power, then trial number)."""
     meta = json.loads((study_dir / "study.json").read_text())
     objectives = meta["settings"]["objectives"]
     recs = [json.loads(p.read_text()) for p in sorted((study_dir / "trials").glob("*.json"))]
@@ -129,8 +130,20 @@ def front_by_hand(study_dir: Path) -> set[int]:
     def loss(r):
         return [r["metrics"][n] * (1 if d == "minimize" else -1) for n, d in objectives]
 
+    def rank(r):
+        return (r["metrics"]["area_mm2"], r["metrics"]["power_mw"], r["number"])
+
     return {r["number"] for r in feas
-            if not any(all(a <= b for a, b in zip(loss(o), loss(r))) and loss(o) != loss(r) for o in feas)}
+            if not any(all(a <= b for a, b in zip(loss(o), loss(r))) and loss(o) != loss(r) for o in feas)
+            and not any(loss(o) == loss(r) and rank(o) < rank(r) for o in feas)}
+
+
+def same_objectives_by_hand(study_dir: Path, number: int) -> list[int]:
+    """The other feasible trials whose objective values equal trial ``number``'s (one front entry)."""
+    objectives = json.loads((study_dir / "study.json").read_text())["settings"]["objectives"]
+    recs = [json.loads(p.read_text()) for p in (study_dir / "trials").glob("*.json")]
+    key = {r["number"]: [r["metrics"][n] for n, _ in objectives] for r in recs if r["feasible"]}
+    return sorted(n for n, k in key.items() if n != number and k == key[number])
 
 
 @pytest.fixture(scope="module")
@@ -366,6 +379,11 @@ def test_front_page_points_open_the_trial_runs(study, ui_urls, browser, tmp_path
     assert {int(a.get_attribute("data-trial")) for a in front} == expected
     rows = browser.find_elements(By.CSS_SELECTOR, "#front-table a")
     assert len(rows) == len(expected)
+    for tr in browser.find_elements(By.CSS_SELECTOR, "#front-table tr")[1:]:        # ties: one entry each
+        cells = tr.find_elements(By.TAG_NAME, "td")
+        number = int(cells[0].text[1:4])
+        same = same_objectives_by_hand(study / "mlruns/studies" / STUDY, number)
+        assert cells[-1].text == (", ".join(f"t{n:03d}" for n in same) or "–")
     shot(browser, "front-page.png", tmp_path)
     client = MlflowClient(f"sqlite:///{study / 'mlruns' / 'mlflow.db'}")
     exp = client.get_experiment_by_name(f"coopt/{STUDY}")
