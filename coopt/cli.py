@@ -127,6 +127,7 @@ def _cmd_network(args) -> int:
 def _cmd_search(args) -> int:
     from coopt.study.runner import DEFAULT_SPACE, StudyConfig, run_study
     from coopt.study.space import load_space, space_path
+    from coopt.numbers import fmt
     from coopt.progress import StudyBar
 
     if args.space is not None:
@@ -148,14 +149,15 @@ def _cmd_search(args) -> int:
         if not args.resume:
             print(f"study '{name}' exists: continuing it (use a new --study name for a fresh one)", file=sys.stderr)
 
-    with StudyBar(args.trials, f"study {name}", enabled=not args.json) as bar:
+    from coopt.report import trial_line
+    with StudyBar(args.trials, f"study {name}", enabled=not args.json, describe=trial_line) as bar:
         summary = run_study(cfg, on_progress=bar.update, on_continue=notice)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"study {name}: {summary['trials']} trials, {summary['feasible']} feasible, "
               f"Pareto front {len(summary['front'])} designs {summary['front']}, "
-              f"hypervolume {summary['hypervolume']:.6g}")
+              f"hypervolume {fmt(summary['hypervolume'])}")
         if summary["screened"]:
             print(f"{summary['screened']} designs screened out at mapper budget {cfg.screen_budget} "
                   f"(they could not enter the front); the others were mapped at the space's full budget")
@@ -178,14 +180,20 @@ def _cmd_pareto(args) -> int:
 
     view = _study_view(args)
     objectives, records = view.objectives, view.records
+    from coopt.study.front import front_equivalents, front_hypervolume
     front = pareto_front(records, objectives)
+    same = front_equivalents(records, objectives)
     if args.json:
-        from coopt.study.front import distinct_designs
-        print(json.dumps([{"trial": r.number, "same_design": again, "params": r.params, "metrics": r.metrics}
-                          for r, again in distinct_designs(pareto_front(records, objectives, fold=False))],
-                         indent=2))
+        from coopt.study.records import design_key
+        again = {r.number: sorted(o.number for o in records if o.number != r.number
+                                  and design_key(o.params) == design_key(r.params)) for r in front}
+        print(json.dumps([{"trial": r.number, "same_design": again[r.number],
+                           "same_objectives": same.get(r.number, []), "params": r.params, "metrics": r.metrics}
+                          for r in front], indent=2))
     else:
-        print(pareto_text(args.study, front, objectives, len(records), sum(r.feasible for r in records)))
+        hv = front_hypervolume(records, objectives, view.settings["reference_point"]) \
+            if view.settings.get("reference_point") else None
+        print(pareto_text(args.study, front, objectives, len(records), sum(r.feasible for r in records), same, hv))
     return 0
 
 
@@ -200,15 +208,59 @@ def _cmd_export(args) -> int:
     if args.pareto:
         from coopt.study.front import distinct_designs
         numbers = [r.number for r, _ in distinct_designs(pareto_front(records, objectives))]
+        if args.all_equivalents:                     # the other designs with the same objectives, once each
+            from coopt.study.front import first_of_each_design, front_equivalents
+            firsts = {r.number for r in first_of_each_design(records)}
+            numbers += sorted(n for others in front_equivalents(records, objectives).values() for n in others
+                              if n in firsts)
         if not numbers:
             raise CooptError(f"study '{args.study}' has no feasible design yet", key="--pareto")
     else:
         numbers = args.trial
     with records_folder(view) as folder:
-        paths = export_trials(folder, numbers, Path(args.out), force=args.force)
+        paths = export_trials(folder, numbers, Path(args.out), force=args.force, study=args.study)
     for p in paths:
         print(f"wrote {p}")
     return 0
+
+
+def _cmd_compare(args) -> int:
+
+    from coopt.report import compare_text
+    from coopt.study.breakdown import component_breakdown
+
+    view = load_study_view_positional(args.study, args)
+    by_number = {r.number: r for r in view.records}
+    missing = [n for n in args.trials if n not in by_number]
+    if missing:
+        raise CooptError(f"study '{args.study}' has no completed trial {missing[0]}", key="TRIAL",
+                         expected=f"trial numbers of the study, e.g. {sorted(by_number)[:5]}")
+    recs = [by_number[n] for n in dict.fromkeys(args.trials)]
+    breakdowns = []
+    for r in recs:
+        try:
+            breakdowns.append(component_breakdown(r))
+        except Exception:                   # noqa: BLE001 - a record this code cannot re-read: no breakdown
+            breakdowns.append(None)
+    print(compare_text(args.study, recs, breakdowns), end="")
+    if args.out:
+        from coopt.outputs import output_dir, write_text
+        from coopt.tracking.plots import compare_png
+        out = output_dir(args.out, force=args.force)
+        stem = "compare-" + "-".join(f"t{r.number:03d}" for r in recs)
+        write_text(out / f"{stem}.txt", compare_text(args.study, recs, breakdowns))
+        compare_png(recs, breakdowns, out / f"{stem}.png")
+        print(f"wrote {out / (stem + '.txt')} and {out / (stem + '.png')}")
+        from coopt.tracking.mlflow_tracker import log_comparison, resolve_uri, sqlite_path
+        db = sqlite_path(resolve_uri(view.tracking_uri))
+        if (db is None or db.is_file()) and log_comparison(view.tracking_uri, args.study, out / f"{stem}.png"):
+            print(f"logged to the study run in MLflow as compare/{stem}.png")
+    return 0
+
+
+def load_study_view_positional(study: str, args):
+    from coopt.study.results import load_study_view
+    return load_study_view(study, storage=args.storage, tracking_uri=args.tracking_uri)
 
 
 def _cmd_verify(args) -> int:
@@ -494,11 +546,22 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--study", required=True)
     which = ex.add_mutually_exclusive_group(required=True)
     which.add_argument("--trial", type=int, nargs="+", help="trial numbers")
-    which.add_argument("--pareto", action="store_true", help="every design on the Pareto front")
+    which.add_argument("--pareto", action="store_true", help="every design on the Pareto front (one per set of "
+                       "designs with identical objectives: the least area, then power)")
+    ex.add_argument("--all-equivalents", action="store_true",
+                    help="with --pareto, also the designs with the same objectives as a front entry")
     ex.add_argument("--out", required=True, help="folder to write into")
     ex.add_argument("--force", action="store_true", help="replace existing exports")
     _store_args(ex)
     ex.set_defaults(func=_cmd_export)
+
+    co = sub.add_parser("compare", help="designs of a study side by side (terminal table; --out: a picture too)")
+    co.add_argument("study", help="the study's name")
+    co.add_argument("trials", type=int, nargs="+", metavar="TRIAL", help="trial numbers")
+    co.add_argument("--out", help="folder for the table and a picture (bars per component and layer)")
+    co.add_argument("--force", action="store_true", help="write into an existing non-empty folder")
+    _store_args(co)
+    co.set_defaults(func=_cmd_compare)
 
     ve = sub.add_parser("verify", help="re-evaluate a study's designs with a reference engine",
                         description="Re-evaluate chosen designs of a study with the real Timeloop (or AccelForge): "

@@ -52,3 +52,15 @@ def energy(pj: float | None, digits: int = SIGNIFICANT) -> str:
         if abs(pj) >= scale:
             return f"{fmt(pj / scale, digits)} {unit}"
     return f"{fmt(float(pj), digits)} pJ"
+
+
+def column_digits(values, digits: int = SIGNIFICANT, most: int = 12) -> int:
+    """The fewest significant digits (at least ``digits``) at which a column's distinct values stay distinct.
+
+    Why: at a fixed 4 digits 12.5208 and 12.5221 both read 12.52, and a table of a front then seems to
+    hold a design that dominates others.  Rounding keeps order, so distinct values also stay ordered."""
+    vals = sorted({float(v) for v in values if finite(v)})
+    for d in range(digits, most):
+        if len({round_sig(v, d) for v in vals}) == len(vals):
+            return d
+    return most

@@ -77,23 +77,43 @@ def network_text(result, label: str, not_mapped=()) -> str:
     return "\n".join(out + not_mapped_lines(not_mapped))
 
 
-def pareto_text(study: str, front, objectives, n_trials: int, n_feasible: int) -> str:
-    """The front as a table: trial, parameters, energy, throughput, area, power."""
+def pareto_text(study: str, front, objectives, n_trials: int, n_feasible: int,
+                same: dict[int, list[int]] | None = None, hypervolume: float | None = None) -> str:
+    """The front as a table: trial, parameters, energy, throughput, area, power, and the trials each entry
+    stands for (``same``: other designs with the same objectives, or the same design again).  Each column
+    shows the digits that keep its entries apart (``coopt.numbers.column_digits``)."""
+    from coopt.numbers import column_digits, fmt
+
     if not front:
         return f"study {study}: {n_trials} trials, {n_feasible} feasible, no Pareto front yet"
-    from coopt.study.front import distinct_designs
-
-    designs = distinct_designs(front)
-    pnames = list(front[0].params)
-    header = ["trial"] + pnames + ["energy uJ", "inf/s", "area mm2", "power mW", "on-chip KiB", "same design"]
-    rows = [[str(r.number)] + [str(r.params[p]) for p in pnames] +
-            [f"{r.metrics['energy_uj']:,.1f}", f"{r.metrics['throughput_ips']:,.2f}",
-             f"{r.metrics['area_mm2']:.3f}", f"{r.metrics['power_mw']:,.1f}", f"{r.metrics['onchip_kib']:,.1f}",
-             ",".join(map(str, again)) or "-"]
-            for r, again in designs]
+    same = same or {}
+    pnames = list(dict.fromkeys(k for r in front for k in r.params))
+    metrics = [("energy_uj", "energy uJ"), ("throughput_ips", "inf/s"), ("area_mm2", "area mm2"),
+               ("power_mw", "power mW"), ("onchip_kib", "on-chip KiB")]
+    digits = {m: column_digits([r.metrics.get(m) for r in front]) for m, _ in metrics}
+    header = ["trial"] + pnames + [h for _, h in metrics] + ["same objectives"]
+    rows = [[str(r.number)] + [str(r.params.get(p, "-")) for p in pnames] +
+            [fmt(r.metrics.get(m), digits[m]) for m, _ in metrics] +
+            [",".join(map(str, same.get(r.number, []))) or "-"]
+            for r in front]
     objs = ", ".join(f"{d} {n}" for n, d in objectives)
+    hv = "" if hypervolume is None else f", hypervolume {fmt(hypervolume)}"
     return (f"study {study}: {n_trials} trials, {n_feasible} feasible; Pareto front ({objs}): "
-            f"{len(designs)} designs\n\n" + _table(rows, header))
+            f"{len(front)} designs{hv}\n\n" + _table(rows, header))
+
+
+def trial_line(p) -> str:
+    """A finished trial in one line (``coopt search`` off a terminal): ``trial 7/50 t007 11x16 glb2048 8b
+    800MHz: energy µJ 1,234, inf/s 12.52, area mm² 1.03; feasible; front 3``."""
+    from coopt.numbers import fmt
+    from coopt.study.front import is_mapped
+    from coopt.tracking.present import SHORT, run_name
+
+    rec = p.last
+    values = ", ".join(f"{SHORT.get(n, n)} {fmt(rec.metrics.get(n))}" for n in p.objectives) \
+        if is_mapped(rec) else "not mapped"
+    state = "feasible" if rec.feasible else "infeasible" + (f" ({rec.reasons[0]})" if rec.reasons else "")
+    return f"trial {p.done}/{p.total} {run_name(rec)}: {values}; {state}; front {p.front_size}"
 
 
 def verify_text(checks, engine: str, tolerance: float) -> str:
@@ -115,3 +135,49 @@ def verify_text(checks, engine: str, tolerance: float) -> str:
         totals = "  ".join(f"{k} {v:.4f}" for k, v in r.items())
         out += [head, _table(rows, header), f"totals: {totals}", ""]
     return "\n".join(out)
+
+
+def compare_rows(recs, breakdowns) -> list[tuple[str, list[list[str]]]]:
+    """Sections of a side-by-side comparison of designs: (title, rows), each row a label and one cell per
+    design.  ``breakdowns``: per design, ``coopt.study.breakdown.component_breakdown``'s list (or None)."""
+    from coopt.numbers import column_digits, fmt
+
+    def row(label, values):
+        digits = column_digits(values)
+        return [label] + [fmt(v, digits) if isinstance(v, float) else "–" if v is None else fmt(v) for v in values]
+
+    params = list(dict.fromkeys(k for r in recs for k in r.params))
+    totals = [("energy µJ", "energy_uj"), ("inferences/s", "throughput_ips"), ("latency ms", "latency_ms"),
+              ("area mm²", "area_mm2"), ("power mW", "power_mw"), ("on-chip KiB", "onchip_kib")]
+    sections = [("parameters", [row(k, [r.params.get(k) for r in recs]) for k in params]),
+                ("totals", [row(label, [float(r.metrics[m]) if r.feasible or m in ("area_mm2", "onchip_kib")
+                                        else None for r in recs]) for label, m in totals]
+                 + [["feasible"] + ["yes" if r.feasible else "no" for r in recs]])]
+    from coopt.tracking.present import used_components
+
+    share = [{p.component: p for p in (b or [])} for b in breakdowns]
+    comps = used_components(breakdowns)
+    sections.append(("energy per component (µJ per inference)",
+                     [row(c, [s[c].energy_uj if c in s else None for s in share]) for c in comps]))
+    sections.append(("area per component (mm²; off-chip memory has none)",
+                     [row(c + (" (off-chip)" if all(s.get(c) is None or not s[c].area_mm2 for s in share) else ""),
+                          [s[c].area_mm2 if c in s else None for s in share]) for c in comps]))
+    layers = list(dict.fromkeys(layer.name for r in recs for layer in r.layers))
+    per = [{layer.name: layer for layer in r.layers} for r in recs]
+    sections.append(("energy per layer (µJ, all its executions)", [
+        row(n, [p[n].count * p[n].energy_pj / 1e6 if n in p and p[n].found else None for p in per]) for n in layers]))
+    sections.append(("cycles per layer (all its executions)", [
+        row(n, [p[n].count * p[n].cycles if n in p and p[n].found else None for p in per]) for n in layers]))
+    return sections
+
+
+def compare_text(study: str, recs, breakdowns) -> str:
+    """``coopt compare``: the designs side by side, one column each."""
+    from coopt.tracking.present import run_name
+
+    names = [run_name(r) for r in recs]
+    out = [f"study {study}: {len(recs)} designs side by side", ""]
+    for title, rows in compare_rows(recs, breakdowns):
+        if rows:
+            out += [title, _table(rows, [""] + names), ""]
+    return "\n".join(out).rstrip() + "\n"

@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.ui, pytest.mark.slow, pytest.mark.ray]
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-STUDY, TRIALS = "web", 6
+STUDY, TRIALS = "web", 8
+AREA_BUDGET = 1.0              # tiny.yaml's designs span 0.18-5 mm²: about half are over it, hence not mapped
 WAIT_S = 90
 
 
@@ -65,17 +66,59 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
+    """tiny.yaml with a tighter area budget: the study holds designs that could not be mapped (their energy
+    and throughput are placeholders for the samplers) next to feasible ones."""
+    import yaml
+
     d = tmp_path_factory.mktemp("browse")
-    run = subprocess.run([sys.executable, "-m", "coopt.cli", "search", "--space", str(ROOT / "search_spaces/tiny.yaml"),
+    space = yaml.safe_load((ROOT / "search_spaces/tiny.yaml").read_text())
+    space["budgets"]["area_mm2"] = AREA_BUDGET
+    space["reference_point"]["area_mm2"] = AREA_BUDGET
+    (d / "tiny-tight.yaml").write_text(yaml.safe_dump(space))
+    run = subprocess.run([sys.executable, "-m", "coopt.cli", "search", "--space", str(d / "tiny-tight.yaml"),
                           "--trials", str(TRIALS), "--workers", "1", "--sampler", "random", "--study", STUDY,
                           "--seed", "2", "--json"], cwd=d, env=_env(), capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
+    recs = records_of(d)
+    assert any(r["violations"].get("unmapped_layers") for r in recs) and any(r["feasible"] for r in recs), \
+        "the study should hold unmappable and feasible designs"
     return d
+
+
+def records_of(d: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((d / "mlruns/studies" / STUDY / "trials").glob("*.json"))]
+
+
+def largest_feasible_energy(d: Path) -> float:
+    return max(r["metrics"]["energy_uj"] for r in records_of(d) if r["feasible"])
+
+
+def plotly_x_range(driver, title_part: str) -> list[float]:
+    """The x-axis range of the plotly chart whose text contains ``title_part`` (as plotly laid it out)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    script = """
+      const want = arguments[0];
+      for (const el of document.querySelectorAll('.js-plotly-plot')) {
+        let node = el; let text = '';
+        for (let i = 0; i < 6 && node; i++) { text = node.innerText || ''; if (text.includes(want)) break;
+                                              node = node.parentElement; }
+        const xa = el._fullLayout && el._fullLayout.xaxis;
+        if (text.includes(want) && xa && xa.range) return [xa.range[0], xa.range[1], xa.type];
+      }
+      return null;"""
+    try:
+        got = WebDriverWait(driver, WAIT_S, poll_frequency=0.5).until(lambda d: d.execute_script(script, title_part))
+    except Exception:
+        raise AssertionError(f"no plotly chart with '{title_part}' on {driver.current_url}") from None
+    lo, hi, kind = got
+    return [10 ** lo, 10 ** hi] if kind == "log" else [lo, hi]
 
 
 def front_by_hand(study_dir: Path) -> set[int]:
     """Feasible trials no other feasible trial beats on every objective (from the records on disk);
-    a design proposed again counts once, as its first trial."""
+    a design proposed again counts once, as its first trial, and of designs with the same objective values
+    only the one with the least area (then power, then trial number)."""
     meta = json.loads((study_dir / "study.json").read_text())
     objectives = meta["settings"]["objectives"]
     recs = [json.loads(p.read_text()) for p in sorted((study_dir / "trials").glob("*.json"))]
@@ -87,8 +130,20 @@ def front_by_hand(study_dir: Path) -> set[int]:
     def loss(r):
         return [r["metrics"][n] * (1 if d == "minimize" else -1) for n, d in objectives]
 
+    def rank(r):
+        return (r["metrics"]["area_mm2"], r["metrics"]["power_mw"], r["number"])
+
     return {r["number"] for r in feas
-            if not any(all(a <= b for a, b in zip(loss(o), loss(r))) and loss(o) != loss(r) for o in feas)}
+            if not any(all(a <= b for a, b in zip(loss(o), loss(r))) and loss(o) != loss(r) for o in feas)
+            and not any(loss(o) == loss(r) and rank(o) < rank(r) for o in feas)}
+
+
+def same_objectives_by_hand(study_dir: Path, number: int) -> list[int]:
+    """The other feasible trials whose objective values equal trial ``number``'s (one front entry)."""
+    objectives = json.loads((study_dir / "study.json").read_text())["settings"]["objectives"]
+    recs = [json.loads(p.read_text()) for p in (study_dir / "trials").glob("*.json")]
+    key = {r["number"]: [r["metrics"][n] for n, _ in objectives] for r in recs if r["feasible"]}
+    return sorted(n for n, k in key.items() if n != number and k == key[number])
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +167,12 @@ def ui_urls(study, tmp_path_factory):
     """`coopt ui` on the study: {"experiment": the study's runs view, "front": its front page}."""
     port = free_port()
     log = tmp_path_factory.mktemp("ui") / "ui.log"
-    proc, line = _serve(["ui", "--port", str(port), "--study", STUDY], study, "front page: ", log)
+    proc, run = _serve(["ui", "--port", str(port), "--study", STUDY], study, "its front in MLflow: ", log)
+    line = log.read_text().splitlines()[0]
+    assert line.startswith("front page: http")                            # its first line: the page to open
     (exp,) = [l for l in log.read_text().splitlines() if f"study {STUDY}: " in l]
-    yield {"experiment": exp.split(": ", 1)[1].strip(), "front": line.split(": ", 1)[1].strip()}
+    yield {"experiment": exp.split(": ", 1)[1].strip(), "front": line.split(": ", 1)[1].split()[0],
+           "study_run": run.split(": ", 1)[1].strip()}
     _stop(proc)
 
 
@@ -123,19 +181,30 @@ def ui(ui_urls):
     return ui_urls["experiment"]
 
 
-def shot(driver, name: str, tmp_path: Path) -> None:
-    """Save a screenshot (MLflow's assistant side panel closed first: it hides half the page)."""
+def close_assistant(driver) -> None:
+    """Close MLflow's assistant side panel: MLflow 3.17 opens it once per browser on a local server, and
+    offers no server setting to keep it closed; closed once, it stays closed (the browser remembers)."""
     from selenium.webdriver.common.by import By
 
     for close in driver.find_elements(By.XPATH, "//*[text()='MLflow Assistant']/ancestor::div[.//button][1]"
                                                 "//button[@aria-label='Close']"):
         close.click()
         time.sleep(1)
+
+
+def shot(driver, name: str, tmp_path: Path) -> None:
+    """Save a screenshot (MLflow's assistant side panel closed first: it hides half the page)."""
+    close_assistant(driver)
     driver.save_screenshot(str(tmp_path / name))
     target = os.environ.get("COOPT_SCREENSHOTS")
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
         shutil.copy(tmp_path / name, Path(target) / name)
+
+
+def path_of(url: str) -> str:
+    """A URL without the query of its hash route (coopt's links ask for MLflow's classic mode there)."""
+    return url.split("?", 1)[0]
 
 
 def wait_text(driver, *texts: str, timeout: float = WAIT_S) -> str:
@@ -155,11 +224,11 @@ def wait_text(driver, *texts: str, timeout: float = WAIT_S) -> str:
 
 def test_experiment_opens_on_the_trials(study, ui, browser, tmp_path):
     """The printed URL opens the study's experiment on its runs table: every trial, objectives as columns."""
-    assert "/#/experiments/" in ui and ui.endswith("viewStateShareKey=coopt-trials")
+    assert "/#/experiments/" in ui and ui.endswith("viewStateShareKey=coopt-trials&workflowType=machine_learning")
     browser.get(ui)
     body = wait_text(browser, f"{TRIALS} matching runs", "t000", "energy_uj", "throughput_ips")
     assert f"coopt/{STUDY}" in body                                  # the study's own experiment
-    assert "Training runs" in body                                   # MLflow 3's classic runs view
+    assert "Model registry" in body and "Judges" not in body         # MLflow's classic mode, not GenAI's
     records = [json.loads(p.read_text()) for p in (study / "mlruns/studies" / STUDY / "trials").glob("*.json")]
     for r in records:
         assert f"t{r['number']:03d} " in body                        # every trial is a row, by its name
@@ -167,11 +236,15 @@ def test_experiment_opens_on_the_trials(study, ui, browser, tmp_path):
     # the chart view: every trial drawn, the objectives against each other, parallel coordinates set up
     browser.get(ui + "&compareRunsMode=CHART")
     wait_text(browser, "Objectives", "energy_uj vs. throughput_ips", "Parallel Coordinates", "Showing all runs")
+    lo, hi = plotly_x_range(browser, "energy_uj vs. throughput_ips")
+    top = largest_feasible_energy(study)
+    assert hi <= 10 * top, f"the energy axis ends at {hi:g} µJ, the largest feasible energy is {top:g} µJ"
     shot(browser, "mlflow-charts.png", tmp_path)
 
 
-def test_study_run_lists_the_front_with_links(study, ui, browser, tmp_path):
-    """The study run's overview names its front; each link opens that trial's run."""
+def test_study_run_lists_the_front_with_links(study, ui, ui_urls, browser, tmp_path):
+    """The study run, as `coopt ui` prints it, shows its front's table whole at 1600x1000 without a click;
+    its overview names the front, each link opening that trial's run."""
     from mlflow.tracking import MlflowClient
     from selenium.webdriver.common.by import By
 
@@ -179,13 +252,40 @@ def test_study_run_lists_the_front_with_links(study, ui, browser, tmp_path):
     exp = client.get_experiment_by_name(f"coopt/{STUDY}")
     (parent,) = client.search_runs([exp.experiment_id], "tags.`coopt.role` = 'parent'")
     base = ui.split("/#/")[0]
-    browser.get(f"{base}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}")
+    expected = front_by_hand(study / "mlruns/studies" / STUDY)
+    names = {int(r.data.tags["coopt.trial"]): r.info.run_name
+             for r in client.search_runs([exp.experiment_id], "tags.`coopt.role` = 'trial'")}
+    assert ui_urls["study_run"].startswith(f"{base}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}/")
+    browser.set_window_size(1600, 1000)
+    try:
+        browser.get(ui_urls["study_run"])
+        wait_text(browser, "pareto/front_table.html")
+        close_assistant(browser)
+        from selenium.webdriver.support.ui import WebDriverWait
+        frame = WebDriverWait(browser, WAIT_S).until(lambda d: d.find_element(By.CSS_SELECTOR, "iframe"))
+        height = browser.execute_script("return window.innerHeight")
+        top = browser.execute_script("return arguments[0].getBoundingClientRect().top", frame)
+        browser.switch_to.frame(frame)
+        try:
+            WebDriverWait(browser, WAIT_S).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#front-table tr"))
+            rows = browser.find_elements(By.CSS_SELECTOR, "#front-table tr")[1:]
+            recs = {r["number"]: r for r in records_of(study)}
+            along = sorted(expected, key=lambda n: (recs[n]["metrics"]["energy_uj"], n))     # the front's order
+            assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == [names[n] for n in along]
+            for r in rows:                  # on screen as the page opens: no click, no scrolling
+                bottom = browser.execute_script("return arguments[0].getBoundingClientRect().bottom", r)
+                assert top + bottom <= height, f"{r.text} is below the window"
+            assert f"{len(expected)} designs on the front" in browser.find_element(By.TAG_NAME, "body").text
+        finally:
+            browser.switch_to.default_content()
+        shot(browser, "mlflow-study-front.png", tmp_path)
+    finally:
+        browser.set_window_size(1920, 1080)
+    browser.get(f"{base}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}?workflowType=machine_learning")
     wait_text(browser, f"Pareto front of study {STUDY}")
     for button in browser.find_elements(By.XPATH, "//*[normalize-space(text())='Show more']"):
         button.click()
-    expected = front_by_hand(study / "mlruns/studies" / STUDY)
     wait_text(browser, f"{len(expected)} designs on the front")
-    shot(browser, "mlflow-study-front.png", tmp_path)
     links = {}
     for a in browser.find_elements(By.CSS_SELECTOR, "table a[href*='/runs/']"):       # the front's table
         text = a.text.strip()
@@ -194,7 +294,7 @@ def test_study_run_lists_the_front_with_links(study, ui, browser, tmp_path):
     assert set(links) == expected
     for number, a in links.items():
         (run,) = client.search_runs([exp.experiment_id], f"tags.`coopt.trial` = '{number}'")
-        assert a.get_attribute("href").endswith(f"#/experiments/{exp.experiment_id}/runs/{run.info.run_id}")
+        assert path_of(a.get_attribute("href")).endswith(f"#/experiments/{exp.experiment_id}/runs/{run.info.run_id}")
         assert a.text.strip() == run.info.run_name
     number = sorted(expected)[0]
     (run,) = client.search_runs([exp.experiment_id], f"tags.`coopt.trial` = '{number}'")
@@ -206,14 +306,13 @@ def test_study_run_lists_the_front_with_links(study, ui, browser, tmp_path):
         if new:                                                      # opened in a new tab
             browser.switch_to.window(new.pop())
         time.sleep(0.3)
-    assert browser.current_url.endswith(f"/runs/{run.info.run_id}")
+    assert path_of(browser.current_url).endswith(f"/runs/{run.info.run_id}")
     body = wait_text(browser, run.info.run_name, "energy_uj", "headroom_area_mm2")
     assert f"Pareto front of study {STUDY}" not in body               # the trial's page, not the study's
 
 
 def test_dashboard_shows_the_pareto_front(study, browser, tmp_path):
     """`coopt dashboard`: the Pareto-front plot with named objectives, parameters in user units."""
-    from selenium.webdriver.common.by import By
 
     port = free_port()
     proc, line = _serve(["dashboard", "--study", STUDY, "--port", str(port)], study, "Optuna Dashboard: ",
@@ -222,8 +321,21 @@ def test_dashboard_shows_the_pareto_front(study, browser, tmp_path):
         url = line.split(": ", 1)[1].split()[0]
         browser.get(url)
         wait_text(browser, "Pareto Front", "energy / inference (µJ)", "throughput (inferences/s)")
-        points = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .point")
-        assert len(points) >= TRIALS                                 # every complete trial is drawn
+        lo, hi = plotly_x_range(browser, "Pareto Front")
+        xs = browser.execute_script("""
+          for (const el of document.querySelectorAll('.js-plotly-plot')) {
+            let node = el, text = '';
+            for (let i = 0; i < 6 && node; i++) { text = node.innerText || ''; if (text.includes('Pareto Front')) break;
+                                                  node = node.parentElement; }
+            if (text.includes('Pareto Front'))
+              return el.data.flatMap(t => Array.from(t.x || [])).filter(v => v !== null && v !== undefined);
+          }
+          return null;""")
+        mapped = [r for r in records_of(study) if not r["violations"].get("unmapped_layers")]
+        energies = sorted(r["metrics"]["energy_uj"] for r in mapped)
+        assert sorted(set(xs)) == pytest.approx(sorted(set(energies)))   # every mapped design, no placeholder
+        top = largest_feasible_energy(study)
+        assert hi <= 10 * top, f"the energy axis ends at {hi:g} µJ, the largest feasible energy is {top:g} µJ"
         shot(browser, "dashboard-pareto.png", tmp_path)
         browser.get(url + "/trials")
         body = wait_text(browser, "glb_depth")
@@ -235,11 +347,12 @@ def test_dashboard_shows_the_pareto_front(study, browser, tmp_path):
 
 
 def plotted_by_hand(study_dir: Path) -> int:
-    """Trials with finite energy and throughput (what MLflow holds for them, hence what the page draws)."""
+    """Trials that were mapped and have finite energy and throughput (an unmapped design has placeholders)."""
     import math
 
     recs = [json.loads(p.read_text()) for p in (study_dir / "trials").glob("*.json")]
-    return sum(all(math.isfinite(r["metrics"].get(k, math.nan)) for k in ("energy_uj", "throughput_ips"))
+    return sum(not r["violations"].get("unmapped_layers")
+               and all(math.isfinite(r["metrics"].get(k, math.nan)) for k in ("energy_uj", "throughput_ips"))
                for r in recs)
 
 
@@ -256,9 +369,21 @@ def test_front_page_points_open_the_trial_runs(study, ui_urls, browser, tmp_path
     front = browser.find_elements(By.CSS_SELECTOR, "#front-plot a.front")
     assert len(points) == plotted_by_hand(study / "mlruns/studies" / STUDY)
     assert len(front) == len(expected)
+    lo, hi = (float(v) for v in browser.find_element(By.ID, "front-plot").get_attribute("data-x-range").split(","))
+    top = largest_feasible_energy(study)
+    assert hi <= 10 * top, f"the energy axis ends at {hi:g} µJ, the largest feasible energy is {top:g} µJ"
+    ticks = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#front-plot > text")]
+    assert not any(t in ("1e+12", "1.000e+12", "1,000,000,000,000") for t in ticks)       # no placeholder axis
+    unmapped = sum(bool(r["violations"].get("unmapped_layers")) for r in records_of(study))
+    assert f"not mapped (no energy or throughput, not drawn): {unmapped}" in browser.find_element(By.ID, "not-mapped").text
     assert {int(a.get_attribute("data-trial")) for a in front} == expected
     rows = browser.find_elements(By.CSS_SELECTOR, "#front-table a")
     assert len(rows) == len(expected)
+    for tr in browser.find_elements(By.CSS_SELECTOR, "#front-table tr")[1:]:        # ties: one entry each
+        cells = tr.find_elements(By.TAG_NAME, "td")
+        number = int(cells[0].text[1:4])
+        same = same_objectives_by_hand(study / "mlruns/studies" / STUDY, number)
+        assert cells[-1].text == (", ".join(f"t{n:03d}" for n in same) or "–")
     shot(browser, "front-page.png", tmp_path)
     client = MlflowClient(f"sqlite:///{study / 'mlruns' / 'mlflow.db'}")
     exp = client.get_experiment_by_name(f"coopt/{STUDY}")
@@ -267,9 +392,9 @@ def test_front_page_points_open_the_trial_runs(study, ui_urls, browser, tmp_path
     (point,) = [a for a in front if int(a.get_attribute("data-trial")) == number]
     point.find_element(By.CSS_SELECTOR, "circle").click()
     deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline and not browser.current_url.endswith(f"/runs/{run.info.run_id}"):
+    while time.monotonic() < deadline and not path_of(browser.current_url).endswith(f"/runs/{run.info.run_id}"):
         time.sleep(0.3)
-    assert browser.current_url.endswith(f"#/experiments/{exp.experiment_id}/runs/{run.info.run_id}")
+    assert path_of(browser.current_url).endswith(f"#/experiments/{exp.experiment_id}/runs/{run.info.run_id}")
     assert browser.current_url.startswith(ui_urls["experiment"].split("/#/")[0])     # the MLflow UI coopt ui runs
     body = wait_text(browser, run.info.run_name, run.info.run_id, "energy_uj")
     assert f"Pareto front of study {STUDY}" not in body

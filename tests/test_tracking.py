@@ -146,12 +146,18 @@ def test_parent_and_trial_runs(store, records):
         assert tags["feasible"] == ("true" if rec.feasible else "false") and tags["pareto"] == "false"
         assert params["pe_rows"] == str(rows) and params["template"] == "eyeriss_like"
         assert params["network"] == "head" and params["dataflow"] == str(rec.dataflow)
+        unmapped = rec.metrics["area_mm2"] > 3.0 or bool(rec.violations.get("unmapped_layers"))
+        precise = {"energy_uj", "throughput_ips", "area_mm2", "power_mw"}  # what orders a front: 7 digits
         for k, v in rec.metrics.items():
-            if math.isfinite(v):
+            if unmapped and k not in ("area_mm2", "onchip_kib", "macs", "mac_instances"):
+                assert k not in metrics, k                                # placeholders are never metrics
+            elif math.isfinite(v):
                 exact = float(v).is_integer() and abs(v) >= 1000           # counts (cycles, MACs) stay exact
-                assert metrics[k] == (v if exact else sig(v)), k            # others: 4 significant digits
+                assert metrics[k] == (v if exact else sig(v, 7 if k in precise else 4)), k   # others: 4 digits
             else:
                 assert k not in metrics
+        if unmapped:
+            assert "energy_uj" not in metrics and "throughput_ips" not in metrics and tags["not_mapped"]
         assert metrics["feasible"] == (1.0 if rec.feasible else 0.0)
         assert "edp" not in metrics and not any(k.startswith("violation_") for k in metrics)
         assert metrics["headroom_area_mm2"] == sig(3.0 - rec.metrics["area_mm2"])   # > 0: room left
@@ -198,11 +204,33 @@ def brute_force_hypervolume(points, reference) -> float:
 
 
 def brute_force_front(recs) -> set[int]:
+    """Feasible records nothing beats; of records with the same energy and throughput only the one with the
+    least area (then power, then trial number) counts."""
     feas = [r for r in recs if r.feasible]
     e = lambda r: r.metrics["energy_uj"]                                  # noqa: E731
     t = lambda r: r.metrics["throughput_ips"]                             # noqa: E731
+    rank = lambda r: (r.metrics["area_mm2"], r.metrics["power_mw"], r.number)   # noqa: E731
     return {r.number for r in feas
-            if not any(e(o) <= e(r) and t(o) >= t(r) and (e(o) < e(r) or t(o) > t(r)) for o in feas)}
+            if not any(e(o) <= e(r) and t(o) >= t(r) and (e(o) < e(r) or t(o) > t(r)) for o in feas)
+            and not any(e(o) == e(r) and t(o) == t(r) and rank(o) < rank(r) for o in feas)}
+
+
+def test_ties_are_one_front_entry(records):
+    """Designs with identical objectives (extra PE columns that buy nothing) are one entry: the least area."""
+    from coopt.study.front import front_equivalents, pareto_front
+
+    key = lambda r: (r.metrics["energy_uj"], r.metrics["throughput_ips"])    # noqa: E731
+    tied = [r for r in records if r.feasible and any(o is not r and o.feasible and key(o) == key(r) for o in records)]
+    assert tied, "the records hold designs with identical objectives"
+    front = pareto_front(records, OBJECTIVES)
+    assert {r.number for r in front} == brute_force_front(records)
+    same = front_equivalents(records, OBJECTIVES)
+    for r in front:
+        twins = [o.number for o in records if o.feasible and o is not r and
+                 (o.metrics["energy_uj"], o.metrics["throughput_ips"]) == (r.metrics["energy_uj"],
+                                                                         r.metrics["throughput_ips"])]
+        assert same[r.number] == sorted(twins)
+        assert all(o.metrics["area_mm2"] >= r.metrics["area_mm2"] for o in records if o.number in twins)
 
 
 def test_front_updates_tags_and_artifacts(store, records):
@@ -216,7 +244,7 @@ def test_front_updates_tags_and_artifacts(store, records):
     t.client.log_artifacts = lambda *a, **k: (drawn.append(a), log_artifacts(*a, **k))[1]
     retags = lambda: [c for c in calls if c[1] == "pareto"]             # noqa: E731
 
-    first, second = records[:3], records
+    first, second = records[:1], records          # (records 4 and 5 tie with 0 and 1: the front of [:3] stays)
     res1 = t.update_front(first, step=1)
     front1 = res1["front"]
     assert set(front1) == brute_force_front(first) and res1["front_size"] == len(front1)
@@ -240,8 +268,9 @@ def test_front_updates_tags_and_artifacts(store, records):
     pid = parent.info.run_id
     hv = {m.step: m.value for m in client().get_metric_history(pid, "hypervolume")}
     pts1 = [(r.metrics["energy_uj"], r.metrics["throughput_ips"]) for r in first if r.number in front1]
-    assert hv[1] == pytest.approx(brute_force_hypervolume(pts1, REFERENCE), rel=1e-9)
-    assert hv[2] == pytest.approx(brute_force_hypervolume(pts, REFERENCE), rel=1e-9) and hv[2] >= hv[1] > 0
+    assert hv[1] == pytest.approx(brute_force_hypervolume(pts1, REFERENCE), rel=1e-6)    # 7 digits shown
+    assert hv[2] == pytest.approx(brute_force_hypervolume(pts, REFERENCE), rel=1e-6) and hv[2] >= hv[1] > 0
+    assert hv[2] == float(f"{hv[2]:.7g}")                                                  # not 714173.6978536327
     sizes = {m.step: m.value for m in client().get_metric_history(pid, "front_size")}
     assert sizes == {1: len(front1), 2: len(front2), 3: len(front2)}
     assert parent.data.metrics["trials"] == len(second)
@@ -252,10 +281,13 @@ def test_front_updates_tags_and_artifacts(store, records):
     exp_id = t.experiment_id
     run_ids = {int(r.data.tags["coopt.trial"]): r.info.run_id for r in children()}
     for n, rid in run_ids.items():
-        assert (f"(#/experiments/{exp_id}/runs/{rid})" in note) == (n in front2), n
+        assert (f"(#/experiments/{exp_id}/runs/{rid}?workflowType=machine_learning)" in note) == (n in front2), n
     assert f"{len(second)} trials, {sum(r.feasible for r in second)} feasible" in note
     assert f"**{len(front2)} designs on the front**" in note
-    assert "front page: http://127.0.0.1:PORT/study/s1" in note                 # where the clickable plot is
+    assert "the front page that `coopt ui` prints first" in note               # where the clickable plot is
+    assert "PORT" not in note                                                    # no placeholder in text
+    shown_hv = note.split("(hypervolume ", 1)[1].split(")")[0]                  # for people: 4 digits, commas
+    assert float(shown_hv.replace(",", "")) == pytest.approx(hv[2], rel=1e-3) and len(shown_hv.strip("0,.")) <= 6
 
     rows = list(csv.DictReader(read_artifact(pid, "pareto/front.csv").decode().splitlines()))
     assert [int(r["trial"]) for r in rows] == front2
@@ -384,7 +416,8 @@ def test_ui_server_serves_the_store(store, records, how):
         while time.monotonic() < deadline and proc.poll() is None and "front page:" not in (store / "ui.log").read_text():
             time.sleep(0.3)
         out = (store / "ui.log").read_text()
-        url = f"http://127.0.0.1:{port}/#/experiments/{t.experiment_id}/runs?viewStateShareKey=coopt-trials"
+        url = (f"http://127.0.0.1:{port}/#/experiments/{t.experiment_id}/runs?viewStateShareKey=coopt-trials"
+               "&workflowType=machine_learning")                  # MLflow's classic mode, not GenAI
         assert f"study s1: {url}" in out, out
         assert _health(port)                                  # printed only once the server answers
         code, body = get(f"http://127.0.0.1:{port}/get-artifact?path=pareto/front.csv&run_uuid={t.parent_id}")
@@ -456,13 +489,16 @@ def test_front_page_links_each_point_to_its_run(store, records):
         links = front_links(page)
         run_of = {int(r.data.tags["coopt.trial"]): r.info.run_id for r in children()}
         expected = brute_force_front(records[:5])
-        assert expected and {n for _, _, n in links.points} == set(range(5))
+        unmapped = {r.number for r in records[:5] if r.metrics["area_mm2"] > 3.0}     # over the area budget
+        assert unmapped and {n for _, _, n in links.points} == set(range(5)) - unmapped   # placeholders not drawn
+        assert f"not drawn): {len(unmapped)}" in page                               # but counted
         front = {n: href for cls, href, n in links.points if "front" in cls}
         assert set(front) == expected
         for n, href in front.items():
-            assert href == f"{base}/#/experiments/{t.experiment_id}/runs/{run_of[n]}"
+            assert href == f"{base}/#/experiments/{t.experiment_id}/runs/{run_of[n]}?workflowType=machine_learning"
         assert sorted(links.table) == sorted(front.values())
         assert f"{len(expected)} designs on the front" in page
+        assert "<td>t004</td>" in page                    # 4x16 ties with 4x4 (t000): listed as its equivalent
         version = get(server.url("s1") + "/version")[1].decode()
         assert f'const version = "{version}"' in page
         for rec in records[5:]:                                                   # the study moves on

@@ -26,10 +26,10 @@ from coopt.energy.select import arch_tables
 from coopt.errors import CooptError
 from coopt.energy.accelergy_files import (art_yaml, components_yaml, dumps_accelergy, ert_yaml, unknown_classes,
                                           with_required_actions)
-from coopt.numbers import energy, fmt
+from coopt.numbers import column_digits, energy, fmt
 from coopt.outputs import output_dir
 from coopt.study.breakdown import component_breakdown, headroom
-from coopt.study.front import pareto_front
+from coopt.study.front import front_equivalents, pareto_front
 from coopt.study.records import LayerRecord, TrialRecord, read_records
 from coopt.yamlio import dumps_yaml
 
@@ -188,11 +188,13 @@ def _breakdown_md(rec: TrialRecord) -> list[str]:
     parts = component_breakdown(rec)
     e_total = sum(p.energy_uj for p in parts) or 1.0
     a_total = sum(p.area_mm2 for p in parts) or 1.0
+    shown = [p for p in parts if p.energy_uj or p.area_mm2 >= 1e-4]        # wiring placeholders cost nothing
     out = ["", "## Energy and area by component", "",
-           "Per inference, over the mapped layers (leakage included); area of all instances.", ""]
+           "Per inference, over the mapped layers (leakage included); area of all instances (off-chip "
+           "memory has no area on the chip).", ""]
     out += _table(["component", "instances", "energy (µJ)", "energy share", "area (mm²)", "area share"],
-                  [[p.component, p.instances, p.energy_uj, f"{100 * p.energy_uj / e_total:.1f} %", p.area_mm2,
-                    f"{100 * p.area_mm2 / a_total:.1f} %"] for p in parts])
+                  [[p.component, p.instances, p.energy_uj, f"{100 * p.energy_uj / e_total:.1f} %",
+                    p.area_mm2 if p.area_mm2 else "off-chip", f"{100 * p.area_mm2 / a_total:.1f} %"] for p in shown])
     return out
 
 
@@ -249,7 +251,7 @@ exit $status
 """
 
 
-def _files(rec: TrialRecord, budgets: dict, objectives: list) -> dict[str, str]:
+def _files(rec: TrialRecord, budgets: dict, objectives: list, same: list[int] = ()) -> dict[str, str]:
     """Relative path -> text of everything one trial folder holds."""
     arch = arch_from_yaml(rec.arch_yaml["architecture"])
     tables = arch_tables(arch, using=rec.energy_method)   # the tables the study used
@@ -263,6 +265,7 @@ def _files(rec: TrialRecord, budgets: dict, objectives: list) -> dict[str, str]:
         if _mapped(layer):
             files[f"map/{stem}.yaml"] = dumps_yaml(layer.mapping_yaml)
     summary = _summary(rec, stems, notes, tables.source, budgets, objectives)
+    summary["same_objectives"] = list(same)
     files["summary.json"] = json.dumps(_strict(summary), indent=1) + "\n"
     files["summary.md"] = _markdown(rec, stems, notes, budgets)
     files["run_timeloop.sh"] = _script(rec, stems)
@@ -319,8 +322,10 @@ def _known(records: dict[int, TrialRecord], study_dir: Path) -> str:
     return f"known trials: {shown}"
 
 
-def export_trials(study_dir: Path, numbers: list[int], out_dir: Path, *, force: bool = False) -> list[Path]:
-    """Write ``out_dir/trial-<n>/`` for each trial number; return the folders written.
+def export_trials(study_dir: Path, numbers: list[int], out_dir: Path, *, force: bool = False,
+                  study: str | None = None) -> list[Path]:
+    """Write ``out_dir/trial-<n>/`` for each trial number; return the folders written.  Each summary names
+    the trials with the same objective values when the design is on the study's front.
 
     Everything is checked (trial numbers, targets) before anything is written.
     """
@@ -338,7 +343,8 @@ def export_trials(study_dir: Path, numbers: list[int], out_dir: Path, *, force: 
         raise CooptError(f"cannot create the export folder {out_dir}: {exc.strerror or exc}") from None
     root = Path(out_dir).resolve()
     budgets, objectives = _study_settings(study_dir)
-    plans = [(root / f"trial-{n}", _files(records[n], budgets, objectives)) for n in wanted]
+    same = front_equivalents(list(records.values()), objectives) if objectives else {}
+    plans = [(root / f"trial-{n}", _files(records[n], budgets, objectives, same.get(n, []))) for n in wanted]
     for target, _ in plans:
         _check_target(target, root, force)
     try:
@@ -346,7 +352,7 @@ def export_trials(study_dir: Path, numbers: list[int], out_dir: Path, *, force: 
     except OSError as exc:
         raise CooptError(f"cannot write the export: {exc.strerror or exc}", file=exc.filename or str(out_dir),
                          key="--out") from None
-    write_index(root, force=force)
+    write_index(root, study, force=force)
     return written
 
 def _study_settings(study_dir: Path) -> tuple[dict, list]:
@@ -358,11 +364,11 @@ def _study_settings(study_dir: Path) -> tuple[dict, list]:
     return dict(settings.get("budgets") or {}), [tuple(o) for o in settings.get("objectives") or []]
 
 
-def write_index(root: Path, force: bool = False) -> tuple[Path, Path] | None:
+def write_index(root: Path, study: str | None = None, force: bool = False) -> tuple[Path, Path] | None:
     """``index.csv`` and ``index.md`` comparing every exported design in ``root`` (objectives,
-    parameters, headroom against each budget), rebuilt from the folders' summary.json files.
-    Written whole (atomically); a link in their place is refused without ``force`` and replaced,
-    never written through, with it."""
+    parameters, headroom against each budget), rebuilt from the folders' summary.json files, in the
+    order of the front (best first on the first objective).  Written whole (atomically); a link in
+    their place is refused without ``force`` and replaced, never written through, with it."""
     import pandas as pd
 
     from coopt.outputs import atomic_write_text
@@ -383,25 +389,36 @@ def write_index(root: Path, force: bool = False) -> tuple[Path, Path] | None:
     metrics = [o[0] for o in objectives] + [m for m in ("energy_uj", "throughput_ips", "latency_ms", "area_mm2",
                                                         "power_mw", "onchip_kib") if m not in named]
     params = list(dict.fromkeys(k for _, s in summaries for k in s["params"]))
+    if objectives:
+        first, direction = objectives[0]
+        sign = 1 if direction == "minimize" else -1
+        summaries.sort(key=lambda x: (not x[1]["feasible"], sign * (x[1]["metrics"].get(first) or 0), x[1]["trial"]))
     rows = []
     for name, s in summaries:
         row = {"trial": s["trial"], "folder": name, "feasible": s["feasible"]}
         row.update({m: s["metrics"].get(m) for m in metrics})
         row.update({k: s["params"].get(k) for k in params})
         row.update({f"headroom_{k}": v for k, v in (s.get("headroom") or {}).items()})
+        row["same_objectives"] = " ".join(f"t{n:03d}" for n in s.get("same_objectives") or [])
         rows.append(row)
     df = pd.DataFrame(rows)
     csv_path, md_path = root / "index.csv", root / "index.md"
     atomic_write_text(csv_path, df.to_csv(index=False), key="--out")
     arrows = {o[0]: (" ↓" if o[1] == "minimize" else " ↑") for o in objectives}
-    lines = ["# Exported designs", "",
+    import datetime
+
+    from coopt import __version__
+    made = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = ["# Exported designs" + (f" of study `{study}`" if study else ""), "",
+             f"Written {made} by coopt {__version__}, best first on the first objective.", "",
              f"{len(df)} designs.  Objectives are marked ↓ (lower is better) or ↑ (higher is better); "
              "`headroom_<budget>` is the budget minus the value (positive: room left).  Each folder holds "
              "`summary.md` and `run_timeloop.sh`.", ""]
     lines += _table([f"{c}{arrows.get(c, '')}" for c in df.columns], [])
+    digits = {m: column_digits([row.get(m) for row in rows]) for m in metrics}   # entries stay apart
     for row in rows:
-        cells = [f"[{v}]({v}/summary.md)" if k == "folder" else str(v) if k in params else _fmt(v)
-                 for k, v in row.items()]
+        cells = [f"[{v}]({v}/summary.md)" if k == "folder" else str(v) if k in params or k == "same_objectives"
+                 else fmt(v, digits[k]) if k in digits else _fmt(v) for k, v in row.items()]
         lines.append("| " + " | ".join(cells) + " |")
     atomic_write_text(md_path, "\n".join(lines) + "\n", key="--out")
     return csv_path, md_path

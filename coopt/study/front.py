@@ -31,18 +31,70 @@ def first_of_each_design(records: list[TrialRecord]) -> list[TrialRecord]:
     return list(seen.values())
 
 
+# Metrics an unmapped design really has (the architecture alone decides them); its energy, throughput,
+# latency, power and EDP are placeholders told to the samplers and must never be shown as values.
+KNOWN_UNMAPPED = ("area_mm2", "onchip_kib", "macs", "mac_instances")
+
+
+def is_mapped(rec: TrialRecord) -> bool:
+    """Every layer has a mapping: the record's energy and throughput are measurements, not placeholders."""
+    return not rec.violations.get("unmapped_layers", 0)
+
+
+def shown_metrics(rec: TrialRecord) -> dict:
+    """The record's metrics that are real values (an unmapped design keeps only its area and memory)."""
+    return dict(rec.metrics) if is_mapped(rec) else {k: v for k, v in rec.metrics.items() if k in KNOWN_UNMAPPED}
+
+
 def pareto_front(records: list[TrialRecord], objectives: list[tuple[str, str]], *,
                  fold: bool = True) -> list[TrialRecord]:
-    """Feasible, non-dominated records, sorted by the first objective; with ``fold`` (the default) a
-    design evaluated by several trials appears once, as its first trial."""
+    """Feasible, non-dominated records, sorted by the first objective.  With ``fold`` (the default) a
+    design evaluated by several trials appears once, as its first trial, and designs with identical
+    objective values are one entry, their representative (``fold_ties``)."""
     feas = [r for r in (first_of_each_design(records) if fold else records) if r.feasible]
     if not feas:
         return []
     pts = np.array([[r.metrics[name] for name, _ in objectives] for r in feas])
     mask = nondominated(pts, [d for _, d in objectives])
     front = [r for r, k in zip(feas, mask) if k]
+    if fold:
+        front = [rep for rep, _ in fold_ties(front, objectives)]
     first, direction = objectives[0]
-    return sorted(front, key=lambda r: r.metrics[first] * (1 if direction == "minimize" else -1))
+    return sorted(front, key=lambda r: (r.metrics[first] * (1 if direction == "minimize" else -1), r.number))
+
+
+def tie_rank(rec: TrialRecord) -> tuple:
+    """Which of designs with identical objectives represents them: least area, then power, then trial."""
+    return (rec.metrics.get("area_mm2", np.inf), rec.metrics.get("power_mw", np.inf), rec.number)
+
+
+def fold_ties(records: list[TrialRecord], objectives: list[tuple[str, str]]) -> list[tuple[TrialRecord, list[int]]]:
+    """Records with bit-identical objective values as one entry: (representative, the others' trial
+    numbers, ascending), in the order of the representatives' first appearance in ``records``."""
+    groups: dict[tuple, list[TrialRecord]] = {}
+    for r in records:
+        groups.setdefault(objective_key(r, objectives), []).append(r)
+    out = []
+    for members in groups.values():
+        rep = min(members, key=tie_rank)
+        out.append((rep, sorted(m.number for m in members if m is not rep)))
+    order = {id(r): i for i, r in enumerate(records)}
+    return sorted(out, key=lambda x: order[id(x[0])])
+
+
+def objective_key(rec: TrialRecord, objectives: list[tuple[str, str]]) -> tuple:
+    return tuple(float(rec.metrics[n]) for n, _ in objectives)
+
+
+def front_equivalents(records: list[TrialRecord], objectives: list[tuple[str, str]]) -> dict[int, list[int]]:
+    """For each front entry (its representative's trial number), the other trials it stands for: designs
+    with the same objective values and trials that evaluated one of them again."""
+    same: dict[tuple, list[int]] = {}
+    for r in records:
+        if r.feasible:
+            same.setdefault(objective_key(r, objectives), []).append(r.number)
+    return {rep.number: sorted(n for n in same[objective_key(rep, objectives)] if n != rep.number)
+            for rep in pareto_front(records, objectives)}
 
 
 def distinct_designs(front: list[TrialRecord]) -> list[tuple[TrialRecord, list[int]]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -74,6 +75,8 @@ class StudyProgress:
     feasible: int
     front_size: int
     hypervolume: float
+    last: TrialRecord | None = None        # the trial just finished (None: the report at the start)
+    objectives: tuple = ()                 # the objectives' metric names
 
 
 def sampler_seed(seed: int | None, trials_so_far: int) -> int | None:
@@ -421,10 +424,11 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, text: str, stored: Stored 
         recs = list(records.values())
         return len(pareto_front(recs, space.objectives)), front_hypervolume(recs, space.objectives, space.reference)
 
-    def report():
+    def report(last: TrialRecord | None = None):
         fs, hv = front_update()
         if on_progress:
-            on_progress(StudyProgress(len(records), total, sum(r.feasible for r in records.values()), fs, hv))
+            on_progress(StudyProgress(len(records), total, sum(r.feasible for r in records.values()), fs, hv,
+                                      last, tuple(n for n, _ in space.objectives)))
 
     def finish(trial, rec: TrialRecord):
         """Store the record (folder and storage), then tell; then mirror to MLflow."""
@@ -439,7 +443,7 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, text: str, stored: Stored 
         by_design.setdefault(design_key(rec.params), rec)
         mlflow_call(cfg.tracking_uri, tracker.log_trial, rec)
         step += 1
-        report()
+        report(rec)
 
     def fail(trial, rerun: bool):
         """Fail a trial of this run (one already told is left as it is); ``rerun``: queue its design."""
@@ -455,6 +459,8 @@ def _run_locked(cfg: StudyConfig, space: SearchSpace, text: str, stored: Stored 
     try:
         report()
         if remaining > 0:
+            from coopt.study.warmup import compile_kernels
+            compile_kernels(space, cfg.energy, say=lambda line: print(line, file=sys.stderr, flush=True))
             with RayCluster(cfg.ray_address, cfg.workers, sdir, warn=warn) as cluster:
                 _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_design, finish, fail,
                        errors)

@@ -46,6 +46,24 @@ def user_params(space, params: dict) -> dict:
     return out
 
 
+def shown_state(trial):
+    """(state, values, user attributes) of a trial as the dashboard shows it.  A design that could not be
+    mapped was told placeholder values (coopt.study.trial.INFEASIBLE_ENERGY_UJ) so that the samplers learn
+    to avoid it; every plot would draw them as values and set its axes by them.  Here it is PRUNED, with no
+    values and its reason in ``coopt.not_mapped``; the record's encoded copy is left out (unreadable)."""
+    from optuna.trial import TrialState
+
+    from coopt.study.front import is_mapped
+    from coopt.study.records import RECORD_ATTR, record_from_attrs
+
+    attrs = {k: v for k, v in trial.user_attrs.items() if not k.startswith(RECORD_ATTR + ".")}
+    rec = record_from_attrs(trial.user_attrs) if trial.state == TrialState.COMPLETE else None
+    if rec is None or is_mapped(rec):
+        return trial.state, trial.values, attrs
+    attrs["coopt.not_mapped"] = "; ".join(rec.reasons) or "not mapped"
+    return TrialState.PRUNED, None, attrs
+
+
 class StudyMirror:
     """An in-memory copy of a study, with names and units for people; ``sync`` adds finished trials."""
 
@@ -74,10 +92,11 @@ class StudyMirror:
             if t.number in self.copied:
                 continue
             params = user_params(self.space, t.params) if t.params else {}
-            copy = FrozenTrial(number=t.number, state=t.state, value=None, values=t.values,
+            state, values, attrs = shown_state(t)
+            copy = FrozenTrial(number=t.number, state=state, value=None, values=values,
                                datetime_start=t.datetime_start, datetime_complete=t.datetime_complete,
                                params=params, distributions=user_distributions(self.space, t.distributions),
-                               user_attrs=dict(t.user_attrs), system_attrs=dict(t.system_attrs),
+                               user_attrs=attrs, system_attrs=dict(t.system_attrs),
                                intermediate_values=dict(t.intermediate_values), trial_id=t._trial_id)
             self.study.add_trial(copy)
             self.copied.add(t.number)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from coopt.errors import CooptError
-from coopt.numbers import finite, fmt
+from coopt.numbers import column_digits, finite, fmt
 from coopt.tracking.plots import axis_label, plot_axes
 from coopt.tracking.present import SHORT, UNITS, experiment_url, run_link
 
@@ -42,6 +42,12 @@ class Point:
     params: dict[str, str]
     feasible: bool
     pareto: bool
+    same: str = ""                # other trials with the same objective values (``same_objectives`` tag)
+
+    @property
+    def mapped(self) -> bool:
+        """False for a design that could not be mapped: it has no energy or throughput to draw."""
+        return not self.metrics.get("unmapped_layers")
 
 
 @dataclass
@@ -95,7 +101,8 @@ def read_front(client, study: str, experiment_id: str, parent=None) -> FrontData
             tags = run.data.tags
             data.points.append(Point(int(tags.get("coopt.trial", -1)), run.info.run_id, run.info.run_name or "",
                                      dict(run.data.metrics), dict(run.data.params),
-                                     tags.get("feasible") == "true", tags.get("pareto") == "true"))
+                                     tags.get("feasible") == "true", tags.get("pareto") == "true",
+                                     tags.get("same_objectives", "")))
         token = page.token
         if not token:
             break
@@ -108,7 +115,8 @@ def run_url(mlflow_base: str, experiment_id: str, run_id: str) -> str:
 
 
 class _Scale:
-    """Data -> pixels on one axis; logarithmic when the values span more than a factor of 30."""
+    """Data -> pixels on one axis, fitted to ``values`` (the feasible designs'); logarithmic when they span
+    more than a factor of 30.  A value beyond the axis is drawn at its edge (``clipped``)."""
 
     def __init__(self, values: list[float], lo_px: float, hi_px: float):
         vals = [v for v in values if finite(v)] or [0.0, 1.0]
@@ -120,8 +128,17 @@ class _Scale:
         self.lo, self.hi, self.lo_px, self.hi_px = lo - pad, hi + pad, lo_px, hi_px
 
     def __call__(self, v: float) -> float:
-        x = math.log10(v) if self.log else v
+        x = (math.log10(v) if v > 0 else -math.inf) if self.log else v
+        x = min(max(x, self.lo), self.hi)
         return self.lo_px + (x - self.lo) / (self.hi - self.lo) * (self.hi_px - self.lo_px)
+
+    def clipped(self, v: float) -> bool:
+        x = (math.log10(v) if v > 0 else -math.inf) if self.log else v
+        return not self.lo <= x <= self.hi
+
+    def span(self) -> tuple[float, float]:
+        """The axis's ends in data units."""
+        return (10 ** self.lo, 10 ** self.hi) if self.log else (self.lo, self.hi)
 
     def ticks(self) -> list[float]:
         if self.log:
@@ -140,15 +157,25 @@ def _tip(p: Point, objectives) -> str:
     return "\n".join([f"{p.name} ({state})"] + [f"{UNITS.get(n, n)} = {fmt(p.metrics.get(n))}" for n, _ in objectives])
 
 
+def drawn(data: FrontData) -> list[Point]:
+    """The trials with both plotted values measured (an unmapped design has none: it is only counted)."""
+    (xn, _), (yn, _) = plot_axes(data.objectives)
+    return [p for p in data.points if p.mapped and finite(_value(p, xn)) and finite(_value(p, yn))]
+
+
 def front_svg(data: FrontData, mlflow_base: str) -> str:
-    """Every trial a faint point, the front's trials highlighted and joined; each point links to its run."""
+    """Every trial a faint point, the front's trials highlighted and joined; each point links to its run.
+    The axes fit the feasible designs; an infeasible one beyond them is drawn at the edge, hollow."""
     (xn, xd), (yn, yd) = plot_axes(data.objectives)
-    pts = [p for p in data.points if finite(_value(p, xn)) and finite(_value(p, yn))]
+    pts = drawn(data)
+    fit = [p for p in pts if p.feasible] or pts
     top, right, bottom, left = MARGIN
-    sx = _Scale([_value(p, xn) for p in pts], left, WIDTH - right)
-    sy = _Scale([_value(p, yn) for p in pts], HEIGHT - bottom, top)
+    sx = _Scale([_value(p, xn) for p in fit], left, WIDTH - right)
+    sy = _Scale([_value(p, yn) for p in fit], HEIGHT - bottom, top)
+    (x0, x1), (y0, y1) = sx.span(), sy.span()
     out = [f'<svg id="front-plot" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-           f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">',
+           f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12" '
+           f'data-x-range="{x0:.6g},{x1:.6g}" data-y-range="{y0:.6g},{y1:.6g}">',
            f'<rect x="{left}" y="{top}" width="{WIDTH - left - right}" height="{HEIGHT - top - bottom}" '
            'fill="#fbfbfb" stroke="#ccc"/>']
     for t in sx.ticks():
@@ -169,12 +196,15 @@ def front_svg(data: FrontData, mlflow_base: str) -> str:
         out.append(f'<polyline points="{line}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>')
     for p in sorted(pts, key=lambda p: p.pareto):            # the front drawn last, on top
         x, y = sx(_value(p, xn)), sy(_value(p, yn))
-        cls = "trial front" if p.pareto else "trial"
+        beyond = sx.clipped(_value(p, xn)) or sy.clipped(_value(p, yn))
+        cls = "trial front" if p.pareto else "trial clipped" if beyond else "trial"
         href = html.escape(run_url(mlflow_base, data.experiment_id, p.run_id))
         if p.pareto:
             mark = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="7" fill="#1f77b4" stroke="#fff" stroke-width="1.5"/>'
         elif p.feasible:
             mark = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4.5" fill="#999" fill-opacity="0.45"/>'
+        elif beyond:
+            mark = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="none" stroke="#d62728" stroke-width="1.2"/>'
         else:
             mark = (f'<path d="M{x - 4:.1f},{y - 4:.1f}L{x + 4:.1f},{y + 4:.1f}M{x - 4:.1f},{y + 4:.1f}'
                     f'L{x + 4:.1f},{y - 4:.1f}" stroke="#d62728" stroke-opacity="0.5" stroke-width="1.5"/>')
@@ -197,12 +227,18 @@ def front_table(data: FrontData, mlflow_base: str) -> str:
     dirs = dict(data.objectives)
     head = ["trial"] + [SHORT.get(n, n) + ((" ↓" if dirs[n] == "minimize" else " ↑") if n in dirs else "")
                         for n in shown] + params
+    head.append("same objectives")
+    digits = {n: column_digits([p.metrics.get(n) for p in front]) for n in shown}
     rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for p in front:
         link = f'<a href="{html.escape(run_url(mlflow_base, data.experiment_id, p.run_id))}">{html.escape(p.name)}</a>'
-        cells = [link] + [fmt(p.metrics.get(n)) for n in shown] + [html.escape(p.params.get(k, "–")) for k in params]
+        cells = [link] + [fmt(p.metrics.get(n), digits[n]) for n in shown] + \
+            [html.escape(p.params.get(k, "–")) for k in params] + [html.escape(p.same) or "–"]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return '<table id="front-table">' + "\n".join(rows) + "</table>"
+    numbers = " ".join(str(p.number) for p in front)
+    compare = (f'<p id="compare">Side by side (parameters, energy and area per component, energy and cycles per '
+               f'layer): <code>coopt compare {html.escape(data.study)} {numbers} --out DIR</code></p>')
+    return '<table id="front-table">' + "\n".join(rows) + "</table>" + compare
 
 
 PAGE = """<!doctype html>
@@ -217,8 +253,7 @@ a.trial {{ cursor: pointer; }} a.trial:hover circle {{ stroke: #000; stroke-widt
 </style></head><body>
 <h2>Pareto front of study <code>{study}</code></h2>
 <p>{summary} <a href="{experiment}">All trials in MLflow</a>.</p>
-<p class="legend"><span style="color:#1f77b4">● on the front (click: its MLflow run)</span>
-<span style="color:#999">● other feasible trials</span><span style="color:#d62728">✕ infeasible</span></p>
+<p class="legend">{legend}</p>
 {svg}
 {table}
 <p style="color:#777;font-size:12px">Follows the study: reloads when a trial is logged or the front moves.</p>
@@ -231,6 +266,23 @@ setInterval(() => fetch("{version_url}", {{cache: "no-store"}}).then(r => r.text
 """
 
 
+def legend(data: FrontData) -> str:
+    """What the plot shows, with counts: the axes fit the feasible designs, the others are counted."""
+    pts = drawn(data)
+    front = sum(p.pareto for p in pts)
+    feasible = sum(p.feasible for p in pts) - front
+    over = sum(not p.feasible for p in pts)
+    unmapped = sum(not p.mapped for p in data.points)
+    parts = [f'<span style="color:#1f77b4">● on the front: {front} (click: its MLflow run)</span>',
+             f'<span style="color:#999">● other feasible trials: {feasible}</span>',
+             f'<span style="color:#d62728">✕ infeasible (over a budget): {over}'
+             + ('; ○ beyond the axes, drawn at their edge' if over else '') + '</span>']
+    if unmapped:
+        parts.append(f'<span id="not-mapped" style="color:#777">not mapped (no energy or throughput, not drawn): '
+                     f'{unmapped}</span>')
+    return "".join(parts)
+
+
 def front_page(data: FrontData, mlflow_base: str) -> str:
     feasible = sum(p.feasible for p in data.points)
     summary = (f"{len(data.points)} trials, {feasible} feasible; <b>{len(data.front)} designs on the front</b>.  "
@@ -238,7 +290,7 @@ def front_page(data: FrontData, mlflow_base: str) -> str:
                + ("  The plot shows the first two; a front point may look beaten there and win on another."
                   if len(data.objectives) > 2 else ""))
     quoted = urllib.parse.quote(data.study, safe="")
-    return PAGE.format(study=html.escape(data.study), summary=summary,
+    return PAGE.format(study=html.escape(data.study), summary=summary, legend=legend(data),
                        experiment=html.escape(experiment_url(mlflow_base, data.experiment_id)),
                        svg=front_svg(data, mlflow_base), table=front_table(data, mlflow_base),
                        version=data.version(), version_url=f"/study/{quoted}/version", poll_ms=POLL_MS)

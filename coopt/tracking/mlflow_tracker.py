@@ -22,11 +22,12 @@ import time
 import warnings
 from pathlib import Path
 
-from coopt.study.front import front_hypervolume, pareto_front
+from coopt.study.front import front_equivalents, front_hypervolume, is_mapped, pareto_front
 from coopt.study.records import METRIC_NAMES, TrialRecord
-from coopt.tracking.present import (VIEW_KEY, eval_seconds, experiment_description, experiment_name, finite,
-                                    fmt, front_markdown, run_link, run_name, run_times_ms, trial_metrics,
+from coopt.tracking.present import (PRECISE, VIEW_KEY, eval_seconds, experiment_description, experiment_name, finite,
+                                    fmt, front_markdown, front_table_html, run_link, run_name, run_times_ms, trial_metrics,
                                     view_state)
+from coopt.numbers import round_sig
 from coopt.yamlio import dumps_yaml
 
 LEGACY_EXPERIMENT = "coopt"          # stores written before one experiment per study
@@ -172,6 +173,7 @@ class StudyTracker:
         self.settings = dict(settings)
         self.budgets = dict(self.settings.get("budgets") or {})
         self.objectives = [tuple(o) for o in objectives]
+        self.precise = {n for n, _ in self.objectives} | {"area_mm2", "power_mw"}    # what orders a front
         self.reference = list(reference)
         self.space_file = space_file
         self.client = None
@@ -179,6 +181,7 @@ class StudyTracker:
         self.parent_id: str | None = None
         self.trial_runs: dict[int, str] = {}     # trial number -> its FINISHED trial run
         self.pareto: dict[int, bool] = {}        # trial number -> the run's current ``pareto`` tag
+        self.same: dict[int, str] = {}           # front entry -> its ``same_objectives`` tag (tied trials)
         self._view_params: list[str] | None = None
         self._front_key: tuple | None = None     # the front last drawn
         self._note: str | None = None
@@ -309,12 +312,13 @@ class StudyTracker:
             "mlflow.parentRunId": self.parent_id, "coopt.study": self.study_name, "coopt.role": "trial",
             "coopt.trial": str(rec.number), "feasible": "true" if rec.feasible else "false", "pareto": "false",
             "screened": "true" if rec.screened else "false",
+            **({} if is_mapped(rec) else {"not_mapped": "; ".join(rec.reasons)[:5000] or "not mapped"}),
             "mlflow.note.content": trial_note(rec, self.budgets)})
         run_id = run.info.run_id
         params = {**rec.params, "template": rec.template, "dataflow": rec.dataflow, "network": rec.network,
                   **({"mapper_budget": rec.mapper_budget} if rec.mapper_budget else {})}
         plist = [Param(str(k)[:250], param_value(v)) for k, v in params.items()]
-        mlist = [Metric(k, v, end_ms, 0) for k, v in trial_metrics(rec, self.budgets).items()]
+        mlist = [Metric(k, v, end_ms, 0) for k, v in trial_metrics(rec, self.budgets, self.precise).items()]
         client.log_batch(run_id, metrics=mlist, params=plist[:BATCH])
         for i in range(BATCH, len(plist), BATCH):
             client.log_batch(run_id, params=plist[i:i + BATCH])
@@ -341,7 +345,7 @@ class StudyTracker:
         front = pareto_front(records, self.objectives)
         hv = front_hypervolume(records, self.objectives, self.reference)
         now = int(time.time() * 1000)
-        values = {"front_size": len(front), "hypervolume": hv, "trials": len(records),
+        values = {"front_size": len(front), "hypervolume": round_sig(hv, PRECISE), "trials": len(records),
                   "feasible_trials": sum(1 for r in records if r.feasible)}
         self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
         self._records = records
@@ -354,6 +358,11 @@ class StudyTracker:
                 if self.pareto.get(number) != on:
                     self.client.set_tag(run_id, "pareto", "true" if on else "false")
                     self.pareto[number] = on
+        for number, others in front_equivalents(records, self.objectives).items():
+            text = ", ".join(f"t{n:03d}" for n in others)
+            if number in self.trial_runs and self.same.get(number, "") != text:
+                self.client.set_tag(self.trial_runs[number], "same_objectives", text)   # the front page lists them
+                self.same[number] = text
         # last, after the runs' tags: a reader that sees this description also sees those tags
         note = front_markdown(self.study_name, records, front, self.objectives, self.budgets, hv, self._links())
         if note != self._note:                    # counts or front changed: one tag write
@@ -373,6 +382,9 @@ class StudyTracker:
             (d / "front.csv").write_text(front_csv(front), encoding="utf-8")
             front_png(records, front, self.objectives, d / "front.png")
             front_html(records, front, self.objectives, d / "front.html")
+            hv = front_hypervolume(records, self.objectives, self.reference)
+            (d / "front_table.html").write_text(front_table_html(self.study_name, records, front, self.objectives,
+                                                                 self.budgets, hv), encoding="utf-8")
             self.client.log_artifacts(self.parent_id, str(d), "pareto")
         self._front_key = tuple(r.number for r in front)
         self._drawn = len(records)
@@ -429,6 +441,22 @@ def breakdown_table(rec: TrialRecord):
                           "energy_uj": round_sig(p.energy_uj), "energy_pct": round(100 * p.energy_uj / energy, 1),
                           "area_mm2": round_sig(p.area_mm2), "area_pct": round(100 * p.area_mm2 / area, 1)}
                          for p in parts])
+
+def log_comparison(tracking_uri: str | None, study_name: str, png: Path) -> bool:
+    """Attach a comparison picture to the study run (``compare/``); False when the study has no run."""
+    quiet_mlflow()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(resolve_uri(tracking_uri))
+    exp = client.get_experiment_by_name(experiment_name(study_name))
+    if exp is None:
+        return False
+    runs = client.search_runs([exp.experiment_id], filter_string({"coopt.study": study_name, "coopt.role": "parent"}))
+    if not runs:
+        return False
+    client.log_artifact(runs[0].info.run_id, str(png), "compare")
+    return True
+
 
 def log_verification(tracking_uri: str | None, study_name: str, number: int, engine: str, metrics: dict,
                      csv_text: str, flagged: bool) -> bool:

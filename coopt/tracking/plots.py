@@ -102,3 +102,40 @@ def front_html(records, front, objectives, path: Path) -> None:
                       xaxis_title=axis_label(xn, xd), yaxis_title=axis_label(yn, yd),
                       template="plotly_white", hovermode="closest")
     fig.write_html(str(path), include_plotlyjs="cdn", full_html=True)
+
+
+def compare_png(recs, breakdowns, path: Path) -> None:
+    """Designs side by side as grouped bars: energy and area per component, energy and cycles per layer."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = [run_name(r) for r in recs]
+    from coopt.tracking.present import used_components
+
+    comps = used_components(breakdowns)
+    share = [{p.component: p for p in (b or [])} for b in breakdowns]
+    layers = list(dict.fromkeys(layer.name for r in recs for layer in r.layers))
+    per = [{layer.name: layer for layer in r.layers} for r in recs]
+    panels = [("energy per component (µJ)", comps, [[s[c].energy_uj if c in s else 0 for c in comps] for s in share]),
+              ("area per component (mm²)", comps, [[s[c].area_mm2 if c in s else 0 for c in comps] for s in share]),
+              ("energy per layer (µJ)", layers, [[p[n].count * p[n].energy_pj / 1e6 if n in p and p[n].found else 0
+                                                  for n in layers] for p in per]),
+              ("cycles per layer", layers, [[p[n].count * p[n].cycles if n in p and p[n].found else 0
+                                             for n in layers] for p in per])]
+    fig = Figure(figsize=(12, 8.5), dpi=100)
+    FigureCanvasAgg(fig)
+    width = 0.8 / max(1, len(recs))
+    for k, (title, labels, values) in enumerate(panels):
+        ax = fig.add_subplot(2, 2, k + 1)
+        x = np.arange(len(labels))
+        for i, (name, vals) in enumerate(zip(names, values)):
+            ax.bar(x + (i - (len(recs) - 1) / 2) * width, vals, width, label=name)
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks(x, labels, rotation=60 if len(labels) > 6 else 0, ha="right" if len(labels) > 6 else "center",
+                      fontsize=7)
+        ax.grid(True, axis="y", alpha=0.3)
+        if k == 0:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, format="png")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 
-from coopt.numbers import finite, fmt, round_sig
+from coopt.numbers import SIGNIFICANT, column_digits, finite, fmt, round_sig
+from coopt.study.front import is_mapped, shown_metrics
 from coopt.study.records import TrialRecord
 from coopt.study.screening import MAPPING_INDEPENDENT_BUDGETS
 
@@ -29,7 +30,8 @@ def experiment_name(study: str) -> str:
 
 
 def run_name(rec: TrialRecord) -> str:
-    """``t017 12x16 glb4096 8b 400MHz``: the trial and the design it evaluated, at a glance."""
+    """``t017 12x16 glb4096 8b 400MHz``: the trial and the design it evaluated, at a glance.  Other
+    parameters stay out of the name (they made it wrap to five lines); every one is a column."""
     p, tp = rec.params, rec.template_params
     parts = [f"t{rec.number:03d}"]
     rows, cols = tp.get("pe_rows", p.get("pe_rows")), tp.get("pe_cols", p.get("pe_cols"))
@@ -41,18 +43,22 @@ def run_name(rec: TrialRecord) -> str:
             v = p[key]
             parts.append(fmt_.format(int(round(v)) if isinstance(v, float) else v))
             shown.add(key)
-    for key, v in p.items():
-        if key not in shown:
-            parts.append(f"{key}={fmt(v, 3) if isinstance(v, float) else v}")
+    if len(parts) == 1:                   # a space without the usual parameters: name it by its own
+        parts += [f"{key}={fmt(v, 3) if isinstance(v, float) else v}" for key, v in p.items()]
     return " ".join(parts)[:250]
 
 
-def trial_metrics(rec: TrialRecord, budgets: dict[str, float]) -> dict[str, float]:
+PRECISE = 7                                   # digits of the objectives' metrics: a front's members stay apart
+
+
+def trial_metrics(rec: TrialRecord, budgets: dict[str, float], precise=()) -> dict[str, float]:
     """Rounded metrics (units in their names), ``headroom_<budget>`` (> 0: room left), feasibility,
-    evaluation time; nothing non-finite (MLflow would show NaN)."""
-    out = {k: round_sig(float(v)) for k, v in rec.metrics.items() if finite(v)}
+    evaluation time; nothing non-finite (MLflow would show NaN), and for an unmapped design none of the
+    placeholders (energy, throughput, ...) told to the samplers: a chart would plot them as values."""
+    out = {k: round_sig(float(v), PRECISE if k in precise else SIGNIFICANT)
+           for k, v in shown_metrics(rec).items() if finite(v)}
     out["feasible"] = 1.0 if rec.feasible else 0.0
-    mapped = not rec.violations.get("unmapped_layers")
+    mapped = is_mapped(rec)
     for key, limit in budgets.items():
         value = rec.metrics.get(key)
         if finite(value) and (mapped or key in MAPPING_INDEPENDENT_BUDGETS):      # area: known unmapped
@@ -77,47 +83,118 @@ def run_times_ms(rec: TrialRecord, now_s: float) -> tuple[int, int]:
     return int((now_s - (rec.seconds or 0.0)) * 1000), int(now_s * 1000)
 
 
+# MLflow 3.17 opens in its GenAI mode (traces, judges, "Evaluations") unless a URL asks for the classic one:
+# its web app reads the mode from this query parameter first (then from the browser's last choice).
+CLASSIC = "workflowType=machine_learning"
+
+
 def run_link(experiment_id: str, run_id: str) -> str:
-    """Link inside the MLflow UI (hash route: works from any host and port)."""
-    return f"#/experiments/{experiment_id}/runs/{run_id}"
+    """Link inside the MLflow UI (hash route: works from any host and port), in MLflow's classic mode."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}?{CLASSIC}"
 
 
 def _arrow(direction: str) -> str:
     return "↓" if direction == "minimize" else "↑"
 
 
-def front_markdown(study: str, records: list[TrialRecord], front: list[TrialRecord], objectives,
-                   budgets: dict, hypervolume: float, links: dict[int, str]) -> str:
-    """The study run's description: the current front with links to its trials' runs."""
+def counts_line(records: list[TrialRecord], n_front: int) -> str:
+    """``40 trials, 31 feasible, 6 not mapped; 5 designs on the front``."""
     feasible = sum(1 for r in records if r.feasible)
+    unmapped = sum(1 for r in records if not is_mapped(r))
+    return (f"{len(records)} trials, {feasible} feasible" + (f", {unmapped} not mapped" if unmapped else "")
+            + f"; **{n_front} designs on the front**")
+
+
+def front_rows(records: list[TrialRecord], front: list[TrialRecord], objectives) -> tuple[list[str], list[list[str]]]:
+    """The front as a table for people: header, then per entry its run's name, the objectives, area and
+    power (each column with the digits that keep its entries apart and ordered), the parameters and the
+    trials with the same objective values."""
+    from coopt.study.front import front_equivalents
+
+    same = front_equivalents(records, objectives)
+    params = list(dict.fromkeys(k for r in front for k in r.params))
+    dirs = dict(objectives)
+    shown = [n for n, _ in objectives] + [k for k in ("area_mm2", "power_mw") if k not in dirs]
+    digits = {n: column_digits([r.metrics.get(n) for r in front]) for n in shown}
+    header = ["trial"] + [SHORT.get(n, n) + (f" {_arrow(dirs[n])}" if n in dirs else "") for n in shown] + \
+        params + ["same objectives"]
+    rows = [[run_name(r)] + [fmt(r.metrics.get(n), digits[n]) for n in shown]
+            + [str(r.params.get(k, "–")) for k in params]
+            + [", ".join(f"t{n:03d}" for n in same.get(r.number, [])) or "–"] for r in front]
+    return header, rows
+
+
+def _summary_lines(study: str, records, front, objectives, budgets: dict, hypervolume: float) -> list[str]:
     obj = ", ".join(f"{UNITS.get(n, n)} {_arrow(d)}" for n, d in objectives)
-    lines = [f"## Pareto front of study `{study}`", "",
-             f"{len(records)} trials, {feasible} feasible; **{len(front)} designs on the front** "
-             f"(hypervolume {fmt(hypervolume)}).  Objectives: {obj}."]
+    lines = [f"{counts_line(records, len(front))} (hypervolume {fmt(hypervolume)}).  Objectives: {obj}."]
     if budgets:
         lines.append("Budgets: " + ", ".join(f"{UNITS.get(k, k)} ≤ {fmt(float(v))}" for k, v in budgets.items())
                      + ".")
-    lines.append("")
+    return lines
+
+
+def front_markdown(study: str, records: list[TrialRecord], front: list[TrialRecord], objectives,
+                   budgets: dict, hypervolume: float, links: dict[int, str]) -> str:
+    """The study run's description: the current front with links to its trials' runs, then what else
+    there is to look at.  (MLflow shows 100 px of it before "Show more"; ``front_table_html`` is the
+    front as a page of the study run's artifacts, shown whole as it opens.)"""
+    lines = [f"## Pareto front of study `{study}`", "",
+             *_summary_lines(study, records, front, objectives, budgets, hypervolume), ""]
     if not front:
         lines.append("No feasible design yet.")
         return "\n".join(lines) + "\n"
-    params = list(dict.fromkeys(k for r in front for k in r.params))
-    shown = [n for n, _ in objectives] + [k for k in ("area_mm2", "power_mw") if k not in dict(objectives)]
-    header = ["trial"] + [f"{SHORT.get(n, n)}" + (f" {_arrow(d)}" if (d := dict(objectives).get(n)) else "")
-                          for n in shown] + params
+    header, rows = front_rows(records, front, objectives)
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in front:
-        name = run_name(r)
-        cell = f"[{name}]({links[r.number]})" if r.number in links else name
-        lines.append("| " + " | ".join([cell] + [fmt(r.metrics.get(n)) for n in shown]
-                                       + [str(r.params.get(k, "–")) for k in params]) + " |")
+    for r, row in zip(front, rows):
+        cell = f"[{row[0]}]({links[r.number]})" if r.number in links else row[0]
+        lines.append("| " + " | ".join([cell, *row[1:]]) + " |")
     lines += ["", "Each trial opens its run: parameters, metrics, the per-layer table and the energy/area "
-              "breakdown.  In the runs table, the filter `tags.pareto = 'true'` lists the front; "
-              "`tags.feasible = 'true'` the designs within budget.  **A clickable front plot**: the *front page* "
-              "`coopt ui` prints (`front page: http://127.0.0.1:PORT/study/" + study + "`), where each point "
+              "breakdown.  Designs with the same objective values are one entry (the least area, then power); "
+              "the others are listed under *same objectives*.  In the runs table, the filter "
+              "`tags.pareto = 'true'` lists the front; `tags.feasible = 'true'` the designs within budget.  "
+              "**A clickable front plot**: the front page that `coopt ui` prints first, where each point "
               "opens its trial's run.  Other plots: the chart view of the runs table, and the artifacts "
-              "`pareto/front.png` and `pareto/front.html` (hover a point for its run's name)."]
+              "`pareto/front.png` and `pareto/front.html`."]
     return "\n".join(lines) + "\n"
+
+
+FRONT_TABLE = "pareto/front_table.html"       # the study run's artifact that shows the front whole
+
+
+def front_table_html(study: str, records: list[TrialRecord], front: list[TrialRecord], objectives,
+                     budgets: dict, hypervolume: float) -> str:
+    """The front as a small page (MLflow's artifact view shows it at once; no script, no link: MLflow
+    sandboxes HTML artifacts, so the trials' links live in the description and on the front page)."""
+    import html
+
+    head = [f"<h2>Pareto front of study <code>{html.escape(study)}</code></h2>"]
+    head += [f"<p>{html.escape(line).replace('**', '')}</p>"
+             for line in _summary_lines(study, records, front, objectives, budgets, hypervolume)]
+    if not front:
+        body = "<p>No feasible design yet.</p>"
+    else:
+        header, rows = front_rows(records, front, objectives)
+        cells = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+        cells += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
+        body = '<table id="front-table">' + "\n".join(cells) + "</table>"
+    style = ("body{font-family:sans-serif;font-size:14px;color:#222} table{border-collapse:collapse} "
+             "th,td{border:1px solid #ddd;padding:3px 8px;text-align:right} th{background:#f3f3f3} "
+             "td:first-child,th:first-child{text-align:left}")
+    return (f'<!doctype html><html><head><meta charset="utf-8"><style>{style}</style></head><body>'
+            + "\n".join(head) + body + "<p>Each design's run: the runs table (filter <code>tags.pareto = "
+            "'true'</code>), the study run's overview or the front page of <code>coopt ui</code>.</p>"
+            "</body></html>\n")
+
+
+def study_run_url(base: str, experiment_id: str, run_id: str) -> str:
+    """The study run opened on its front table (an artifact page MLflow shows whole, without a click)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/{FRONT_TABLE}?{CLASSIC}"
+
+
+def used_components(breakdowns) -> list[str]:
+    """Components that spend energy in some design (the zero-cost wiring placeholders are left out)."""
+    comps = list(dict.fromkeys(p.component for b in breakdowns if b for p in b))
+    return [c for c in comps if any(p.component == c and p.energy_uj for b in breakdowns if b for p in b)]
 
 
 def experiment_description(study: str, settings: dict, objectives, study_link: str | None = None) -> str:
@@ -173,4 +250,4 @@ def view_state(objectives, param_names: list[str], budgets: dict) -> str:
 
 def experiment_url(base: str, experiment_id: str) -> str:
     """The experiment's runs view as coopt sets it up (see ``view_state``)."""
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}&{CLASSIC}"

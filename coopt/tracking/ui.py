@@ -167,7 +167,7 @@ def launch_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "12
             time.sleep(0.2)
             last = next((l for l in reversed(tail) if "rror" in l), tail[-1] if tail else "")
             raise CooptError(f"the MLflow server did not start on {base}" + (f": {last.strip()}" if last else ""))
-        _announce(f"{base}  (Ctrl-C to stop)", front, urls)
+        _announce(f"{base}  (Ctrl-C to stop)", front, urls, uri, base)
         for name, info in old.items():
             print(f"  {legacy_hint(name, info)}", flush=True)
         return proc.wait()
@@ -179,14 +179,24 @@ def launch_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "12
         signal.signal(signal.SIGTERM, previous)
 
 
-def _announce(ui: str, front, urls) -> None:
-    """Start the front pages and print where everything is (once the MLflow UI answers)."""
+def _announce(ui: str, front, urls, uri: str, base: str) -> None:
+    """Start the front pages and print where everything is (once the MLflow UI answers): first the page
+    to open, the study's front (or the list of studies), which links into MLflow."""
+    from coopt.tracking.front_page import study_run
+    from coopt.tracking.present import study_run_url
+
     front.start()
+    print(f"front page: {front.url(urls[0][0]) if len(urls) == 1 else front.base}  "
+          "(each point opens its trial in MLflow)", flush=True)
     print(f"MLflow UI: {ui}", flush=True)
-    print(f"Front pages: {front.base}  (each front point opens its trial's MLflow run)", flush=True)
+    runs = dict(study_experiments(uri))
     for name, url in urls:
         print(f"  study {name}: {url}", flush=True)
-        print(f"    front page: {front.url(name)}", flush=True)
+        parent = study_run(front.client, runs[name]) if name in runs else None
+        if parent is not None:
+            print(f"    its front in MLflow: {study_run_url(base, runs[name], parent.info.run_id)}", flush=True)
+        if len(urls) > 1:
+            print(f"    front page: {front.url(name)}", flush=True)
 
 
 def _serve_fronts_of_server(uri: str, host: str, study: str | None, front_port: int | None) -> int:
@@ -207,7 +217,7 @@ def _serve_fronts_of_server(uri: str, host: str, study: str | None, front_port: 
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        _announce(f"{base}  (the tracking server's own; Ctrl-C stops the front pages)", front, urls)
+        _announce(f"{base}  (the tracking server's own; Ctrl-C stops the front pages)", front, urls, uri, base)
         while True:
             signal.pause()
     except KeyboardInterrupt:
