@@ -61,15 +61,16 @@ class LayerProgress:
             self._progress.__enter__()
             self._task = self._progress.add_task(self.description, total=self.total)
         elif self.lines:
-            self._eta.text(0, self.total)
-            _say(f"{self.description}: {self.total} layers")
-        return self
+            self._eta.text(0, self.total)       # the header waits for the first layer: input refused before
+        return self                             # any work stays the one line of its error
 
     def advance(self, item=None):
         self._done += 1
         if self._progress is not None:
             self._progress.advance(self._task)
         elif self.lines:
+            if self._done == 1:
+                _say(f"{self.description}: {self.total} layers")
             what = ""
             if item is not None:
                 found = getattr(item, "found", False)

@@ -400,6 +400,20 @@ def test_front_page_points_open_the_trial_runs(study, ui_urls, browser, tmp_path
     assert f"Pareto front of study {STUDY}" not in body
 
 
+def _as_an_older_coopt_left_it(sdir: Path) -> None:
+    """An older coopt recorded no tracking URI (the store beside the study folder); today's studies record
+    their store's absolute URI, which would point this copy back at the fixture's store."""
+    import optuna
+
+    from coopt.study.storage import open_storage
+    meta = json.loads((sdir / "study.json").read_text())
+    meta["settings"]["tracking_uri"] = None
+    (sdir / "study.json").write_text(json.dumps(meta))
+    stored = optuna.load_study(study_name=STUDY, storage=open_storage(None, sdir, create=False))
+    settings = dict(stored.user_attrs["coopt.settings"], tracking_uri=None)
+    stored.set_user_attr("coopt.settings", settings)
+
+
 def test_old_store_hint_gives_the_study_its_experiment(study, tmp_path):
     """A store of the old layout (all studies in the experiment 'coopt'): `coopt ui --study` says in one line
     what to run; that command logs the study into its own experiment without evaluating a trial again."""
@@ -407,6 +421,7 @@ def test_old_store_hint_gives_the_study_its_experiment(study, tmp_path):
     from mlflow.tracking import MlflowClient
 
     shutil.copytree(study / "mlruns" / "studies", tmp_path / "mlruns" / "studies")
+    _as_an_older_coopt_left_it(tmp_path / "mlruns" / "studies" / STUDY)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     trials = sorted((tmp_path / "mlruns/studies" / STUDY / "trials").glob("*.json"))
     make_legacy_store(client, STUDY, len(trials))

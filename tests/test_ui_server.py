@@ -61,10 +61,11 @@ def test_ui_reads_a_tracking_server_and_starts_no_mlflow_of_its_own(server, reco
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
     try:
-        lines = [proc.stdout.readline() for _ in range(4)]
-        assert lines[0].startswith(f"MLflow UI: {uri}"), lines
+        lines = [proc.stdout.readline() for _ in range(3)]
+        assert lines[0].startswith("front page: http://"), lines            # first: the page to open
+        assert lines[1].startswith(f"MLflow UI: {uri}"), lines
         assert lines[2].strip().startswith(f"study s1: {uri}/#/experiments/{t.experiment_id}/runs"), lines
-        front = lines[3].split("front page: ", 1)[1].strip()
+        front = lines[0].split("front page: ", 1)[1].split()[0]
         code, page = get(front)                                  # the front page read the tracking server
         assert code == 200 and f"/#/experiments/{t.experiment_id}/runs/{t.trial_runs[1]}".encode() in page
         assert f"{uri}/#/experiments".encode() in page

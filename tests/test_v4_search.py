@@ -62,6 +62,12 @@ reference_point: {{energy_uj: 1e9}}
 """
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """Every study of these tests lives in the test's own folder (never the checkout's mlruns/)."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _spec(tmp_path: Path) -> Path:
     d = tmp_path / "my_design"
     d.mkdir()
