@@ -231,7 +231,7 @@ while read -r layer cycles pj; do
   awk -v layer="$layer" -v cycles="$cycles" -v pj="$pj" -v tol="$tol" -v energy="$energy" '
     /^Summary Stats/ {{ s = 1 }}
     s && /^Cycles:/ {{ c = $2 }}
-    s && /^Computes =/ {{ n = $3 }}
+    s && /^(Actual )?Computes =/ {{ n = $NF }}
     s && /^fJ\\/Compute/ {{ f = 1 }}
     s && f && $1 == "Total" {{ t = $3 }}
     function rel(a, b) {{ d = a - b; if (d < 0) d = -d; return b == 0 ? d : d / b }}

@@ -87,6 +87,11 @@ def verify_trial(rec: TrialRecord, backend, *, mapper: bool = True, options: Map
                  tolerance: float = 0.05) -> TrialCheck:
     from coopt.errors import BinaryNotFound, CooptError
 
+    if rec.arch_yaml.get("sparse_optimizations") or any(
+            "densities" in (l.problem_yaml["problem"].get("instance") or {}) for l in rec.layers):
+        raise CooptError(f"trial {rec.number} was evaluated under sparsity", key="--trial",
+                         expected="a dense trial (verify's engines do not model sparsity; run the export's "
+                                  "run_timeloop.sh with a Sparseloop-capable Timeloop instead)")
     design = design_from_template(rec.template, rec.template_params, rec.dataflow)
     arch, tables = design.arch, design.tables
     check = TrialCheck(rec.number, tolerance=tolerance)
