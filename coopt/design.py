@@ -12,7 +12,7 @@ built-in estimates overridden entry by entry by the user's Accelergy ERT/ART
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from coopt.arch.spec import Architecture
@@ -41,6 +41,7 @@ class Design:
     params: dict | None = None
     dataflow: str | None = None
     constraints_file: str | None = None    # where the targets came from, for error messages
+    sparse_targets: list = field(default_factory=list)   # Timeloop sparse_optimizations targets of the design
 
 
 def is_template(arg: str) -> bool:
@@ -108,7 +109,7 @@ def design_from_template(template: Template | str, params: dict | None = None, d
     arch = t.instantiate(values)
     return Design(arch=arch, tables=design_tables(arch, ert, art), targets=targets,
                   arch_yaml=t.instantiate_yaml(values), label=f"{t.name} ({option or 'free'})",
-                  template=t.name, params=values, dataflow=option)
+                  template=t.name, params=values, dataflow=option, sparse_targets=t.sparse_targets(values))
 
 
 def load_design(arch_arg: str, *, params: dict | None = None, dataflow: str | None = None,
@@ -129,4 +130,16 @@ def load_design(arch_arg: str, *, params: dict | None = None, dataflow: str | No
     targets, cfile, _ = collect_targets(raw, sources)
     return Design(arch=arch, tables=design_tables(arch, ert, art, raw=raw, sources=sources), targets=targets,
                   arch_yaml={"architecture": raw["architecture"]}, label=Path(arch_arg).name,
-                  constraints_file=cfile)
+                  constraints_file=cfile, sparse_targets=_sparse_targets(raw, sources))
+
+
+def _sparse_targets(raw: dict, sources: dict) -> list:
+    """The files' ``sparse_optimizations: targets`` (a v4 spec's come from its nodes), kept, never dropped."""
+    node = raw.get("sparse_optimizations")
+    if node in (None, {}):
+        return []
+    targets = node.get("targets") if isinstance(node, dict) else None
+    if not isinstance(targets, list):
+        raise SpecError(f"is {node!r}", file=sources.get("sparse_optimizations"), key="sparse_optimizations",
+                        expected="{targets: [{name: LEVEL, action_optimization: ..., ...}]}")
+    return targets

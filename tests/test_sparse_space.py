@@ -86,3 +86,39 @@ def test_dense_figures_unchanged_and_not_mixed_with_sparse_ones():
     dense2 = map_network(one, d.arch, d.tables, d.targets, opts).layers[0]
     assert dense1.eval.energy_pj == dense2.eval.energy_pj and dense1.eval.levels
     assert sp.eval.energy_pj < dense1.eval.energy_pj and sp.eval.levels == []
+
+
+def test_network_under_sparsity_and_its_files(tmp_path, capsys):
+    """``coopt network --sparsity`` with the template's gating: the files --out writes (arch.yaml with the
+    sparse optimisations, each layer's problem with its densities, its mapping) give every layer's figures
+    again through ``coopt evaluate``."""
+    import json
+    sp = tmp_path / "sp.yaml"
+    sp.write_text("sparsity:\n  densities: {Inputs: 0.5, Weights: 0.5}\n  layers: {conv1: {Inputs: 1.0}}\n")
+    out = tmp_path / "net"
+    rc = main(["network", "--network", "resnet18", "--set", "ifmap_zero_gating=true", "--sparsity", str(sp),
+               "--budget", "100", "--out", str(out), "--json"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "sparse_optimizations" in yaml.safe_load((out / "arch.yaml").read_text())
+    checked = 0
+    for layer in summary["layers"][:4]:
+        stem = layer["name"]
+        assert main(["evaluate", str(out / "arch.yaml"), str(out / f"{stem}.problem.yaml"),
+                     str(out / f"{stem}.map.yaml"), "--json"]) == 0
+        got = json.loads(capsys.readouterr().out)
+        assert got["cycles"] == layer["cycles"] and got["energy_pj"] == pytest.approx(layer["energy_pj"], rel=1e-12)
+        dens = yaml.safe_load((out / f"{stem}.problem.yaml").read_text())["problem"]["instance"]["densities"]
+        assert dens["Inputs"]["density"] == (1.0 if stem == "conv1" else 0.5)
+        checked += 1
+    assert checked == 4
+
+
+def test_a_v4_specs_sparse_optimizations_reach_the_design():
+    """``coopt network --arch`` on a v4 spec keeps its nodes' sparse optimisations (never dropped)."""
+    from coopt.design import load_design
+    case = ROOT / "tests" / "data" / "sparseloop" / "04.2.1-eyeriss-like-gating"
+    design = load_design(str(case / "v4" / "arch.yaml"), ert=case / "timeloop-mapper.ERT.yaml",
+                         art=case / "timeloop-mapper.ART.yaml")
+    ref = yaml.safe_load((case / "parsed-processed-input.yaml").read_text())
+    assert design.sparse_targets == ref["sparse_optimizations"]["targets"]

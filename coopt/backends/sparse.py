@@ -105,3 +105,12 @@ def evaluate_recorded(problem_doc: dict, arch, tables, mapping_doc: dict, arch_d
     if spec is None:
         return problem, dense, None
     return problem, dense, evaluate_sparse(spec, problem, arch, tables, mapping, dense)
+
+
+def network_sparse(design, densities: dict | None) -> dict | None:
+    """What ``map_network`` needs to map a design under sparsity, as plain data that travels to workers:
+    the layers' densities (``{layer name: Timeloop densities}``), the design's ``sparse_targets`` and its
+    architecture node.  None: the dense path, unchanged."""
+    if not densities and not design.sparse_targets:
+        return None
+    return {"densities": densities or {}, "targets": design.sparse_targets, "arch": design.arch_yaml["architecture"]}

@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 
 from coopt.mapper.options import MapperOptions
-from coopt.arch.template import Template, load_template
+from coopt.arch.template import Template
 from coopt.design import design_from_template
 from coopt.energy.select import method as energy_method
 from coopt.backends.network import map_network
+from coopt.backends.sparse import network_sparse
 from coopt.model.cost import arch_area
 from coopt.results import LayerResult, NetworkResult
 from coopt.model.mapping import mapping_to_yaml
@@ -37,7 +38,7 @@ def evaluate_design(number: int, params: dict, template: Template | str, templat
     t0 = time.perf_counter()
     design = design_from_template(template, template_params, dataflow)
     arch = design.arch
-    sparse = _sparse_data(template, design, sparsity)
+    sparse = network_sparse(design, sparsity)
     area_um2 = arch_area(arch, design.tables)
     over = _over_fixed_budgets({"area_mm2": area_um2 / 1e6, "onchip_kib": arch.onchip_kib}, budgets)
     if over:                                   # no mapping can bring it within budget: do not map it
@@ -89,15 +90,6 @@ def evaluate_design(number: int, params: dict, template: Template | str, templat
         objectives=[float(metrics[name]) for name, _ in objectives],
         arch_yaml=_arch_yaml(design.arch_yaml, sparse), layers=layers, seconds=time.perf_counter() - t0, worker=worker,
         energy_method=energy_method(), not_mapped=[vars(n) for n in network.not_mapped])
-
-
-def _sparse_data(template, design, sparsity: dict | None) -> dict | None:
-    """What the workers need to map under sparsity, as plain data (None: the dense path, unchanged)."""
-    t = load_template(template) if isinstance(template, str) else template
-    targets = t.sparse_targets(design.params)
-    if not sparsity and not targets:
-        return None
-    return {"densities": sparsity or {}, "targets": targets, "arch": design.arch_yaml["architecture"]}
 
 
 def _problem_yaml(layer, sparse: dict | None) -> dict:
