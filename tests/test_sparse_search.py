@@ -9,6 +9,7 @@ so that coopt's own reader of the exported files gives every layer's recorded nu
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -93,8 +94,14 @@ def test_sparse_study_front_and_export(tmp_path, monkeypatch, capsys):
         got = evaluate_sparse_inputs(inp)
         assert got.cycles == layer.cycles
         assert got.energy_pj == pytest.approx(layer.energy_pj, rel=1e-9)
+    assert any("evaluated under sparsity" in n for n in json.loads((folder / "summary.json").read_text())["notes"])
     script = (folder / "run_timeloop.sh").read_text()
     assert "(Actual )?Computes =" in script          # Sparseloop's stats print actual computes
+    # verify's engines do not model sparsity: refused in one line, never compared with dense figures
+    capsys.readouterr()
+    assert main(["verify", "--study", "sp", "--trials", str(gated.number), "--no-mapper"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "evaluated under sparsity" in err
 
 
 def layer_macs(layer) -> int:

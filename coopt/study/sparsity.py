@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from coopt.errors import SpecError
 
-__all__ = ["parse_sparsity"]
+__all__ = ["parse_sparsity", "record_is_sparse"]
 
 _KEYS = ("distribution", "densities", "layers")
 _DISTRIBUTIONS = ("fixed_structured", "hypergeometric")
@@ -74,3 +74,10 @@ def parse_sparsity(node, network, *, file=None) -> dict | None:
         dens = {**base, **given[0]}
         out[layer.name] = {t: {"distribution": dist, "density": v} for t, v in dens.items()}
     return out
+
+
+def record_is_sparse(rec) -> bool:
+    """Whether a trial record was evaluated under sparsity (densities in its problems, or sparse
+    optimisations in its architecture)."""
+    return bool(rec.arch_yaml.get("sparse_optimizations")) or any(
+        "densities" in (layer.problem_yaml["problem"].get("instance") or {}) for layer in rec.layers)

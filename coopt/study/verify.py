@@ -87,8 +87,9 @@ def verify_trial(rec: TrialRecord, backend, *, mapper: bool = True, options: Map
                  tolerance: float = 0.05) -> TrialCheck:
     from coopt.errors import BinaryNotFound, CooptError
 
-    if rec.arch_yaml.get("sparse_optimizations") or any(
-            "densities" in (l.problem_yaml["problem"].get("instance") or {}) for l in rec.layers):
+    from coopt.study.sparsity import record_is_sparse
+
+    if record_is_sparse(rec):
         raise CooptError(f"trial {rec.number} was evaluated under sparsity", key="--trial",
                          expected="a dense trial (verify's engines do not model sparsity; run the export's "
                                   "run_timeloop.sh with a Sparseloop-capable Timeloop instead)")
