@@ -303,11 +303,14 @@ def _cmd_arch(args) -> int:
     if is_template(args.template):
         if args.var:
             raise CooptError("--var applies to Jinja2 spec files; templates take --set", key="--var")
-        doc = load_template(args.template).instantiate_yaml(_parse_sets(args.set))
+        t = load_template(args.template)
+        doc = t.instantiate_yaml(_parse_sets(args.set))
+        if t.sparse_targets(_parse_sets(args.set)):      # a design option (zero gating) is part of the design
+            doc["sparse_optimizations"] = {"targets": t.sparse_targets(_parse_sets(args.set))}
     else:                                # a Timeloop or v4 spec: the architecture Timeloop reads, processed
         from coopt.arch.v4_spec import load_spec
         raw, _ = load_spec([args.template], _parse_vars(args.var))
-        doc = {k: raw[k] for k in ("architecture", "architecture_constraints") if k in raw}
+        doc = {k: raw[k] for k in ("architecture", "architecture_constraints", "sparse_optimizations") if k in raw}
     if args.out:
         from coopt.outputs import output_file, write_text
         write_text(output_file(args.out, force=args.force), dumps_yaml(doc))

@@ -122,3 +122,15 @@ def test_a_v4_specs_sparse_optimizations_reach_the_design():
                          art=case / "timeloop-mapper.ART.yaml")
     ref = yaml.safe_load((case / "parsed-processed-input.yaml").read_text())
     assert design.sparse_targets == ref["sparse_optimizations"]["targets"]
+
+
+def test_arch_command_shows_the_design_options_sparse_optimisations(capsys):
+    assert main(["arch", "eyeriss_like", "--set", "ifmap_zero_gating=true"]) == 0
+    doc = yaml.safe_load(capsys.readouterr().out)
+    assert doc["sparse_optimizations"]["targets"][0]["name"] == "weights_spad"
+    assert main(["arch", "eyeriss_like"]) == 0
+    assert "sparse_optimizations" not in yaml.safe_load(capsys.readouterr().out)
+    case = ROOT / "tests" / "data" / "sparseloop" / "02.2.1-spMspM"
+    assert main(["arch", str(case / "v4" / "arch.yaml")]) == 0
+    ref = yaml.safe_load((case / "parsed-processed-input.yaml").read_text())
+    assert yaml.safe_load(capsys.readouterr().out)["sparse_optimizations"] == ref["sparse_optimizations"]
