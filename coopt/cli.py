@@ -105,16 +105,18 @@ def _cmd_network(args) -> int:
                          constraints=args.constraints, ert=args.ert, art=args.art,
                          variables=_parse_vars(args.var))
     opts = _options(args)
+    from coopt.backends.sparse import network_sparse
+    sparse = network_sparse(design, _sparsity_file(args.sparsity, net))
     if args.out:                         # refuse a bad --out before mapping
         from coopt.outputs import output_dir
         output_dir(args.out, force=args.force)
     with LayerProgress(len(net.layers), f"mapping {net.name} on {design.label}", enabled=not args.json) as bar:
         result = map_network(net, design.arch, design.tables, design.targets, opts, workers=args.workers,
                              engine=args.engine, timeloop_bin=args.timeloop_bin,
-                             constraints_file=design.constraints_file, progress=bar.advance)
+                             constraints_file=design.constraints_file, progress=bar.advance, sparse=sparse)
     if args.out:
         from coopt.export.run_files import write_network_files
-        write_network_files(args.out, design, result, force=True)
+        write_network_files(args.out, design, result, force=True, sparse=sparse)
     if args.json:
         from dataclasses import asdict
         extra = {"not_mapped": [asdict(n) for n in net.not_mapped]} if net.not_mapped else {}
@@ -122,6 +124,19 @@ def _cmd_network(args) -> int:
     else:
         print(network_text(result, design.label, net.not_mapped))
     return 0 if result.feasible else 1
+
+
+def _sparsity_file(path, net) -> dict | None:
+    """``--sparsity FILE``: a YAML whose ``sparsity:`` has a search space's form -> each layer's densities."""
+    if path is None:
+        return None
+    from coopt.study.sparsity import parse_sparsity
+    from coopt.yamlio import load_yaml
+    doc = load_yaml(path)
+    if not isinstance(doc, dict) or "sparsity" not in doc:
+        raise CooptError("no 'sparsity:' section", file=str(path), key="sparsity",
+                         expected="sparsity: {densities: {Inputs: 0.5, Weights: 0.5}, layers: {...}}")
+    return parse_sparsity(doc["sparsity"], net, file=str(path))
 
 
 def _cmd_search(args) -> int:
@@ -356,11 +371,14 @@ def _cmd_arch(args) -> int:
     if is_template(args.template):
         if args.var:
             raise CooptError("--var applies to Jinja2 spec files; templates take --set", key="--var")
-        doc = load_template(args.template).instantiate_yaml(_parse_sets(args.set))
+        t = load_template(args.template)
+        doc = t.instantiate_yaml(_parse_sets(args.set))
+        if t.sparse_targets(_parse_sets(args.set)):      # a design option (zero gating) is part of the design
+            doc["sparse_optimizations"] = {"targets": t.sparse_targets(_parse_sets(args.set))}
     else:                                # a Timeloop or v4 spec: the architecture Timeloop reads, processed
         from coopt.arch.v4_spec import load_spec
         raw, _ = load_spec([args.template], _parse_vars(args.var))
-        doc = {k: raw[k] for k in ("architecture", "architecture_constraints") if k in raw}
+        doc = {k: raw[k] for k in ("architecture", "architecture_constraints", "sparse_optimizations") if k in raw}
     if args.out:
         from coopt.outputs import output_file, write_text
         write_text(output_file(args.out, force=args.force), dumps_yaml(doc))
@@ -495,6 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
     nw.add_argument("--input-shape", action="append", metavar="NAME=1x3x224x224",
                     help="an ONNX model input's sizes (needed where the model's are dynamic)")
     nw.add_argument("--batch", type=int, default=1, help="batch size N (default 1)")
+    nw.add_argument("--sparsity", metavar="YAML",
+                    help="workload densities: a YAML with a search space's 'sparsity:' section (densities per "
+                         "tensor, per-layer overrides); every layer is then mapped and costed with Sparseloop's "
+                         "model, with the design's sparse optimisations (e.g. --set ifmap_zero_gating=true)")
     _tables_args(nw)
     _search_args(nw)
     nw.add_argument("--workers", type=_workers, default=2, help="parallel worker processes (default 2)")

@@ -12,7 +12,7 @@ built-in estimates overridden entry by entry by the user's Accelergy ERT/ART
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from coopt.arch.spec import Architecture
@@ -44,6 +44,7 @@ class Design:
     dataflow: str | None = None
     constraints_file: str | None = None    # where the targets came from, for error messages
     spec: dict | None = None               # a spec-backed design: its SpecTemplate as data (export writes it back)
+    sparse_targets: list = field(default_factory=list)   # Timeloop sparse_optimizations targets of the design
 
 
 def is_template(arg: str) -> bool:
@@ -113,7 +114,7 @@ def design_from_template(template: Template | SpecTemplate | str, params: dict |
     arch = t.instantiate(values)
     return Design(arch=arch, tables=design_tables(arch, ert, art), targets=targets,
                   arch_yaml=t.instantiate_yaml(values), label=f"{t.name} ({option or 'free'})",
-                  template=t.name, params=values, dataflow=option)
+                  template=t.name, params=values, dataflow=option, sparse_targets=t.sparse_targets(values))
 
 
 def design_from_spec(t: SpecTemplate, params: dict | None = None, ert=None, art=None) -> Design:
@@ -135,7 +136,8 @@ def _design_from_raw(raw: dict, sources: dict, file, ert, art, **fields) -> Desi
     arch = arch_from_yaml(raw["architecture"], file=sources["architecture"])
     targets, cfile, _ = collect_targets(raw, sources)
     return Design(arch=arch, tables=design_tables(arch, ert, art, raw=raw, sources=sources), targets=targets,
-                  arch_yaml={"architecture": raw["architecture"]}, constraints_file=cfile, **fields)
+                  arch_yaml={"architecture": raw["architecture"]}, constraints_file=cfile,
+                  sparse_targets=_sparse_targets(raw, sources), **fields)
 
 
 def load_design(arch_arg: str, *, params: dict | None = None, dataflow: str | None = None,
@@ -151,3 +153,15 @@ def load_design(arch_arg: str, *, params: dict | None = None, dataflow: str | No
     # the targets serve every layer; --set on a v4 spec sets its variables:
     raw, sources = load_spec(files, variables, size_one_dims=False, overrides=params)
     return _design_from_raw(raw, sources, arch_arg, ert, art, label=Path(arch_arg).name)
+
+
+def _sparse_targets(raw: dict, sources: dict) -> list:
+    """The files' ``sparse_optimizations: targets`` (a v4 spec's come from its nodes), kept, never dropped."""
+    node = raw.get("sparse_optimizations")
+    if node in (None, {}):
+        return []
+    targets = node.get("targets") if isinstance(node, dict) else None
+    if not isinstance(targets, list):
+        raise SpecError(f"is {node!r}", file=sources.get("sparse_optimizations"), key="sparse_optimizations",
+                        expected="{targets: [{name: LEVEL, action_optimization: ..., ...}]}")
+    return targets

@@ -35,7 +35,7 @@ __all__ = ["ParamSpec", "Template", "load_template", "available_templates", "tem
            "evaluate_expression", "substitute"]
 
 PARAM_TYPES = ("int", "float", "choice", "bool")
-_TEMPLATE_KEYS = ("name", "description", "parameters", "architecture", "constraints")
+_TEMPLATE_KEYS = ("name", "description", "parameters", "architecture", "constraints", "sparse_optimizations")
 _PARAM_KEYS = ("type", "default", "min", "max", "choices", "description", "power_of_two")
 _NO_DEFAULT = object()
 _KIND = {"int": "an integer", "float": "a number"}
@@ -276,6 +276,7 @@ class Template:
     body: dict                                  # the ``architecture:`` value, unresolved
     constraint_sets: dict[str, list] = field(default_factory=dict)
     path: str | None = None
+    sparse_sets: list = field(default_factory=list)   # sparse_optimizations targets, each 'when: <bool parameter>'
 
     @classmethod
     def from_dict(cls, data: dict, *, file: str | None = None) -> "Template":
@@ -300,9 +301,16 @@ class Template:
                     raise SpecError("a constraint needs 'target' and 'type'", file=file,
                                     key=f"constraints.{opt}[{i}]", expected="{target, type, ...}")
         name = data.get("name") or (Path(file).stem if file else "template")
+        parameters = {k: ParamSpec.from_dict(str(k), v, file) for k, v in params.items()}
+        sparse = data.get("sparse_optimizations") or []
+        for i, t in enumerate(sparse if isinstance(sparse, list) else [None]):
+            when = t.get("when") if isinstance(t, dict) else None
+            if not isinstance(t, dict) or when not in parameters or parameters[when].type != "bool":
+                raise SpecError("a sparse optimisation needs 'when: <a bool parameter>' and 'name'", file=file,
+                                key=f"sparse_optimizations[{i}]",
+                                expected="{when: PARAMETER, name: LEVEL, action_optimization: ...}")
         return cls(name=str(name), description=str(data.get("description") or "").strip(),
-                   parameters={k: ParamSpec.from_dict(str(k), v, file) for k, v in params.items()},
-                   body=body, constraint_sets=cons, path=file)
+                   parameters=parameters, body=body, constraint_sets=cons, path=file, sparse_sets=sparse)
 
     # -- parameters -----------------------------------------------------------
     def defaults(self) -> dict[str, Any]:
@@ -354,6 +362,17 @@ class Template:
         values = self.resolve(params)
         return substitute(copy.deepcopy(self.constraint_sets[option]), values,
                           key=f"constraints.{option}", file=self.path)
+
+    def sparse_targets(self, params: dict[str, Any] | None = None) -> list[dict]:
+        """Timeloop's ``sparse_optimizations: targets`` of the design: the entries whose ``when`` parameter is
+        true, placeholders resolved (design options such as Eyeriss's zero gating)."""
+        values = self.resolve(params)
+        out = []
+        for i, t in enumerate(self.sparse_sets):
+            if values[t["when"]]:
+                body = {k: v for k, v in t.items() if k != "when"}
+                out.append(substitute(copy.deepcopy(body), values, key=f"sparse_optimizations[{i}]", file=self.path))
+        return out
 
 
 def load_template(name_or_path: str | Path) -> Template:

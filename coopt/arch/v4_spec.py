@@ -8,15 +8,16 @@ timeloopfe writes as ``parsed-processed-input.yaml``
 ``meshY``, container attributes passed down, an ``inter_<node>_spatial``
 dummy level under every fan-out), ``architecture_constraints: targets:`` from
 the constraints written in the nodes (:mod:`coopt.arch.v4_constraints`),
-``compound_components`` from ``components:``, and the problem with its
-expressions evaluated.  Plain Timeloop files (no Jinja, no ``nodes:``) are
+``compound_components`` from ``components:``, ``sparse_optimizations: targets:``
+from the components' ``sparse_optimizations`` (:mod:`coopt.arch.v4_tree`), and
+the problem with its expressions evaluated (its ``densities`` as written).  Plain Timeloop files (no Jinja, no ``nodes:``) are
 read exactly as before (:func:`coopt.yamlio.load_merged`).
 
 Keys timeloopfe accepts and Timeloop ignores are documented no-ops: the
 derived CNN instance keys (``H``, ``W``, ``Hpad``, ``Wpad``: see
 :mod:`coopt.workload.yaml_io`), ``globals.environment_variables``, the
 defaults timeloopfe writes (``n_banks``, ``has_power_gating``...).  Anything
-coopt cannot honour (``sparse_optimizations``, ``networks``, custom Python
+coopt cannot honour (``networks``, custom Python
 expression functions, plug-in folders, ``maximize_dims``) is refused.
 
 Sources followed (cited per function in these modules): Accelergy-Project/timeloop-python at b8aaf2c,
@@ -65,6 +66,8 @@ def _problem(raw: dict, sources: dict, table: dict):
         node["instance"] = {k: evaluate(v, table, file=file, key=f"problem.instance.{k}") if k != "densities" else v
                             for k, v in inst.items()}
         raw["problem"] = node
+        # densities stay in raw for the sparse reader; the shape (all constraints need) is read without them
+        node = {**node, "instance": {k: v for k, v in node["instance"].items() if k != "densities"}}
     return problem_from_yaml(node, file=file)
 
 
@@ -124,13 +127,22 @@ def process(raw: dict, sources: dict, *, size_one_dims: bool = True, overrides: 
         problem, size_one_dims = conv_problem("cnn-layer"), False
     top, tfile = _part_matches(raw, sources, "constraints", ("architecture_constraints", "mapspace_constraints"),
                                "targets")
+    top_sparse = raw.pop("sparse_optimizations", None) or {}
+    if not isinstance(top_sparse, dict) or not isinstance(top_sparse.get("targets") or [], list):
+        raise SpecError("is not {targets: [...]}", file=sources.get("sparse_optimizations"),
+                        key="sparse_optimizations", expected="{targets: [{target: NODE, ...}]}")
+    sparse: list = []
     arch, targets = flatten_nodes(raw["architecture"], file=afile, variables=variables, problem=problem,
                                   evaluate_exprs=True, size_one_dims=size_one_dims, top_targets=top,
-                                  targets_file=tfile)
+                                  targets_file=tfile, sparse=sparse, top_sparse=top_sparse.get("targets"),
+                                  sparse_file=sources.get("sparse_optimizations"))
     raw["architecture"] = arch
     if raw.get("mapping"):              # a v4 mapping may name a !Container (timeloopfe's constraint_attacher)
         raw["mapping"] = attach_container_directives(raw["mapping"], level_names(arch),
                                                      [ds.name for ds in problem.dataspaces])
+    if sparse:                      # v4_to_v3: {"targets": sparse_opt_list}, in node order
+        raw["sparse_optimizations"] = {"targets": sparse}
+        sources.setdefault("sparse_optimizations", afile)
     if targets:
         given = raw.get("architecture_constraints") or {}
         raw["architecture_constraints"] = {**given, "targets": [*(given.get("targets") or []), *targets]}

@@ -5,8 +5,12 @@ in order, ``!Parallel``/``!Hierarchical``/``!Pipelined`` groups flattened,
 ``!Nothing`` dropped, containers passing their attributes down, each
 ``spatial`` fan-out multiplying the mesh below it with an
 ``inter_<node>_spatial`` dummy level, names ``name[1..N]``; constraints per
-node through :mod:`coopt.arch.v4_constraints`.  The reader
-(:mod:`coopt.arch.reader`) uses it for a ``nodes:`` list given as is.
+node through :mod:`coopt.arch.v4_constraints`; a component's
+``sparse_optimizations`` (and the spec's top-level ``sparse_optimizations:
+targets:`` attached to the node they name, ``processors/sparse_opt_attacher.py``)
+become the processed form's ``sparse_optimizations: targets:`` entries, in node
+order, each its group with ``name`` added (v4_to_v3: ``sparse_opt_list``).  The
+reader (:mod:`coopt.arch.reader`) uses it for a ``nodes:`` list given as is.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ class _Leaf:
     group: dict = field(default_factory=dict)
     order: list = field(default_factory=list)
     in_parallel: bool = False
+    sparse: dict = field(default_factory=dict)     # the node's sparse_optimizations, empties cleaned
 
 
 def _kind(node: dict) -> str:
@@ -91,10 +96,9 @@ class _Walker:
         for k in node:
             if k not in _LEAF_KEYS or (k == "networks" and kind != "container"):
                 raise SpecError(f"unknown key {k!r}", file=f, key=f"{key}.{k}", expected=f"one of {list(_LEAF_KEYS)}")
-        for k in ("sparse_optimizations", "networks"):
-            if node.get(k):
-                raise SpecError(f"'{k}' is not supported by coopt (dense tensors, Timeloop's default networks)",
-                                file=f, key=f"{key}.{k}")
+        if node.get("networks"):
+            raise SpecError("'networks' is not supported by coopt (Timeloop's default networks)",
+                            file=f, key=f"{key}.networks")
         for k in ("area_scale", "energy_scale"):
             if node.get(k) not in (None, 1):
                 raise SpecError(f"'{k}' on an architecture node is not supported by coopt", file=f, key=f"{key}.{k}",
@@ -125,6 +129,7 @@ class _Walker:
         group = normalise_group(cons, self.problem, file=f, key=f"{key}.constraints")
         order = list(cons) if isinstance(cons, dict) else []
         leaf = _Leaf(kind, name, key, node, attrs, (mesh[0], mesh[1]), group, order, in_parallel)
+        leaf.sparse = sparse_group(node.get("sparse_optimizations"), kind, file=f, key=f"{key}.sparse_optimizations")
         if kind == "container" and not in_parallel:
             self.table.update(attrs)
         if kind != "nothing":
@@ -133,6 +138,58 @@ class _Walker:
             self.names[name] = leaf
         self.leaves.append(leaf)
         return leaf
+
+
+_SPARSE_KEYS = ("action_optimization", "representation_format", "compute_optimization")
+
+
+def _clean(x):
+    """timeloopfe's ``clean_empties``: empty lists, mappings and None removed, innermost first."""
+    if isinstance(x, dict):
+        out = {k: _clean(v) for k, v in x.items()}
+        return {k: v for k, v in out.items() if v is not None and v != {} and v != []}
+    if isinstance(x, list):
+        out = [_clean(v) for v in x]
+        return [v for v in out if v is not None and v != {} and v != []]
+    return x
+
+
+def sparse_group(node, kind: str, *, file, key: str) -> dict:
+    """A node's ``sparse_optimizations`` (sparse_optimizations.py ``SparseOptimizationGroup``), empties cleaned.
+
+    ``target`` only names the node (top-level targets); Timeloop reads the entry's ``name``.  timeloopfe
+    drops a container's group without a word, so coopt refuses it.
+    """
+    if node is None:
+        return {}
+    if not isinstance(node, dict):
+        raise SpecError(f"is a {type(node).__name__}", file=file, key=key, expected="a mapping")
+    for k in node:
+        if k not in (*_SPARSE_KEYS, "target"):
+            raise SpecError(f"unknown key {k!r} in sparse_optimizations", file=file, key=f"{key}.{k}",
+                            expected=f"one of {list(_SPARSE_KEYS)}")
+    group = _clean({k: v for k, v in node.items() if k != "target"})
+    if group and kind != "component":
+        raise SpecError(f"sparse_optimizations on a {kind} would be ignored by timeloopfe", file=file, key=key,
+                        expected="sparse_optimizations on storage or compute components")
+    return group
+
+
+def _attach_sparse(w: _Walker, t, file, key) -> None:
+    """A top-level ``sparse_optimizations: targets:`` entry joined to its node (sparse_opt_attacher.py)."""
+    if not isinstance(t, dict) or not isinstance(t.get("target"), str):
+        raise SpecError("a sparse optimisation target needs 'target'", file=file, key=key,
+                        expected="{target: NODE, action_optimization: ..., representation_format: ...}")
+    leaf = w.names.get(t["target"])
+    if leaf is None:
+        raise SpecError(f"target {t['target']!r} is not a node", file=file, key=f"{key}.target",
+                        expected=f"one of {sorted(w.names)}")
+    group = sparse_group(t, leaf.kind, file=file, key=key)
+    for k, v in group.items():
+        if leaf.sparse.get(k) not in (None, v):
+            raise SpecError(f"{k} of {t['target']!r} given both here and in the node", file=file, key=f"{key}.{k}",
+                            expected="each optimisation of a node given once")
+        leaf.sparse[k] = v
 
 
 def _check_container(leaf: _Leaf, file) -> None:
@@ -147,8 +204,13 @@ def _check_container(leaf: _Leaf, file) -> None:
 
 def flatten_nodes(arch: dict, *, file: str | None = None, variables: dict | None = None, problem=None,
                   evaluate_exprs: bool = False, size_one_dims: bool = True,
-                  top_targets: list | None = None, targets_file: str | None = None) -> tuple[dict, list]:
+                  top_targets: list | None = None, targets_file: str | None = None,
+                  sparse: list | None = None, top_sparse: list | None = None,
+                  sparse_file: str | None = None) -> tuple[dict, list]:
     """timeloopfe's v4->v3 transpiler: ``(architecture in v0.4 subtree form, constraint targets)``.
+
+    ``sparse``, a list, receives the ``sparse_optimizations: targets:`` entries (``top_sparse``: the spec's
+    own top-level targets, from ``sparse_file``); without it a node's sparse optimisations are refused.
 
     Without ``problem`` only the architecture is meaningful (constraints need the problem's dimensions).
     ``size_one_dims`` adds the problem's size-1 dimensions to permutations as timeloopfe does; leave it
@@ -158,6 +220,8 @@ def flatten_nodes(arch: dict, *, file: str | None = None, variables: dict | None
     w.walk(arch.get("nodes") or [], "architecture.nodes")
     for i, t in enumerate(top_targets or []) if problem is not None else ():
         _attach(w, t, problem, targets_file, f"constraints.targets[{i}]")
+    for i, t in enumerate(top_sparse or []):
+        _attach_sparse(w, t, sparse_file, f"sparse_optimizations.targets[{i}]")
     level = {"name": "top_level", "attributes": {"version": "0.4", **(variables or {})}, "local": []}
     targets: list = []
     arch_attrs: dict = {}
@@ -211,6 +275,12 @@ def flatten_nodes(arch: dict, *, file: str | None = None, variables: dict | None
             level["local"].append({"name": full, **comp, "attributes": attrs})
             if problem is not None:
                 targets.extend(to_targets(group, name, order))
+            if what == "node" and n.sparse:
+                if sparse is None:
+                    raise SpecError("sparse_optimizations in an architecture read alone is not supported by coopt",
+                                    file=file, key=f"{n.key}.sparse_optimizations",
+                                    expected="a v4 spec (coopt evaluate/map) for sparse optimisations")
+                sparse.append({**n.sparse, "name": n.name})
             mx, my, nx, ny = mx * nx, my * ny, 1, 1
     if not level["local"]:
         raise SpecError("no components", file=file, key="architecture.nodes", expected="storage levels and a compute unit")

@@ -21,8 +21,9 @@ _CACHE_SIZE = 4096
 
 
 def _tables_key(tables: EnergyTables) -> tuple:
+    """The tables, and the densities and sparse optimisations that SparseTables carry (None: dense)."""
     return (tuple(sorted((k, tuple(sorted(v.items()))) for k, v in tables.ert.items())),
-            tuple(sorted(tables.art.items())))
+            tuple(sorted(tables.art.items())), repr(getattr(tables, "sparse", None)))
 
 
 class NativeBackend(Backend):

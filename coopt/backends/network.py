@@ -26,16 +26,25 @@ MAX_WORKERS = 256
 
 def map_layer(layer: NetworkLayer, arch: Architecture, tables: EnergyTables, targets: list,
               options: MapperOptions, engine: str = "native", timeloop_bin: str | None = None,
-              constraints_file: str | None = None) -> LayerResult:
-    """One layer on one design: the unit of work a worker (or a Ray task) runs."""
+              constraints_file: str | None = None, sparse: dict | None = None) -> LayerResult:
+    """One layer on one design: the unit of work a worker (or a Ray task) runs.
+
+    ``sparse`` (plain data, as it travels): ``{"densities": {layer name: Timeloop densities}, "targets":
+    the design's sparse_optimizations targets, "arch": its architecture node (format metadata)}``."""
     constraints = parse_constraints(targets, arch, layer.problem, file=constraints_file)
+    if sparse:
+        from coopt.backends.sparse import layer_sparse_spec, map_layer_sparse
+        spec = layer_sparse_spec(layer.problem, arch, (sparse.get("densities") or {}).get(layer.name),
+                                 sparse.get("targets"), sparse.get("arch"))
+        if spec is not None:
+            return map_layer_sparse(layer, arch, tables, constraints, options, spec, engine)
     return get_backend(engine, timeloop_bin=timeloop_bin).map_layer(layer, arch, tables, constraints, options)
 
 
 def map_network(network: Network, arch: Architecture, tables: EnergyTables, targets: list,
                 options: MapperOptions, *, workers: int = 1, engine: str = "native",
                 timeloop_bin: str | None = None, constraints_file: str | None = None,
-                progress: Callable[[LayerResult], None] | None = None) -> NetworkResult:
+                progress: Callable[[LayerResult], None] | None = None, sparse: dict | None = None) -> NetworkResult:
     if not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
         raise CooptError(f"workers is {workers!r}", key="--workers", expected=f"an integer from 1 to {MAX_WORKERS}")
     t0 = time.perf_counter()
@@ -46,7 +55,7 @@ def map_network(network: Network, arch: Architecture, tables: EnergyTables, targ
     if workers <= 1 or len(layers) == 1:
         for i, layer in enumerate(layers):
             results[i] = map_layer(layer, arch, tables, targets, options, engine, timeloop_bin,
-                                   constraints_file)
+                                   constraints_file, sparse)
             if progress:
                 progress(results[i])
     else:
@@ -58,7 +67,7 @@ def map_network(network: Network, arch: Architecture, tables: EnergyTables, targ
             # biggest layers first so the pool finishes together
             order = sorted(range(len(layers)), key=lambda i: -layers[i].problem.macs)
             futs = {pool.submit(map_layer, layers[i], arch, tables, targets, options, engine, timeloop_bin,
-                                constraints_file): i for i in order}
+                                constraints_file, sparse): i for i in order}
             for fut in cf.as_completed(futs):
                 i = futs[fut]
                 results[i] = fut.result()

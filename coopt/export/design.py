@@ -31,6 +31,7 @@ from coopt.outputs import output_dir
 from coopt.study.breakdown import component_breakdown, headroom
 from coopt.study.front import front_equivalents, pareto_front
 from coopt.study.records import LayerRecord, TrialRecord, read_records
+from coopt.study.sparsity import record_is_sparse
 from coopt.yamlio import dumps_yaml
 
 __all__ = ["export_trials", "pareto_numbers", "safe_name", "timeloop_command", "write_index"]
@@ -108,6 +109,10 @@ def _notes(rec: TrialRecord, stems: list[str], arch) -> list[str]:
                          f"no timeloop-model command")
         if stem != layer.name:
             notes.append(f"layer {layer.name!r} is written as '{stem}' (file names keep only [A-Za-z0-9._-])")
+    if record_is_sparse(rec):
+        notes.append("evaluated under sparsity (Sparseloop's model): the densities are in prob/*.yaml and the "
+                     "sparse optimisations in arch.yaml; timeloop-model reads both (a Timeloop with Sparseloop, "
+                     "2022 or later)")
     missing = unknown_classes(arch)
     if missing:
         notes.append(f"components.yaml has no definition for {', '.join(missing)}: Accelergy must know them "
@@ -233,7 +238,7 @@ while read -r layer cycles pj; do
   awk -v layer="$layer" -v cycles="$cycles" -v pj="$pj" -v tol="$tol" -v energy="$energy" '
     /^Summary Stats/ {{ s = 1 }}
     s && /^Cycles:/ {{ c = $2 }}
-    s && /^Computes =/ {{ n = $3 }}
+    s && /^(Actual )?Computes =/ {{ n = $NF }}
     s && /^fJ\\/Compute/ {{ f = 1 }}
     s && f && $1 == "Total" {{ t = $3 }}
     function rel(a, b) {{ d = a - b; if (d < 0) d = -d; return b == 0 ? d : d / b }}

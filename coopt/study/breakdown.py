@@ -25,10 +25,8 @@ class ComponentShare:
 def component_breakdown(rec: TrialRecord) -> list[ComponentShare]:
     """Storage levels outer to inner, then the MAC; energies over the layers that were mapped."""
     from coopt.arch.yaml_io import arch_from_yaml
+    from coopt.backends.sparse import evaluate_recorded
     from coopt.energy.select import arch_tables
-    from coopt.model.evaluate import evaluate
-    from coopt.model.mapping import mapping_from_yaml
-    from coopt.workload.yaml_io import problem_from_yaml
 
     arch = arch_from_yaml(rec.arch_yaml["architecture"])
     tables = arch_tables(arch, using=rec.energy_method)   # the tables the study used
@@ -37,9 +35,13 @@ def component_breakdown(rec: TrialRecord) -> list[ComponentShare]:
     for layer in rec.layers:
         if not (layer.found and layer.mapping_yaml):
             continue
-        problem = problem_from_yaml(layer.problem_yaml["problem"], name=layer.name)
-        mapping = mapping_from_yaml(layer.mapping_yaml["mapping"], arch, problem)
-        ev = evaluate(problem, arch, tables, mapping)
+        _, ev, sparse = evaluate_recorded(layer.problem_yaml, arch, tables, layer.mapping_yaml, rec.arch_yaml,
+                                          layer.name)
+        if sparse is not None:             # a sparse study: Sparseloop's per-level energies
+            for lvl, d in sparse.levels.items():
+                energy_pj[lvl] = energy_pj.get(lvl, 0.0) + layer.count * float(d["energy_pj"])
+            mac_pj += layer.count * sparse.mac_energy_pj
+            continue
         for lv in ev.levels:
             energy_pj[lv.name] = energy_pj.get(lv.name, 0.0) + layer.count * lv.energy_pj
         mac_pj += layer.count * ev.mac_energy_pj

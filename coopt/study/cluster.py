@@ -38,7 +38,7 @@ def evaluate_task(task: dict):
     def at(budget: int):
         rec = evaluate_design(task["number"], task["params"], task["template"], task["template_params"],
                               task["dataflow"], task["network"], replace(task["mapper"], budget=budget),
-                              task["budgets"], task["objectives"])
+                              task["budgets"], task["objectives"], sparsity=task.get("sparsity"))
         rec.mapper_budget = budget
         return rec
 

@@ -495,7 +495,7 @@ def _task(space: SearchSpace, number: int, params: dict, energy: str, screen: di
     return {"number": number, "params": params, "template": space.template,      # the parsed template itself
             "template_params": space.template_params(params), "dataflow": space.dataflow,
             "network": space.network, "mapper": space.mapper, "budgets": space.budgets,
-            "objectives": space.objectives, "energy": energy, "screen": screen}
+            "objectives": space.objectives, "energy": energy, "screen": screen, "sparsity": space.sparsity}
 
 
 def _drive(cfg, space, study, cluster, evaluate, lock, remaining, in_flight, by_design, finish, fail, errors):

@@ -25,7 +25,7 @@ from coopt.workload.networks import Network, get_network, network_names
 from coopt.yamlio import load_yaml
 
 TOP_KEYS = ("name", "description", "template", "spec", "vars", "dataflow", "workload", "parameters", "fixed", "mapper",
-            "objectives", "budgets", "reference_point", "sampler_options")
+            "objectives", "budgets", "reference_point", "sampler_options", "sparsity")
 PARAM_TYPES = ("int", "float", "pow2", "categorical")
 DIRECTIONS = ("minimize", "maximize")
 DEFAULT_OBJECTIVES = [("energy_uj", "minimize"), ("throughput_ips", "maximize")]
@@ -105,6 +105,7 @@ class SearchSpace:
     sampler_options: dict = field(default_factory=dict)
     path: str | None = None
     raw: dict = field(default_factory=dict)
+    sparsity: dict | None = None      # layer name -> Timeloop densities (coopt.study.sparsity); None: dense
 
     def suggest(self, trial) -> dict:
         return {p.name: p.suggest(trial) for p in self.params}
@@ -381,6 +382,8 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
             if by_member[w] not in picked:
                 picked.append(by_member[w])
         network = Network(f"{network.name}[{len(picked)} layers]", tuple(picked))
+    from coopt.study.sparsity import parse_sparsity
+    sparsity = parse_sparsity(raw.get("sparsity"), network, file=file)
     # parameters
     params_node = raw.get("parameters")
     if not isinstance(params_node, dict) or not params_node:
@@ -487,4 +490,4 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
                        description=str(raw.get("description") or "").strip(), template=template,
                        dataflow=dataflow, network=network, params=params, fixed=dict(fixed), mapper=mapper,
                        objectives=objectives, budgets=budgets, reference=reference,
-                       sampler_options=sampler_options, path=file, raw=raw)
+                       sampler_options=sampler_options, path=file, raw=raw, sparsity=sparsity)

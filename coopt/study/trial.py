@@ -15,6 +15,7 @@ from coopt.arch.template import Template
 from coopt.design import design_from_template
 from coopt.energy.select import method as energy_method
 from coopt.backends.network import map_network
+from coopt.backends.sparse import network_sparse
 from coopt.model.cost import arch_area
 from coopt.results import LayerResult, NetworkResult
 from coopt.model.mapping import mapping_to_yaml
@@ -28,14 +29,18 @@ INFEASIBLE_ENERGY_UJ = 1e12        # told to samplers for designs a layer cannot
 
 def evaluate_design(number: int, params: dict, template: Template | SpecTemplate | str, template_params: dict, dataflow: str | None,
                     network: Network, options: MapperOptions, budgets: dict[str, float],
-                    objectives: list[tuple[str, str]], worker: str = "") -> TrialRecord:
+                    objectives: list[tuple[str, str]], worker: str = "", sparsity: dict | None = None) -> TrialRecord:
     """Map ``network`` on the template instance and return its record (never raises for bad designs).
 
     ``template`` may be the parsed Template or a user's v4 spec as data (SpecTemplate): a study sends it to
-    workers that cannot read the file."""
+    workers that cannot read the file.
+    ``sparsity``: each layer's Timeloop densities (``coopt.study.sparsity``); with them, or with sparse
+    optimisations the design turns on, every layer is mapped and totalled under Sparseloop's model, and
+    the record keeps the densities in its problems and the optimisations in its ``arch_yaml``."""
     t0 = time.perf_counter()
     design = design_from_template(template, template_params, dataflow)
     arch = design.arch
+    sparse = network_sparse(design, sparsity)
     area_um2 = arch_area(arch, design.tables)
     over = _over_fixed_budgets({"area_mm2": area_um2 / 1e6, "onchip_kib": arch.onchip_kib}, budgets)
     if over:                                   # no mapping can bring it within budget: do not map it
@@ -44,7 +49,7 @@ def evaluate_design(number: int, params: dict, template: Template | SpecTemplate
                                                    eval=None, reason=f"not mapped: {over}", members=l.members)
                                        for l in network.layers])
     else:
-        result = map_network(network, arch, design.tables, design.targets, options, workers=1)
+        result = map_network(network, arch, design.tables, design.targets, options, workers=1, sparse=sparse)
     metrics = {
         "energy_uj": result.energy_uj if result.feasible else INFEASIBLE_ENERGY_UJ,
         "throughput_ips": result.throughput_ips,
@@ -78,15 +83,30 @@ def evaluate_design(number: int, params: dict, template: Template | SpecTemplate
             utilization=l.eval.utilization if l.found else None,
             pj_per_mac=l.eval.pj_per_mac if l.found else None,
             mappings_evaluated=l.evaluated, seconds=l.seconds, reason=l.reason,
-            problem_yaml=problem_to_yaml(l.problem),
+            problem_yaml=_problem_yaml(l, sparse),
             mapping_yaml=mapping_to_yaml(l.mapping, arch, l.problem) if l.found else None))
     return TrialRecord(
         number=number, params=dict(params), template=design.template, template_params=dict(design.params or {}),
         dataflow=design.dataflow, network=network.name, metrics=metrics, feasible=feasible,
         violations=violations, reasons=reasons,
         objectives=[float(metrics[name]) for name, _ in objectives],
-        arch_yaml=design.arch_yaml, layers=layers, seconds=time.perf_counter() - t0, worker=worker,
+        arch_yaml=_arch_yaml(design.arch_yaml, sparse), layers=layers, seconds=time.perf_counter() - t0, worker=worker,
         energy_method=energy_method(), not_mapped=[vars(n) for n in network.not_mapped], spec=design.spec)
+
+
+def _problem_yaml(layer, sparse: dict | None) -> dict:
+    """Timeloop's problem file of the layer, its densities in ``instance`` as Timeloop reads them."""
+    doc = problem_to_yaml(layer.problem)
+    dens = (sparse or {}).get("densities", {}).get(layer.name)
+    if dens:
+        doc["problem"]["instance"]["densities"] = dens
+    return doc
+
+
+def _arch_yaml(arch_yaml: dict, sparse: dict | None) -> dict:
+    if not (sparse and sparse["targets"]):
+        return arch_yaml
+    return {**arch_yaml, "sparse_optimizations": {"targets": sparse["targets"]}}
 
 
 def _over_fixed_budgets(fixed: dict[str, float], budgets: dict[str, float]) -> str:

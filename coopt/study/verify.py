@@ -88,7 +88,12 @@ def verify_trial(rec: TrialRecord, backend, *, mapper: bool = True, options: Map
     from coopt.errors import BinaryNotFound, CooptError
 
     from coopt.arch.spec_template import SpecTemplate
+    from coopt.study.sparsity import record_is_sparse
 
+    if record_is_sparse(rec):
+        raise CooptError(f"trial {rec.number} was evaluated under sparsity", key="--trial",
+                         expected="a dense trial (verify's engines do not model sparsity; run the export's "
+                                  "run_timeloop.sh with a Sparseloop-capable Timeloop instead)")
     template = SpecTemplate.from_json(rec.spec) if rec.spec else rec.template     # a v4 spec travels in the record
     design = design_from_template(template, rec.template_params, rec.dataflow)
     arch, tables = design.arch, design.tables
