@@ -113,7 +113,7 @@ def test_trials_run_on_both_nodes_without_the_driver_folder(cluster, tmp_path):
     assert len({r["node"] for r in rows}) == 2                      # both nodes evaluated designs
     assert all(not r["cwd"].startswith(str(driver)) for r in rows)  # no worker ran in the driver's folder
     assert all(r["task_keys"] == ["budgets", "dataflow", "energy", "mapper", "network", "number", "objectives",
-                                  "params", "screen", "template", "template_params"] for r in rows)   # no paths travel
+                                  "params", "screen", "sparsity", "template", "template_params"] for r in rows)   # no paths travel
     import optuna
     from optuna.trial import TrialState
 
