@@ -67,8 +67,9 @@ step_barvinok() {
     cd "$BUILD/barvinok"
     $NICE autoreconf -i --no-recursive
     $NICE ./configure --prefix="$PREFIX" --with-isl=system --with-polylib=system \
-        --with-polylib-prefix="$PREFIX" --with-pet=no --with-ntl-prefix=/usr
-    # only the library and its headers: Timeloop links libbarvinok, none of barvinok's programs
+        --with-polylib-prefix="$PREFIX" --with-pet=no --with-pic
+    # only the library and its headers: Timeloop links libbarvinok, none of barvinok's programs.  libtool
+    # may build it static only; --with-pic lets Timeloop's shared libtimeloop-*.so take it in either case
     $NICE make -j"$JOBS" libbarvinok.la
     make install-libLTLIBRARIES install-pkgincludeHEADERS install-nodist_pkgincludeHEADERS
 }
@@ -80,8 +81,10 @@ step_timeloop() {
     BARVINOKPATH=$PREFIX $NICE scons --accelergy -j"$JOBS" bin/timeloop-model bin/timeloop-mapper
     mkdir -p "$PREFIX/bin"
     install -m 755 bin/timeloop-model bin/timeloop-mapper "$PREFIX/bin/"
+    install -m 755 build/libtimeloop-mapper.so "$PREFIX/lib/"      # the programs link it dynamically
     # Timeloop's SConscript takes no link flags from outside: point the binaries at $PREFIX/lib here
-    patchelf --set-rpath "$PREFIX/lib" "$PREFIX/bin/timeloop-model" "$PREFIX/bin/timeloop-mapper"
+    patchelf --set-rpath "$PREFIX/lib" "$PREFIX/bin/timeloop-model" "$PREFIX/bin/timeloop-mapper" \
+        "$PREFIX/lib/libtimeloop-mapper.so"
 }
 
 step_accelergy() {
@@ -129,7 +132,8 @@ step_check() {
     local out
     out=$(mktemp -d)
     (cd "$out" && PATH=$PREFIX/bin:$PATH "$PREFIX/bin/timeloop-model" \
-        "$ref/input.yaml" "$ref/ERT.yaml" "$ref/ART.yaml" > timeloop.log 2>&1)
+        "$ref/input.yaml" "$ref/ERT.yaml" "$ref/ART.yaml" > timeloop.log 2>&1) \
+        || { echo "build_real_tools: timeloop-model failed, see $out/timeloop.log" >&2; exit 1; }
     if cmp "$out/timeloop-model.stats.txt" "$ref/timeloop-model.stats.txt"; then
         echo "build_real_tools: timeloop-model reproduces $ref/timeloop-model.stats.txt byte for byte"
     else
@@ -143,5 +147,5 @@ steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(apt polylib barvinok timeloop accelergy cacti neurosim plugins check)
 for s in "${steps[@]}"; do
     echo "== build_real_tools: $s"
-    ( "step_$s" )
+    ( "step_$s" ) || { echo "build_real_tools: step $s failed" >&2; exit 1; }
 done
