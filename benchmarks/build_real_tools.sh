@@ -126,7 +126,8 @@ step_plugins() {
     $pip install "$BUILD/library-plug-in"
 }
 
-# The build is right when timeloop-model reproduces a reference run's statistics byte for byte.
+# The build is right when timeloop-model and accelergy reproduce reference runs byte for byte (REFERENCE: the
+# folder of shared/reference/ in this project's layout).
 step_check() {
     local ref=${REFERENCE:-/work/shared/reference}/model/06-eyeriss-like-convlayer-bestmap
     local out
@@ -140,7 +141,15 @@ step_check() {
         echo "build_real_tools: timeloop-model differs from $ref (see $out)" >&2
         exit 1
     fi
-    PATH=$PREFIX/bin:$PATH accelergy --version 2>/dev/null || true
+    local acc=${REFERENCE:-/work/shared/reference}/accelergy/eyeriss-45nm-glb4096
+    (cd "$out" && PATH=$PREFIX/bin:$PATH accelergy "$acc/arch.yaml" "$acc/components.yaml" -o acc > acc.log 2>&1) \
+        || { echo "build_real_tools: accelergy failed, see $out/acc.log" >&2; exit 1; }
+    if cmp "$out/acc/ERT.yaml" "$acc/ERT.yaml" && cmp "$out/acc/ART.yaml" "$acc/ART.yaml"; then
+        echo "build_real_tools: accelergy reproduces $acc/ERT.yaml and ART.yaml byte for byte"
+    else
+        echo "build_real_tools: accelergy differs from $acc (see $out/acc)" >&2
+        exit 1
+    fi
 }
 
 steps=("$@")
