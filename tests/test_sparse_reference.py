@@ -22,8 +22,7 @@ DATA = Path(__file__).resolve().parent / "data" / "sparseloop"
 EXACT = ["01.2.1-DUDU-dot-product", "01.2.2-SUDU-dot-product", "01.2.3-SCDU-dot-product", "02.2.1-spMspM",
          "02.2.2-spMspM-tiled", "03.2.1-conv1d", "03.2.3-conv1d+oc-spatial", "04.2.1-eyeriss-like-gating",
          "04.2.2-eyeriss-like-gating-mapspace-search", "04.2.3-eyeriss-like-onchip-compression",
-         "sparse_tensor_core_like"]
-REFUSED = {"03.2.2-conv1d+oc": "Outputs is not kept at Buffer"}
+         "sparse_tensor_core_like", "03.2.2-conv1d+oc"]
 
 
 def parse_sparse_stats(text: str) -> dict:
@@ -108,9 +107,9 @@ def _drop_outputs_skipping(raw):
 @pytest.mark.parametrize("case, edit", [(c, None) for c in EXACT]
                          + [("03.2.2-conv1d+oc", _drop_outputs_skipping)], ids=EXACT + ["03.2.2-as-built"])
 def test_exact(case, edit, tmp_path, capsys):
-    """03.2.2-as-built: its skipping of Outputs at Buffer, a level that bypasses them, is what both the
-    reference build and Timeloop master 4cf6d4c leave out (test_03_2_2_master_leaves_outputs_unoptimised);
-    coopt refuses the case as given; without it every count matches."""
+    """03.2.2 asks to skip Outputs at Buffer, a level that bypasses them: the reference build and Timeloop
+    master 4cf6d4c both leave them unoptimised (test_03_2_2_master_leaves_outputs_unoptimised), and so does
+    coopt -- as given and with that skipping removed (03.2.2-as-built), every count matches."""
     rc, out, err = _run(case, tmp_path, capsys, edit)
     assert rc == 0, out + err
     got = json.loads(out)
@@ -130,14 +129,6 @@ def test_exact(case, edit, tmp_path, capsys):
                 checked += 1
     assert checked >= 9
     assert abs(got["energy_pj"] - ref["energy_pj"]) <= 0.005 * ref["energy_pj"]
-
-
-@pytest.mark.parametrize("case", sorted(REFUSED))
-def test_not_modelled_is_refused(case, tmp_path, capsys):
-    rc, _, out = _run(case, tmp_path, capsys)
-    assert rc == 2
-    assert REFUSED[case] in out and "not modelled yet" in out
-    assert len(out.strip().splitlines()) == 1 and "Traceback" not in out
 
 
 def test_eyeriss_spad_gating_without_the_dram_formats(tmp_path, capsys):
@@ -232,7 +223,7 @@ def test_03_2_2_master_leaves_outputs_unoptimised():
     """Timeloop master 4cf6d4c on 03.2.2 as given (tests/data/timeloop_master_4cf6d4c.json, made with
     benchmarks/build_real_tools.sh): BackingStorage's Outputs unoptimised, 288 reads and 432 updates with none
     skipped, exactly the reference's counts and energy.  Moving the skipping up to BackingStorage, the level
-    that keeps Outputs (coopt/model/sparse/analysis.py's reading of master's source, refused today), would
+    that keeps Outputs (an earlier reading of master's source), would
     give 124 reads / 164 skipped and 188 updates / 244 skipped: master does not do that."""
     master = json.loads((DATA.parent / "timeloop_master_4cf6d4c.json").read_text())["cases"]["sparseloop/03.2.2-conv1d+oc"]
     ref = parse_sparse_stats((DATA / "03.2.2-conv1d+oc" / "timeloop-mapper.stats.txt").read_text())

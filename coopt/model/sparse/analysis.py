@@ -112,12 +112,10 @@ def optimisation_masks(spec: SparseSpec, problem, arch, mapping) -> dict:
             raise _unsupported(f"no level at or above {a.level} keeps {a.target}", key,
                                "a level that keeps the target (Timeloop fails such a mapping)")
         if tl != li and problem.dataspace(a.target).read_write:
-            # master's ComputeIneffectualReadImpact moves the optimisation to the nearest level above that
-            # keeps the target, and the reference build agrees for read-only targets (02.2.1); for the
-            # read-write Outputs of 03.2.2 the reference build leaves them unoptimised
-            raise _unsupported(f"{a.target} is not kept at {a.level}", key,
-                               "a read-write target kept at the optimising level (Timeloop builds disagree "
-                               "otherwise)")
+            # a read-only target moves to the nearest level above that keeps it (02.2.1); a read-write one
+            # stays unoptimised: real Timeloop master 4cf6d4c and the reference build both leave 03.2.2's
+            # Outputs at BackingStorage with 288/0 reads, 432/0 updates (tests/data/timeloop_master_4cf6d4c.json)
+            continue
         if any(a.target in mapping.levels[k].keep for k in range(tl)):
             raise _unsupported(f"{a.target} is also kept below {names[tl]}", key,
                                "the innermost level that keeps the target (gating above a child level "
