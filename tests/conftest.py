@@ -12,6 +12,19 @@ PG = "postgresql://postgres@127.0.0.1:5432"
 MARIADB = "mysql://root@127.0.0.1:3306"
 
 
+@pytest.fixture(autouse=True)
+def _estimator_choice_stays_in_its_test():
+    """`--energy` sets COOPT_ENERGY in the process (so that worker processes follow it); a test that runs
+    the CLI in process must not hand its estimator to the next test of the same worker."""
+    import os
+    saved = os.environ.get("COOPT_ENERGY")
+    yield
+    if saved is None:
+        os.environ.pop("COOPT_ENERGY", None)
+    else:
+        os.environ["COOPT_ENERGY"] = saved
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
