@@ -293,3 +293,19 @@ def test_a_study_keeps_its_energy_estimator(tmp_path, monkeypatch, capsys):
     arch = arch_from_yaml(records[1].arch_yaml["architecture"])
     written = read_tables(tmp_path / "x" / "trial-1" / "ERT.yaml", tmp_path / "x" / "trial-1" / "ART.yaml")
     assert written.ert == estimate(arch).ert                     # builtin's tables, not the environment's
+
+
+def test_the_readmes_main_command_starts_a_fresh_study_on_the_default_space(tmp_path, monkeypatch):
+    """`coopt search --study edge --trials N` with no --space (the README's main job): a fresh study takes
+    the shipped default space, and its settings and folder name that space."""
+    import json
+
+    from coopt.shipped import shipped_file
+    from coopt.study.runner import DEFAULT_SPACE, study_dir
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--study", "edge", "--trials", "1", "--workers", "1", "--sampler", "random"]) in (0, 1)
+    settings = json.loads((study_dir("edge") / "study.json").read_text())["settings"]
+    default = shipped_file("search_spaces", DEFAULT_SPACE)
+    assert settings["space_file"] == str(default.resolve()) and settings["space_name"] == DEFAULT_SPACE
+    assert (study_dir("edge") / "search_space.yaml").read_text() == default.read_text()
+    assert len([t for t in _study("edge").get_trials() if t.state.is_finished()]) == 1

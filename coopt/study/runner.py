@@ -244,6 +244,8 @@ def run_study(cfg: StudyConfig, *, on_progress=None, evaluate=None, warn=None, o
     if stored is not None and not stored.settings:
         stored = None                                               # created, but killed before its settings
     space, text = _resolve_space(cfg, stored)
+    if stored is None and cfg.space_path is None:                  # a fresh study on the default space
+        cfg = replace(cfg, space_path=str(space_path(DEFAULT_SPACE)))
     if stored is not None:
         check_continuation(cfg.study, stored, space_text=text if cfg.space_path else None, sampler=cfg.sampler)
     own = stored.settings if stored is not None else {}
