@@ -416,7 +416,7 @@ GEMM_ABZ = """problem:
 """
 
 
-def test_einsum_style_problem_file_is_a_gemm(tmp_path, capsys):
+def test_einsum_style_problem_file_is_a_gemm(tmp_path, capsys, monkeypatch):
     """The exercises' MM/ form (dense here), with a heads rank H: four M x K x N products."""
     from coopt.workload.problem import gemm_problem
     (tmp_path / "mm.yaml").write_text(GEMM_ABZ)
@@ -431,6 +431,19 @@ def test_einsum_style_problem_file_is_a_gemm(tmp_path, capsys):
     (tmp_path / "list.yaml").write_text("layers: [mm.yaml, odd.yaml]\n")
     _one_line_exit_2(capsys, ["network", "--arch", "systolic_ws", "--network", str(tmp_path / "list.yaml")],
                      "layer odd", "cannot be held by this design's constraints", "unknown dimension")
+    # a search space over that network is refused when it is read, before a study exists (was: every trial failed)
+    space = tmp_path / "space.yaml"
+    space.write_text(f"template: systolic_ws\nworkload: {{network: {tmp_path / 'list.yaml'}}}\n"
+                     "parameters: {glb_kib: {type: pow2, low: 64, high: 256}}\n"
+                     "reference_point: {energy_uj: 1.0e+9}\n")
+    monkeypatch.chdir(tmp_path)
+    err = _one_line_exit_2(capsys, ["search", "--space", str(space), "--study", "odd", "--trials", "1"],
+                           str(space), "workload.network", "layer odd", "cannot be held", "unknown dimension")
+    assert not (tmp_path / "mlruns").exists() and not list(tmp_path.glob("studies*")), err
+    # the same space over the mm layer alone is accepted (the check names only what cannot be held)
+    from coopt.study.space import load_space
+    space.write_text(space.read_text().replace(str(tmp_path / "list.yaml"), str(tmp_path / "mm.yaml")))
+    assert load_space(str(space)).network.layers[0].count == 4
 
 
 def test_node_names_with_slashes_write_plain_files(tmp_path, capsys):

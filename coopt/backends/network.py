@@ -49,7 +49,7 @@ def map_network(network: Network, arch: Architecture, tables: EnergyTables, targ
         raise CooptError(f"workers is {workers!r}", key="--workers", expected=f"an integer from 1 to {MAX_WORKERS}")
     t0 = time.perf_counter()
     layers = list(network.layers)
-    _check_kinds(layers, arch, targets, constraints_file)
+    check_layer_kinds(layers, arch, targets, constraints_file)
     _announce_work(layers, options, engine)
     results: list[LayerResult | None] = [None] * len(layers)
     if workers <= 1 or len(layers) == 1:
@@ -77,7 +77,7 @@ def map_network(network: Network, arch: Architecture, tables: EnergyTables, targ
                          seconds=time.perf_counter() - t0)
 
 
-def _check_kinds(layers: list, arch: Architecture, targets: list, constraints_file: str | None) -> None:
+def check_layer_kinds(layers: list, arch: Architecture, targets: list, constraints_file: str | None) -> None:
     """Bad constraints (unknown level or dimension, all bypassed) refused before any work; a layer of
     another kind (ranks, tensors) than the constraints were written for, named in one line."""
     kinds: dict[tuple, NetworkLayer] = {}

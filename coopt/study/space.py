@@ -288,18 +288,19 @@ def _jinja_probes(raw: dict, file) -> list[dict]:
     return probes or ([fixed] if fixed else [])
 
 
-def _probe_spec(template: SpecTemplate, fixed: dict, params: list[Param], *, file):
+def _probe_spec(template: SpecTemplate, fixed: dict, params: list[Param], network: Network, *, file):
     """The spec reads and estimates at the lowest and at the highest value of every parameter (a value its
-    expressions or the estimators refuse is found now, not in a worker); returns its ``mapper:`` block's
-    optimization metrics (None without)."""
+    expressions or the estimators refuse is found now, not in a worker), and its constraints hold every
+    layer kind of the network; returns its ``mapper:`` block's optimization metrics (None without)."""
     from coopt.design import design_from_spec
 
     metric = None
     for end in (0, -1):
         values = {**fixed, **{p.name: (p.values() or [p.low, p.high])[end] for p in params}}
         try:
-            design_from_spec(template, values)         # read, flattened and estimated, as a trial will
+            design = design_from_spec(template, values)   # read, flattened and estimated, as a trial will
             if end == 0:
+                _check_network_fits(network, design.arch, design.targets, design.constraints_file, file=file)
                 block = template.load(values)[0].get("mapper")
                 metric = (block.get("optimization_metrics") or block.get("optimization_metric")
                           if isinstance(block, dict) else None)
@@ -308,6 +309,19 @@ def _probe_spec(template: SpecTemplate, fixed: dict, params: list[Param], *, fil
             raise SpecError(f"{where + ': ' if where else ''}{e.message} [with {values}]", file=file,
                             key="parameters", expected=e.expected) from None
     return metric
+
+
+def _check_network_fits(network: Network, arch, targets: list, constraints_file, *, file) -> None:
+    """A layer of another kind (ranks, tensors) than the design's constraints were written for is named now,
+    in one line, not found again by every trial's worker."""
+    from coopt.backends.network import check_layer_kinds
+    from coopt.errors import CooptError
+    try:
+        check_layer_kinds(list(network.layers), arch, targets, constraints_file)
+    except CooptError as e:
+        where = ": ".join(str(x) for x in (e.file, e.key) if x)
+        raise SpecError(f"{where + ': ' if where else ''}{e.message}", file=file, key="workload.network",
+                        expected=e.expected or "layers the design's constraints can hold") from None
 
 
 def _first(p: Param):
@@ -402,7 +416,12 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
         raise SpecError(e.message, file=file, key="fixed", expected=e.expected) from None
     spec_metric = None
     if isinstance(template, SpecTemplate):
-        spec_metric = _probe_spec(template, fixed, params, file=file)
+        spec_metric = _probe_spec(template, fixed, params, network, file=file)
+    else:
+        values = template.resolve({**fixed, **{p.name: _first(p) for p in params}})
+        option = dataflow or (template.constraint_options[0] if template.constraint_options else None)
+        _check_network_fits(network, template.instantiate(values),
+                            template.constraints(option, values) if option else [], None, file=file)
     # mapper
     m = raw.get("mapper") or {}
     if not isinstance(m, dict):
