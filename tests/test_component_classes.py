@@ -52,7 +52,11 @@ def test_evaluate_uses_the_files_classes(inputs):
     a = _json(cli("evaluate", inputs["scaled"], "--json", cwd=tmp))
     b = _json(cli("evaluate", inputs["plain"], "--json", cwd=tmp))
     assert a["mac_energy_pj"] == pytest.approx(3 * b["mac_energy_pj"], rel=1e-12)
-    assert a["levels"] == b["levels"] and a["cycles"] == b["cycles"]        # only the MAC's class changed
+    # Only the MAC's class changed, but an input that brings classes gets Accelergy's resolution: its
+    # RegisterFile (class regfile, which it does not define) is Aladdin_table's primitive, not coopt's class.
+    assert a["cycles"] == b["cycles"]
+    assert {k: v for k, v in a["levels"].items() if k != "RegisterFile"} == \
+        {k: v for k, v in b["levels"].items() if k != "RegisterFile"}
 
 
 def test_map_uses_the_files_classes(inputs):
