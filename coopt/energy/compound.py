@@ -177,7 +177,6 @@ class Library:
     def __init__(self):
         self.classes: dict[str, ClassDef] = {}
         self._users: set[str] = set()       # classes the user defined (shipped ones may be replaced once)
-        self.given = False                  # the input brought a class list of its own (even an empty one)
 
     def add(self, node: dict, file: str, *, shipped: bool = False) -> None:
         """The classes of one components file; a user's class replaces a shipped one of the same name,
@@ -187,7 +186,6 @@ class Library:
         if not isinstance(classes, list):
             raise ComponentError("no class list", file=file, key="compound_components.classes",
                                  expected="compound_components: {version: 0.4, classes: [...]}")
-        self.given = self.given or not shipped
         for i, spec in enumerate(classes):
             if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
                 raise ComponentError("a class needs a name", file=file, key=f"compound_components.classes[{i}]")
@@ -202,14 +200,14 @@ class Library:
             self.classes[name] = ClassDef(name, spec, file, i)
 
     def as_accelergy_sees_it(self) -> None:
-        """When the input brings a class list of its own (even ``classes: []``), a shipped class named like a
-        primitive gives way to it.
+        """When the input brings classes of its own, a shipped class named like a primitive gives way to it.
 
         Why: Accelergy 0.4 knows only the classes in the files it is given; any other name is a primitive
         estimated by a plug-in (``regfile``, ``intmac``: Aladdin_table's).  Shipped classes still fill names
-        no plug-in knows (``smartbuffer_SRAM``, ``smartbuffer_RF``), which every export then carries; an input
-        without a class list keeps all shipped ones (coopt's own templates)."""
-        if self.given:
+        no plug-in knows (``smartbuffer_SRAM``, ``smartbuffer_RF``), which every export then carries.  An input
+        without classes (coopt's own templates; also ``classes: []``, though Accelergy would take the
+        primitives there too) keeps all shipped ones, as before."""
+        if self._users:
             for name in [n for n in self.classes if n not in self._users and is_primitive(n)]:
                 del self.classes[name]
 
