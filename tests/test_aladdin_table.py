@@ -216,3 +216,14 @@ def test_v4_export_carries_the_shipped_classes_the_spec_lacks(spec_without_regfi
     base = {k: raw[k] for k in ("architecture", "compound_components")}
     _carry_shipped_classes(base, arch_from_yaml(raw["architecture"]))
     assert base["compound_components"] == raw["compound_components"]        # simba_v4 defines all it uses
+
+
+def test_the_plug_in_tables_ship_in_the_wheel():
+    """Every file of ``coopt/energy/data/aladdin_table`` matches the package data of pyproject.toml."""
+    import fnmatch
+    import tomllib
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["coopt"]
+    files = [p.relative_to(ROOT / "coopt").as_posix() for p in (ROOT / "coopt" / "energy" / "data" /
+                                                                 "aladdin_table").iterdir()]
+    assert len(files) >= 12
+    assert all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files), files
