@@ -5,7 +5,10 @@ with its CACTI, Library and NeuroSim plug-ins.  Every component of the
 architecture is expanded through its class (the shipped tutorial classes in
 ``coopt/energy/data/compound_components.yaml``, then the user's files, which
 override by class name) down to primitives, each estimated once per distinct
-attribute set (``coopt.energy.primitives``, cached on disk).
+attribute set (``coopt.energy.primitives``, cached on disk).  When the user's
+files bring classes, a name they do not define that is a primitive
+(``regfile``, ``intmac``) is the primitive, as in Accelergy, not our shipped
+class (``Library.as_accelergy_sees_it``).
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ from coopt.errors import SpecError
 from coopt.yamlio import load_yaml
 
 SOURCE = "accelergy"
+STORAGE_ACTIONS = ("update", "read", "write", "leak")     # the required_actions Timeloop's front end writes
+COMPUTE_ACTIONS = ("compute", "leak")
 
 
 @dataclass
@@ -46,7 +51,8 @@ def _shipped() -> dict:
 
 
 def library(component_files=()) -> Library:
-    """The shipped classes, then the user's (a class of the same name replaces ours).
+    """The shipped classes, then the user's (a class of the same name replaces ours; when the user brings
+    any, shipped classes named like a primitive give way to it: ``Library.as_accelergy_sees_it``).
 
     Each entry is a file, a parsed dict, or ``(dict, file name)`` for classes read from an input set
     (so that errors name the user's file)."""
@@ -60,6 +66,7 @@ def library(component_files=()) -> Library:
         else:
             node, name = _load(str(f), _mtime(f)), str(f)
         lib.add(node or {}, name)
+    lib.as_accelergy_sees_it()
     return lib
 
 
@@ -116,6 +123,9 @@ def estimate_arch(arch: Architecture, component_files=(), *, lib: Library | None
             raise ComponentError(f"{comp.name} (class {cls}): {e.message}{inside}", file=arch_file, key=key,
                                  expected=e.expected) from None
         actions = dict(res.actions)
+        if res.energy_of is not None:              # a primitive: the actions Timeloop requires of it
+            names = COMPUTE_ACTIONS if isinstance(comp, ArithmeticLevel) else STORAGE_ACTIONS
+            actions = {a: res.energy_of(a, {}) for a in names}
         if isinstance(comp, ArithmeticLevel) and "compute" not in actions:
             for alias in ("mac_random", "mult_random", "mac", "mult", "multiply", "add", "read"):
                 if alias in actions:

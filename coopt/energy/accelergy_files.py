@@ -16,18 +16,20 @@ from importlib import resources
 import yaml
 
 from coopt.arch.spec import Architecture, ArithmeticLevel, StorageLevel
+from coopt.energy import aladdin_table
 from coopt.energy.accelergy_io import leaf_name
 from coopt.energy.tables import EnergyTables
 
 __all__ = ["PRIMITIVES", "art_yaml", "component_path", "components_yaml", "dumps_accelergy", "ert_yaml",
-           "unknown_classes", "with_required_actions", "write_energy_files"]
+           "shipped_classes_needed", "unknown_classes", "with_required_actions", "write_energy_files"]
 
 VERSION = "0.4"            # ERT/ART: as Accelergy writes them (a string); Timeloop reads them
 COMPONENTS_VERSION = 0.4   # components.yaml: a number, like arch.yaml's 0.3 (Accelergy compares the two)
 # Classes Accelergy knows without a compound definition (its plug-ins' primitives) or that
-# need none (dummy_storage is Timeloop's zero-cost placeholder).
+# need none (dummy_storage is Timeloop's zero-cost placeholder); Aladdin_table's names (regfile, intmac, ...)
+# are primitives too wherever the classes written do not define them.
 PRIMITIVES = frozenset({"DRAM", "SRAM", "dummy_storage", "intadder", "aladdin_adder", "aladdin_register",
-                        "aladdin_comparator", "aladdin_multiplier", "aladdin_counter"})
+                        "aladdin_comparator", "aladdin_multiplier", "aladdin_counter", *aladdin_table.CLASSES})
 _ACTION_ORDER = ("compute", "read", "write", "update", "leak")
 
 
@@ -109,31 +111,58 @@ def _check_dram_types(arch: Architecture) -> None:
                                 expected=f"one of {sorted(DRAM_PJ_PER_BIT)}")
 
 
-def components_yaml(arch: Architecture, user_classes=()) -> dict:
-    """``{"compound_components": ...}`` with every compound class ``arch`` needs (library order).
-
-    ``user_classes``: the design's own classes (dicts, or ``(node, file)`` as ``design.component_classes``
-    returns), which replace shipped classes of the same name -- the ones its energies were computed with."""
-    _check_dram_types(arch)
+def _own(user_classes) -> list[dict]:
     own = []
     for c in user_classes:
         node = c[0] if isinstance(c, tuple) else c
         cc = node.get("compound_components", node) if isinstance(node, dict) else {}
         own += cc.get("classes", []) if isinstance(cc, dict) and "classes" in cc else [node]
-    names = {c["name"] for c in own}
-    library = tuple(own) + tuple(c for c in _library() if c["name"] not in names)
+    return own
+
+
+def _shipped_for(own: list[dict], given: bool) -> tuple[dict, ...]:
+    """The shipped classes the estimate used next to ``own``: those the user did not define, and, when the
+    input brought classes (``given``), not those named like a primitive (``Library.as_accelergy_sees_it``:
+    Accelergy takes the primitive there, and so did coopt)."""
+    names = {c.get("name") for c in own}
+    return tuple(c for c in _library()
+                 if c["name"] not in names and not (given and c["name"] in PRIMITIVES))
+
+
+def components_yaml(arch: Architecture, user_classes=()) -> dict:
+    """``{"compound_components": ...}`` with every compound class ``arch`` needs (library order).
+
+    ``user_classes``: the design's own classes (dicts, or ``(node, file)`` as ``design.component_classes``
+    returns), which replace shipped classes of the same name -- the ones its energies were computed with.
+    With any, a shipped class named like a primitive (regfile, intmac) is not written: Accelergy then takes
+    the primitive, as coopt's estimate did (``Library.as_accelergy_sees_it``)."""
+    _check_dram_types(arch)
+    own = _own(user_classes)
+    library = tuple(own) + _shipped_for(own, bool(own))
     need = _closure(_used(arch), library)
     return {"compound_components": {"version": COMPONENTS_VERSION,
                                      "classes": [copy.deepcopy(c) for c in library if c["name"] in need]}}
+
+
+def shipped_classes_needed(arch: Architecture, user_classes=()) -> list[dict]:
+    """The shipped classes (copies) ``arch`` uses that ``user_classes`` does not define, transitively: what an
+    export of the user's own files must add so that real Accelergy accepts it and estimates what coopt did
+    (names of primitives are left to the primitives when the user brings classes)."""
+    own = _own(user_classes)
+    shipped = _shipped_for(own, bool(own))
+    need = _closure(_used(arch) | {s.get("class") for c in own for s in c.get("subcomponents") or []
+                                   if isinstance(s, dict)}, (*own, *shipped))
+    return [copy.deepcopy(c) for c in shipped if c["name"] in need]
 
 
 STORAGE_ACTIONS = ("update", "read", "write", "leak")     # what Timeloop asks of a buffer
 COMPUTE_ACTIONS = ("compute", "leak")                    # ... and of an arithmetic unit
 
 
-def with_required_actions(arch_yaml: dict, arch: Architecture) -> dict:
+def with_required_actions(arch_yaml: dict, arch: Architecture, compound=None) -> dict:
     """A copy of an architecture tree in which every component of a primitive class (DRAM, SRAM, ...)
-    lists ``required_actions``, as Timeloop's own front end writes them.
+    lists ``required_actions``, as Timeloop's own front end writes them.  ``compound``: the names of the
+    classes written next to it (default: the shipped ones), which are not primitives there.
 
     Why: Accelergy 0.4 gives a primitive without a class definition only the actions named there; without
     them it leaves DRAM out of its ERT and Timeloop silently falls back to its internal DRAM model
@@ -141,6 +170,7 @@ def with_required_actions(arch_yaml: dict, arch: Architecture) -> dict:
     actions and dummy_storage costs nothing, so they are left as they are.
     """
     arith = arch.arithmetic.name
+    compound = frozenset(c["name"] for c in _library()) if compound is None else frozenset(compound)
 
     def walk(node):
         if isinstance(node, list):
@@ -149,8 +179,8 @@ def with_required_actions(arch_yaml: dict, arch: Architecture) -> dict:
             return node
         out = {k: walk(v) for k, v in node.items()}
         cls = node.get("class")
-        if (isinstance(cls, str) and cls in PRIMITIVES and cls != "dummy_storage" and "name" in node
-                and "required_actions" not in node):
+        if (isinstance(cls, str) and cls in PRIMITIVES and cls not in compound and cls != "dummy_storage"
+                and "name" in node and "required_actions" not in node):
             leaf = leaf_name(str(node["name"]))
             out["required_actions"] = list(COMPUTE_ACTIONS if leaf == arith else STORAGE_ACTIONS)
         return out

@@ -23,11 +23,12 @@ from __future__ import annotations
 import ast
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from coopt.energy import bounds
-from coopt.energy.primitives import estimate_primitive, is_primitive
+from coopt.energy.primitives import TABLE_PRIMITIVES, estimate_primitive, is_primitive, table_primitive
 from coopt.errors import SpecError
 
 INHERITED = ("technology", "global_cycle_seconds")
@@ -67,11 +68,15 @@ class ClassDef:
 
 @dataclass
 class Result:
-    """pJ per action and µm² of one component instance; ``estimators``: (subcomponent path, estimator)."""
+    """pJ per action and µm² of one component instance; ``estimators``: (subcomponent path, estimator).
+
+    ``energy_of(action, arguments)``: set for an Aladdin_table primitive, which answers any action name and
+    whose energy depends on the action's arguments (``action_latency_cycles``, ``data_delta``, ...)."""
 
     actions: dict[str, float]
     area: float
     estimators: list[tuple[str, str]] = field(default_factory=list)
+    energy_of: Callable[[str, dict], float] | None = None
 
 
 class _Bounded(ast.NodeTransformer):
@@ -194,6 +199,18 @@ class Library:
                 self._users.add(name)
             self.classes[name] = ClassDef(name, spec, file, i)
 
+    def as_accelergy_sees_it(self) -> None:
+        """When the input brings classes of its own, a shipped class named like a primitive gives way to it.
+
+        Why: Accelergy 0.4 knows only the classes in the files it is given; any other name is a primitive
+        estimated by a plug-in (``regfile``, ``intmac``: Aladdin_table's).  Shipped classes still fill names
+        no plug-in knows (``smartbuffer_SRAM``, ``smartbuffer_RF``), which every export then carries.  An input
+        without classes (coopt's own templates; also ``classes: []``, though Accelergy would take the
+        primitives there too) keeps all shipped ones, as before."""
+        if self._users:
+            for name in [n for n in self.classes if n not in self._users and is_primitive(n)]:
+                del self.classes[name]
+
     def attributes(self, cdef: ClassDef, given: dict, inherited: dict, where: str) -> dict:
         """The class's attributes for one instance: given values, then defaults, evaluated in order."""
         ns = dict(inherited)
@@ -239,6 +256,9 @@ class Library:
                 raise ComponentError(f"class cycle {' -> '.join((*stack, cls))}", file=cdef.file,
                                      key=f"{cdef.key}.subcomponents", expected="subcomponents that end in primitives")
             return self._compound(cdef, given, inherited, where, (*stack, cls))
+        if cls in TABLE_PRIMITIVES:
+            energy_of, area = table_primitive(cls, {**inherited, **given}, key=where)
+            return Result({}, area, [("", "Aladdin_table")], energy_of=energy_of)
         if is_primitive(cls):
             attrs = {**inherited, **given}
             est = estimate_primitive(cls, attrs, key=where)
@@ -278,14 +298,27 @@ class Library:
                 res = subs[base][1]
                 for s, sa in enumerate(ref.get("actions") or []):
                     name = sa.get("name")
-                    if name not in res.actions:
+                    if res.energy_of is not None:
+                        energy = res.energy_of(str(name), self._arguments(sa, ns, f, f"{rkey}.actions[{s}]"))
+                    elif name not in res.actions:
                         raise ComponentError(f"subcomponent {base} has no action {name!r}", file=f,
                                              key=f"{rkey}.actions[{s}]", expected=f"one of {sorted(res.actions)}")
+                    else:
+                        energy = res.actions[name]
                     factor = 1.0
                     for k in ("energy_scale", "repeat", "action_share"):
                         if k in sa:
                             factor *= _number(evaluate(sa[k], ns, file=f, key=f"{rkey}.actions[{s}].{k}"),
                                               file=f, key=f"{rkey}.actions[{s}].{k}")
-                    total += n * res.actions[name] * factor
+                    total += n * energy * factor
             actions[str(act.get("name"))] = total
         return Result(actions, area, estimators)
+
+    @staticmethod
+    def _arguments(sa: dict, ns: dict, file, key: str) -> dict:
+        """An action reference's ``arguments``, evaluated over the class's attributes (Accelergy passes them
+        to the plug-in; only Aladdin_table's primitives read them here)."""
+        args = sa.get("arguments")
+        if not isinstance(args, dict):
+            return {}
+        return {k: evaluate(v, ns, file=file, key=f"{key}.arguments.{k}") for k, v in args.items()}

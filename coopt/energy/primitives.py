@@ -10,7 +10,12 @@ Library (Aladdin tables) 90 for ``aladdin_*``; CACTI 80 for ``SRAM`` and
 ``DRAM``; NeuroSim 70 for ``intadder``; dummy 100 for ``dummy_storage``.
 When NeuroSim cannot run (hwcomponents-neurosim's binary also needs glibc
 2.38), ``intadder`` falls back to the Library's Aladdin adder at its width and
-the summary says so.
+the summary says so.  The names only the Aladdin_table plug-in (70, 40/45 nm)
+knows -- ``regfile``, ``intmac``, ``reg``, ``comparator``, ... -- are
+``TABLE_PRIMITIVES`` (``coopt.energy.aladdin_table``): cheap table look-ups
+whose energy depends on the action's arguments, so they are answered per action
+(``table_primitive``) and never cached on disk.  A user's input meets them when
+it brings its own classes (``coopt.energy.accelergy.library``).
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import os
 from dataclasses import dataclass
 from importlib import metadata
 
-from coopt.energy import cacti, library
+from coopt.energy import aladdin_table, cacti, library
 from coopt.energy.estimate import parse_node
 from coopt.errors import SpecError
 
@@ -94,11 +99,32 @@ def _estimate(cls: str, attrs: dict, key: str) -> Estimate:
                              f"{sorted(PRIMITIVES)}")
 
 
-PRIMITIVES = frozenset({"SRAM", "DRAM", "dummy_storage", "intadder", *library.ALADDIN})
+# Aladdin_table's names that no plug-in of higher (or, for intadder, equal) accuracy answers: SRAM is CACTI's
+# (80), intadder NeuroSim's (70, listed before it), as above.
+TABLE_PRIMITIVES = frozenset(aladdin_table.CLASSES) - {"SRAM", "intadder"}
+PRIMITIVES = frozenset({"SRAM", "DRAM", "dummy_storage", "intadder", *library.ALADDIN, *TABLE_PRIMITIVES})
+_LOWER = frozenset(p.lower() for p in PRIMITIVES - TABLE_PRIMITIVES)
 
 
 def is_primitive(cls: str) -> bool:
-    return cls.lower() in {p.lower() for p in PRIMITIVES}
+    """A class some plug-in answers (Aladdin_table matches its names exactly, as its ``supported_pc`` does)."""
+    return cls.lower() in _LOWER or cls in TABLE_PRIMITIVES
+
+
+def table_primitive(cls: str, attrs: dict, key: str = ""):
+    """(energy of an action given its arguments, area) of an Aladdin_table-only primitive, or the one-line
+    error Accelergy's failure amounts to: no plug-in estimates ``cls`` here (Aladdin_table: 40/45 nm only)."""
+    relevant = {k: v for k, v in attrs.items() if k not in ("meshX", "meshY")}
+    if not aladdin_table.supports(cls, relevant):
+        raise SpecError(f"no Accelergy plug-in estimates primitive class {cls!r} at technology "
+                        f"{relevant.get('technology')!r} (only {aladdin_table.NAME} knows it, at 40 and 45 nm), "
+                        f"so real Accelergy stops here", key=key,
+                        expected=f"a compound class named {cls} in your components, or a 40/45 nm technology")
+    area = aladdin_table.area(cls, relevant, key=key)
+
+    def energy(action: str, args: dict | None = None) -> float:
+        return aladdin_table.energy(cls, action, relevant, args, key=key)
+    return energy, area
 
 
 def _versions() -> str:

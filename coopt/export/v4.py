@@ -28,7 +28,7 @@ import re
 from coopt.arch.spec_template import SpecTemplate
 from coopt.arch.v4_mapping import to_v4_mapping
 from coopt.arch.yaml_io import arch_from_yaml
-from coopt.energy.accelergy_files import dumps_accelergy, with_required_actions
+from coopt.energy.accelergy_files import dumps_accelergy, shipped_classes_needed, with_required_actions
 from coopt.errors import CooptError
 from coopt.study.records import TrialRecord
 from coopt.yamlio import dumps_yaml
@@ -106,7 +106,10 @@ def v4_files(rec: TrialRecord, stems: list[str]) -> dict[str, str]:
     raw, _ = t.load(values)
     arch = arch_from_yaml(raw["architecture"])
     base = {k: raw[k] for k in _PROCESSED_KEYS[:2] if k in raw}
-    base["architecture"] = with_required_actions({"architecture": raw["architecture"]}, arch)["architecture"]
+    _carry_shipped_classes(base, arch)
+    names = {c.get("name") for c in (base.get("compound_components") or {}).get("classes") or []}
+    base["architecture"] = with_required_actions({"architecture": raw["architecture"]}, arch,
+                                                 compound=names)["architecture"]
     commands = []
     for layer, stem in zip(rec.layers, stems):
         problem = dict(layer.problem_yaml["problem"])
@@ -122,6 +125,18 @@ def v4_files(rec: TrialRecord, stems: list[str]) -> dict[str, str]:
     out["v4/run_v4.sh"] = _script(rec.number, commands)
     out["v4/README.md"] = _readme(rec, t, commands)
     return out
+
+
+def _carry_shipped_classes(base: dict, arch) -> None:
+    """Add to the processed form the shipped classes coopt estimated with that the spec does not define
+    (smartbuffer_RF, ...; regfile and intmac too when the spec brings no classes): real Accelergy knows
+    none of them, and would otherwise fail or take a primitive where coopt did not."""
+    cc = base.get("compound_components")
+    given = isinstance(cc, dict) and isinstance(cc.get("classes"), list)
+    extra = shipped_classes_needed(arch, [({"compound_components": cc}, "")] if given else [])
+    if extra:
+        cc = dict(cc) if given else {"version": 0.4, "classes": []}
+        base["compound_components"] = {**cc, "classes": [*cc["classes"], *extra]}
 
 
 def _readme(rec: TrialRecord, t: SpecTemplate, commands) -> str:
