@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from coopt.cli import main
 
@@ -403,3 +404,37 @@ def test_a_study_refuses_to_continue_over_an_edited_spec(tmp_path, monkeypatch, 
     assert main([*args, "--trials", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "other contents of its spec" in err and "top.yaml.jinja2" in err, err
+
+
+def test_the_export_of_a_spec_trial_carries_the_specs_own_classes_and_tables(tmp_path):
+    """A spec-backed trial's Timeloop export (ERT/ART, components.yaml) is estimated with the spec's own
+    component classes, as the trial was -- not with coopt's shipped classes of the same names."""
+    from coopt.backends.base import MapperOptions
+    from coopt.design import design_from_template
+    from coopt.energy.accelergy_io import read_ert
+    from coopt.export import export_trials
+    from coopt.study.records import write_record
+    from coopt.study.space import load_space
+    from coopt.study.trial import evaluate_design
+
+    top = ROOT / "tests" / "data" / "exercises" / "top.yaml.jinja2"
+    f = tmp_path / "space.yaml"
+    f.write_text(f"spec: {top}\nworkload: {{network: resnet18, layers: [layer4.0.conv2]}}\n"
+                 "parameters:\n  architecture: {type: categorical, choices: [simple_output_stationary]}\n"
+                 "reference_point: {energy_uj: 1e9}\n")
+    space = load_space(f)
+    params = {"architecture": "simple_output_stationary"}
+    rec = evaluate_design(0, params, space.template, params, None, space.network, MapperOptions(budget=50), {},
+                          space.objectives)
+    write_record(tmp_path / "study", rec)
+    folder = export_trials(tmp_path / "study", [0], tmp_path / "out")[0]
+    used = design_from_template(space.template, params).tables
+    ert = read_ert(folder / "ERT.yaml")
+    for name, actions in used.ert.items():
+        for action, pj in actions.items():
+            assert ert[name][action] == pytest.approx(pj, rel=1e-9), (name, action)
+    classes = yaml.safe_load((folder / "components.yaml").read_text())["compound_components"]["classes"]
+    spec_sram = yaml.safe_load((top.parent / "_components" / "smartbuffer_SRAM.yaml").read_text())
+    ours = next(c for c in classes if c["name"] == "smartbuffer_SRAM")
+    theirs = next(c for c in spec_sram["compound_components"]["classes"] if c["name"] == "smartbuffer_SRAM")
+    assert ours["attributes"] == theirs["attributes"] and ours["subcomponents"] == theirs["subcomponents"]

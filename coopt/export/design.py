@@ -259,11 +259,15 @@ exit $status
 def _files(rec: TrialRecord, budgets: dict, objectives: list, same: list[int] = ()) -> dict[str, str]:
     """Relative path -> text of everything one trial folder holds."""
     arch = arch_from_yaml(rec.arch_yaml["architecture"])
-    tables = arch_tables(arch, using=rec.energy_method)   # the tables the study used
+    classes = _own_classes(rec)
+    tables = arch_tables(arch, classes, using=rec.energy_method)   # the tables the study used
     stems = _stems(rec.layers)
     notes = _notes(rec, stems, arch)
-    files = {"arch.yaml": dumps_accelergy(with_required_actions(rec.arch_yaml, arch)),
-             "components.yaml": dumps_accelergy(components_yaml(arch)),
+    components = components_yaml(arch, classes)
+    written = {c["name"] for c in components["compound_components"]["classes"]}
+    files = {"arch.yaml": dumps_accelergy(with_required_actions(rec.arch_yaml, arch,
+                                                                compound=written if classes else None)),
+             "components.yaml": dumps_accelergy(components),
              "ERT.yaml": dumps_yaml(ert_yaml(arch, tables)), "ART.yaml": dumps_yaml(art_yaml(arch, tables))}
     for layer, stem in zip(rec.layers, stems):
         files[f"prob/{stem}.yaml"] = dumps_yaml(layer.problem_yaml)
@@ -278,6 +282,17 @@ def _files(rec: TrialRecord, budgets: dict, objectives: list, same: list[int] = 
         from coopt.export.v4 import v4_files
         files.update(v4_files(rec, stems))
     return files
+
+
+def _own_classes(rec: TrialRecord) -> list:
+    """The component classes of a spec-backed trial's own files (as its trial was estimated with them);
+    a template's trial has none (coopt's shipped classes)."""
+    if not rec.spec:
+        return []
+    from coopt.arch.spec_template import SpecTemplate
+    from coopt.design import component_classes
+    raw, sources = SpecTemplate.from_json(rec.spec).load(dict(rec.template_params))
+    return component_classes(raw, sources)
 
 
 def _inside(path: Path, root: Path) -> None:
