@@ -4,7 +4,7 @@
 mapper (which builds its ``ArchCosts`` from the tables) evaluates every
 candidate through ``evaluate_batch_sparse`` without knowing about sparsity:
 the dense chain's per-level counts, then the sparse accounting over the
-whole batch (``vector``), or ``evaluate_sparse`` row by row with formats.  A
+whole batch (``vector``, ``vformats``), or ``evaluate_sparse`` row by row.  A
 mapping the sparse model cannot evaluate exactly counts as invalid, never as
 a dense number.  Capacity is checked on the dense tiles before evaluation
 (the mapper's prefilter), which compressed tiles only undercut.
@@ -33,8 +33,10 @@ def with_sparsity(tables: EnergyTables, spec) -> SparseTables:
 def evaluate_batch_sparse(pa, arch, ac, mb, *, row_by_row: bool = False):
     """(energy pJ, cycles, valid) per mapping under ``ac.sparse`` (the fused path's contract).
 
-    Without representation formats the whole batch goes through ``vector``;
-    ``row_by_row`` forces ``evaluate_sparse`` per mapping (the tests' oracle).
+    The whole batch goes through ``vector`` (with ``vformats`` for
+    representation formats); ``row_by_row`` forces ``evaluate_sparse`` per
+    mapping (the tests' oracle), as does a compressed format at a level
+    whose block size Timeloop's vector-width table lacks.
     """
     from coopt.model import jit
     from coopt.model.collapse import collapse, collapse_numpy
@@ -48,7 +50,8 @@ def evaluate_batch_sparse(pa, arch, ac, mb, *, row_by_row: bool = False):
     ns = (nest_stats if compiled else nest_stats_numpy)(pa, arch, mb)
     acc = (collapse if compiled else collapse_numpy)(ns, mb.keep, pa.read_write)
     costs = evaluate_costs(ns, acc, ac)
-    if not ac.sparse.formats and not row_by_row:
+    from coopt.model.sparse.vformats import vectorisable
+    if not row_by_row and vectorisable(ac.sparse, arch):
         from coopt.model.sparse.analysis import static_checks
         from coopt.model.sparse.vector import evaluate_batch_vector
         try:

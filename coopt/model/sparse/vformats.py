@@ -1,0 +1,354 @@
+"""Representation formats over a whole batch of mappings: plans, metadata units, checks, as numpy arrays.
+
+The same arithmetic as ``formats.py`` row by row -- ``check_formats``,
+``format_failures``, ``_plan``/``_assign`` and ``tensor_formats`` (Timeloop's
+representation-analyzer.cpp ApplyRanksOuterToInner, CalculateExpectedOccupancy,
+format-models/*.cpp GetOccupancy; sparse-analysis.cpp CheckFormatModelsAndMapping)
+-- with the same floors, ceilings and summation order, on [batch, ...] arrays,
+so that the mapper ranks thousands of mappings per layer without a Python
+loop per mapping (tests/test_sparse_batch_formats.py holds the two equal).
+
+A mapping's loops are laid out as one row of slots, innermost first: per
+storage level its spatial loops (spatial_permutation order) then its
+temporal ones (permutation order), as ``formats._loops`` lists them.  A
+rank's fiber is the tile of the loops between two slot positions, and the
+cumulative per-dimension extents along the slots give it in one division.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from coopt.model.sparse.formats import COMPRESSED, VECTOR_WIDTH_THRESHOLDS, _aligned, _word_bits
+
+
+@dataclass
+class BatchFormat:
+    """One formatted (level, tensor) over the batch; ranks innermost first, as ``TensorFormat``."""
+
+    li: int
+    t: int
+    n: int                      # ranks
+    compressed: bool
+    active: np.ndarray          # [B] the level keeps the tensor (else Timeloop finds no tile to format)
+    child: np.ndarray           # [B] nearest lower level keeping the tensor, -1 for none
+    fiber: np.ndarray           # [B,n] plan: points one fiber spans
+    below: np.ndarray           # [B,n] plan: points one element covers
+    tile: np.ndarray            # [B,n] plan: points of the rank's tile
+    fail: np.ndarray            # [B] "more compression ranks needed" (an invalid mapping)
+    unsup: np.ndarray           # [B] SparseUnsupported raised while planning
+    density: np.ndarray | None = None     # [B] expected density of the tile
+    md_units: np.ndarray | None = None    # [B,n,2] expected [metadata, payload] units
+    max_units: np.ndarray | None = None   # [B,n,2] at the largest occupancy
+    word_bits: np.ndarray | None = None   # [B,n,2]
+
+
+def pysum(terms):
+    """CPython 3.12's ``sum`` of floats (Neumaier's compensated summation), elementwise over arrays."""
+    f = None
+    c = 0.0
+    for x in terms:
+        if f is None:
+            f = 0.0 + x
+            continue
+        t = f + x
+        c = c + np.where(np.abs(f) >= np.abs(x), (f - t) + x, (x - t) + f)
+        f = t
+    if f is None:
+        return 0.0
+    return np.where((c != 0) & np.isfinite(c), f + c, f)
+
+
+class _Slots:
+    """The batch's non-trivial loops as slot rows, innermost first, and the cumulative extents along them.
+
+    Loops of factor 1 are dropped (``formats._loops`` drops them too), which
+    keeps the rows a few slots long; ``ends[b, l]`` counts row b's slots at
+    levels 0..l.
+    """
+
+    def __init__(self, problem, mb):
+        B, L, D = mb.tf.shape
+        self.B, self.L, self.D = B, L, D
+        rows = np.arange(B)
+        sfac = np.take_along_axis(mb.sf, mb.sperm, axis=2)
+        tfac = np.take_along_axis(mb.tf, mb.tperm, axis=2)
+        dim = np.concatenate([mb.sperm, mb.tperm], axis=2).reshape(B, -1)
+        fac = np.concatenate([sfac, tfac], axis=2).reshape(B, -1)
+        nt = fac > 1
+        per_level = nt.reshape(B, L, 2 * D).sum(axis=2)
+        self.ends = np.zeros((B, L + 1), dtype=np.int64)        # ends[:, l + 1]: slots at levels 0..l
+        self.ends[:, 1:] = np.cumsum(per_level, axis=1)
+        self.S = S = max(int(self.ends[:, L].max()), 1)
+        r, c = np.nonzero(nt)
+        dest = (np.cumsum(nt, axis=1) - 1)[r, c]
+        self.dim = np.zeros((B, S), dtype=np.int64)
+        self.fac = np.ones((B, S), dtype=np.int64)
+        self.level = np.full((B, S), L)                           # padding: above every level
+        self.dim[r, dest], self.fac[r, dest] = dim[r, c], fac[r, c]
+        self.level[r, dest] = c // (2 * D)
+        self.pos = np.arange(S)
+        self.cum = np.ones((S + 1, B, D), dtype=np.int64)         # cum[p]: extents of the slots before p
+        np.cumprod(np.where(self.dim.T[..., None] == np.arange(D), self.fac.T[..., None], 1), axis=0,
+                   out=self.cum[1:])
+        self.rows = rows
+        self.problem = problem
+        self.dims = {d: i for i, d in enumerate(problem.dims)}
+
+    def tile(self, ds, ext):
+        """``problem.tile_size`` over rows of per-dimension extents [..., D]."""
+        size = 1
+        for coord in ds.projection:
+            s = 1
+            for c, d in coord:
+                s = s + self.problem.coef(c) * (ext[..., self.dims[d]] - 1)
+            size = size * s
+        return size
+
+    def at(self, p):
+        """Per row, the extents of its slots before position ``p`` (an array)."""
+        return self.cum[p, self.rows]
+
+    def upto(self, ds, level):
+        """Per row, the tile of all loops at levels 0..``level`` (``level`` an array; -1 gives 1)."""
+        return self.tile(ds, self.at(self.ends[self.rows, np.asarray(level) + 1]))
+
+
+def _children(keep, li, t):
+    child = np.full(keep.shape[0], -1)
+    for k in range(li):
+        child = np.where(keep[:, k, t], k, child)
+    return child
+
+
+def _gather(arr, idx):
+    return np.take_along_axis(arr, np.maximum(idx, 0)[:, None], axis=1)[:, 0]
+
+
+def _plan(sl: _Slots, ds, t, li, ranks, child, plans):
+    """formats._plan over the batch: the child's ranks below (pre-tiling), the level's own loops above."""
+    B, n, D = sl.B, len(ranks), sl.D
+    rows = np.arange(B)
+    fiber = np.ones((B, n), dtype=np.int64)
+    below = np.ones((B, n), dtype=np.int64)
+    tile = np.ones((B, n), dtype=np.int64)
+    unsup = np.zeros(B, dtype=bool)
+    fail = np.zeros(B, dtype=bool)
+    n_inner = np.where(child >= 0, 1, 0)
+    t_child = sl.upto(ds, child)                       # one rank holding the child's whole tile
+    fiber[:, 0] = np.where(child >= 0, t_child, 1)
+    tile[:, 0] = fiber[:, 0]
+    for k, pk in plans.items():                        # a formatted child: its own plan's ranks
+        on = child == k
+        if not on.any():
+            continue
+        m = min(pk.n, n)
+        fiber[on, :m], below[on, :m], tile[on, :m] = pk.fiber[on, :m], pk.below[on, :m], pk.tile[on, :m]
+        n_inner = np.where(on, pk.n, n_inner)
+        unsup |= on & pk.unsup
+        fail |= on & pk.fail
+    lo = child + 1
+    rel = np.zeros(D + 1, dtype=bool)
+    for d in ds.dims():
+        rel[sl.dims[d]] = True
+    valid = (sl.level >= lo[:, None]) & (sl.level <= li) & rel[sl.dim]
+
+    def prev_table(mask):          # [B,S+1]: the last masked slot before each position, -1 for none
+        out = np.full((B, sl.S + 1), -1)
+        if mask.any():
+            out[:, 1:] = np.maximum.accumulate(np.where(mask, sl.pos, -1), axis=1)
+        return out
+
+    prev = prev_table(valid)
+    i = prev[:, sl.S]
+    lo_first = sl.ends[rows, lo]                       # the level's own loops start here
+    for r in range(n - 1, -1, -1):                     # formats._assign, outermost rank first
+        rank = ranks[n - 1 - r]
+        run = r >= n_inner
+        top = i
+        unsup |= run & (top < 0)
+        tc = np.maximum(top, 0)
+        if rank.flattened is not None:
+            flat = np.zeros(D + 1, dtype=bool)
+            flat[[sl.dims[d] for d in rank.flattened if d in sl.dims]] = True
+            flat = flat[sl.dim]
+            unsup |= run & (top >= 0) & ~flat[rows, tc]
+            nxt = _gather(prev_table(valid & ~flat), tc)
+        else:
+            nxt = _gather(prev, tc)
+        nxt = np.where(top < 0, -1, nxt)
+        i = np.where(run, nxt, i)
+        upto_top = sl.at(tc + 1)
+        f = sl.tile(ds, upto_top // sl.at(np.maximum(nxt + 1, lo_first)))
+        tl = sl.tile(ds, upto_top)
+        fiber[:, r] = np.where(run, f, fiber[:, r])
+        tile[:, r] = np.where(run, tl, tile[:, r])
+    for r in range(n):                                 # each assigned rank's element: the rank under it
+        below[:, r] = np.where(r >= n_inner, tile[:, r - 1] if r else 1, below[:, r])
+    fail |= i >= 0
+    return fiber, below, tile, fail, unsup
+
+
+def _p_empty(n, k, tile):
+    exact = n * (k / tile)
+    lo = np.floor(exact)
+    return np.where(lo == 0, 1 - (exact - lo), np.where(np.ceil(exact) == 0, exact - lo, 0.0))
+
+
+def _units(fmt, fibers_max, fiber, cur, below, k, tile):
+    """format-models/*.cpp GetOccupancy, as formats._units."""
+    if fmt == "UB":
+        x = fibers_max * fiber
+        return x, x
+    fibers = fibers_max * (1 - _p_empty(cur, k, tile))
+    nz = 1 - _p_empty(below, k, tile)
+    if fmt == "CP":
+        md = np.ceil(fiber * nz) * fibers
+        return md, md
+    if fmt == "RLE":
+        md = fiber * nz * fibers
+        return md, md
+    if fmt == "B":
+        return fibers * fiber, fibers * np.ceil(fiber * nz)
+    return np.zeros_like(fibers), fibers * (fiber + 1)         # UOP
+
+
+def _occupancy(f: BatchFormat, ranks, spec, tensor, meta, utilized):
+    """formats.tensor_formats' expected and largest units per rank, over the batch."""
+    B, n = f.fiber.shape
+    rows = np.arange(B)
+    tile = np.maximum(utilized, 1).astype(np.float64)
+    dens = spec.density(tensor)
+    empty = (f.fiber == 1) & (np.arange(n) != n - 1)
+    exact = utilized * dens
+    lo = np.floor(exact)
+    pc = exact - lo
+    units = np.zeros((B, n, 2))
+    maxu = units
+    nnz = np.zeros(B)
+    for k, p, inc in ((lo, 1 - pc, np.ones(B, dtype=bool)), (np.ceil(exact), pc, pc > 0)):
+        per = np.zeros((B, n, 2))
+        fibers = np.ones(B)
+        cur = utilized
+        for r in range(n - 1, -1, -1):
+            m, pl = _units(ranks[n - 1 - r].format, fibers, f.fiber[:, r], cur, f.below[:, r], k, tile)
+            per[:, r, 0] = np.where(empty[:, r], 0.0, m)
+            per[:, r, 1] = np.where(empty[:, r], 0.0, pl)
+            fibers = fibers * f.fiber[:, r]
+            cur = f.below[:, r]
+        nonzero = (per != 0).any(axis=2)
+        has = nonzero.any(axis=1)
+        per[rows[has], np.argmax(nonzero, axis=1)[has], 1] = 0.0   # the innermost rank's payload is the data
+        units = np.where(inc[:, None, None], units + p[:, None, None] * per, units)
+        nnz = np.where(inc, nnz + p * k, nnz)
+        maxu = np.where(inc[:, None, None], per, maxu)
+    f.density = np.where(utilized != 0, nnz / tile, 0.0)
+    f.md_units, f.max_units = units, maxu
+    bits = np.array([[_word_bits(ranks[n - 1 - r].metadata_word_bits, meta),
+                      _word_bits(ranks[n - 1 - r].payload_word_bits, meta)] for r in range(n)], dtype=np.int64)
+    f.word_bits = np.where(empty[..., None], 0, bits[None])
+
+
+def format_failures(spec, problem, arch, keep) -> np.ndarray:
+    """formats.format_failures per row: True where Timeloop rejects the mapping."""
+    names = [lvl.name for lvl in arch.storage]
+    B, L, _ = keep.shape
+    fail = np.zeros(B, dtype=bool)
+    for t, ds in enumerate(problem.dataspaces):
+        pc = np.full(B, -1, dtype=np.int8)              # parent compressed: -1 none yet, 0, 1
+        pr = np.full(B, -1)
+        for li in range(L - 1, -1, -1):
+            k = keep[:, li, t]
+            ranks = spec.formats.get((names[li], ds.name), ())
+            comp = any(COMPRESSED[r.format] for r in ranks)
+            meta = spec.metadata.get(names[li])
+            from_comp = k & (pc == 1)
+            if not comp and not (meta and meta.decompression_supported):
+                fail |= from_comp
+            if ds.read_write and not comp and not (meta and meta.compression_supported):
+                fail |= from_comp
+            if comp:
+                fail |= from_comp & (pr < len(ranks))
+            pc = np.where(k, int(comp), pc)
+            pr = np.where(k, len(ranks) if comp else -1, pr)
+    return fail
+
+
+def _check(spec, sl, problem, names, keep, li, t, ranks, child) -> np.ndarray:
+    """formats.check_formats for one format over the batch: rows it raises SparseUnsupported on."""
+    tensor = problem.dataspaces[t].name
+    B, L, _ = keep.shape
+    bad = np.zeros(B, dtype=bool)
+    for k in range(li + 1, L):
+        if (names[k], tensor) not in spec.formats:
+            bad |= keep[:, k, t]
+    for k in range(li):
+        child_ranks = spec.formats.get((names[k], tensor))
+        if child_ranks is not None and not _aligned(child_ranks, ranks):
+            bad |= child == k
+    has = child >= 0
+    if not any(COMPRESSED[r.format] for r in ranks):
+        bad |= has
+    child_tile = sl.upto(problem.dataspaces[t], child)
+    bad |= has & (child_tile == 1)
+    d = spec.densities.get(tensor)
+    if d is not None and d.distribution != "fixed_structured":
+        bad[:] = True
+    bad |= has & (np.floor(child_tile * spec.density(tensor)) == 0)
+    return bad
+
+
+def vectorisable(spec, arch) -> bool:
+    """False where the row-by-row path would stop on something outside Timeloop's tables (a KeyError)."""
+    for (level, _), ranks in spec.formats.items():
+        lvl = next(x for x in arch.storage if x.name == level)
+        if any(COMPRESSED[r.format] for r in ranks) and lvl.block_size > 1 \
+                and lvl.block_size not in VECTOR_WIDTH_THRESHOLDS:
+            return False
+    return True
+
+
+def batch_formats(spec, problem, arch, mb, utilized) -> tuple[dict, np.ndarray]:
+    """``{(level index, tensor index): BatchFormat}`` and the rows check_formats or planning refuse."""
+    names = [lvl.name for lvl in arch.storage]
+    keep = mb.keep
+    sl = _Slots(problem, mb)
+    B = len(mb)
+    bad = np.zeros(B, dtype=bool)
+    tensors = [ds.name for ds in problem.dataspaces]
+    out: dict = {}
+    for (level, tensor), ranks in sorted(spec.formats.items(), key=lambda kv: names.index(kv[0][0])):
+        li, t = names.index(level), tensors.index(tensor)
+        ds = problem.dataspaces[t]
+        active = keep[:, li, t]
+        child = _children(keep, li, t)
+        plans = {k: f for (k, tt), f in out.items() if tt == t}
+        fiber, below, tile, fail, unsup = _plan(sl, ds, t, li, ranks, child, plans)
+        f = BatchFormat(li, t, len(ranks), any(COMPRESSED[r.format] for r in ranks), active, child,
+                        fiber, below, tile, fail, unsup)
+        _occupancy(f, ranks, spec, tensor, spec.metadata.get(level), utilized[:, li, t])
+        bad |= active & (unsup | _check(spec, sl, problem, names, keep, li, t, ranks, child))
+        out[li, t] = f
+    return {k: out[k] for k in sorted(out, key=lambda k: list(spec.formats).index((names[k[0]], tensors[k[1]])))}, bad
+
+
+def vector_ratio(f: BatchFormat, tile, block: int, density: float):
+    """formats.vector_ratio over the batch (BufferLevel::ComputeVectorAccesses' correction)."""
+    B = len(tile)
+    d = f.density
+    if not f.compressed or block <= 1:
+        return np.ones(B)
+    plain = (tile == 0) | (d >= 1.0)
+    idx = np.where(d >= 0.1, np.floor(d / 0.1) - 1, 0).astype(np.int64)
+    thr = np.array(VECTOR_WIDTH_THRESHOLDS[block])[np.clip(idx, 0, 9)]
+    plain |= thr <= tile // block
+    exact = tile * density
+    lo = np.floor(exact)
+    pc = exact - lo
+    hi = np.ceil(exact)
+    terms = [np.where(lo >= 1, np.ceil(lo / block) * (1 - pc), 0.0),
+             np.where((pc > 0) & (hi >= 1), np.ceil(hi / block) * pc, 0.0)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = pysum(terms) / (tile * d / block)
+    return np.where(plain, 1.0, r)
