@@ -149,10 +149,9 @@ def evaluate_batch_vector(spec, problem, arch, tables, ns, acc, costs, mb, ac):
     B, L, P = acc.reads.shape
     spatial = (np.prod(mb.sf, axis=2) > 1)                                   # [B,L]
     kind, prob, bad = _masks(spec, problem, arch, mb.keep, spatial)
-    c = {a: np.zeros((B, L, P)) for a in ACTIONS + COUNTS}
-    c["random_read"] = acc.reads.astype(np.float64).copy()
-    c["random_fill"] = acc.fills.astype(np.float64).copy()
-    c["random_update"] = acc.updates.astype(np.float64).copy()
+    counts = np.zeros((len(ACTIONS) + len(COUNTS), B, L, P))     # one array: energy takes each step at once
+    c = dict(zip(ACTIONS + COUNTS, counts))                         # views, updated in place
+    c["random_read"][:], c["random_fill"][:], c["random_update"][:] = acc.reads, acc.fills, acc.updates
     fm, fact, md = _formats(spec, problem, arch, mb, acc, c, bad) if spec.formats else ({}, None, {})
     macs = costs.macs.astype(np.float64).copy()
     inner = np.full((B, P), np.nan)
@@ -210,15 +209,19 @@ def evaluate_batch_vector(spec, problem, arch, tables, ns, acc, costs, mb, ac):
     repl = np.maximum(1, dense_macs // np.maximum(1, dense_cc))
     cc = np.ceil((random + gated) / repl)
     cycles = cc.copy()
+    rd_all = (c["random_read"] + c["gated_read"]).sum(axis=2)                                     # [B,L]
+    wr_all = (c["random_fill"] + c["random_update"] + c["gated_fill"] + c["gated_update"]).sum(axis=2)
+    bits = {(k, a): _bits(d[a], fm[k]) for k, d in md.items() for a in METADATA}
     for li, lvl in enumerate(arch.storage):
-        rd = (c["random_read"][:, li] + c["gated_read"][:, li]).sum(axis=1)
-        wr = sum(c[f"{k}_{op}"][:, li] for k in ("random", "gated") for op in ("fill", "update")).sum(axis=1)
+        if lvl.read_bandwidth is None and lvl.write_bandwidth is None and lvl.shared_bandwidth is None:
+            continue                                # never slower than the compute
+        rd, wr = rd_all[:, li], wr_all[:, li]
         for (l2, t), f in fm.items():         # metadata words share the data's bandwidth
             if l2 == li:
-                d = md[li, t]
-                rbits = _bits(d["random_metadata_read"], f) + _bits(d["gated_metadata_read"], f)
-                wbits = _bits(d["random_metadata_fill"], f) + _bits(d["random_metadata_update"], f) \
-                    + _bits(d["gated_metadata_update"], f)
+                k = (li, t)
+                rbits = bits[k, "random_metadata_read"] + bits[k, "gated_metadata_read"]
+                wbits = bits[k, "random_metadata_fill"] + bits[k, "random_metadata_update"] \
+                    + bits[k, "gated_metadata_update"]
                 rd = rd + np.where(f.active, np.ceil(rbits / lvl.word_bits), 0.0)
                 wr = wr + np.where(f.active, np.ceil(wbits / lvl.word_bits), 0.0)
         slow = np.ones(B)
@@ -233,22 +236,40 @@ def evaluate_batch_vector(spec, problem, arch, tables, ns, acc, costs, mb, ac):
     energy = 0 + random * compute_action_energy(tables, mac, "random_compute") \
         + gated * compute_action_energy(tables, mac, "gated_compute") \
         + skipped * compute_action_energy(tables, mac, "skipped_compute")
-    e = _storage_energy(spec, problem, arch, tables, acc, c, fm, md, vector_ratio)
+    e = _storage_energy(spec, problem, arch, tables, acc, counts, fm, bits, vector_ratio)
     repl_l = np.maximum(1, ns.repl.astype(np.int64))                            # [B,L]
-    lvl_e = np.zeros((B, L))
-    for t in range(P):
+    lvl_e = e[:, :, 0] * repl_l
+    for t in range(1, P):
         lvl_e = lvl_e + e[:, :, t] * repl_l
+    leak = np.asarray(ac.leak)[None, :] * cycles[:, None] * repl_l
     for li in range(L):
-        leak = ac.leak[li] * cycles * repl_l[:, li]
-        energy = energy + (lvl_e[:, li] + leak)
+        energy = energy + (lvl_e[:, li] + leak[:, li])
     valid = _validity(spec, problem, arch, mb, costs, fm, bad) if fm else costs.valid.copy()
     valid &= ~bad
     return np.where(bad, np.inf, energy), np.where(bad, np.inf, cycles), valid
 
 
-def _storage_energy(spec, problem, arch, tables, acc, c, fm, md, vector_ratio):
+_ENERGY: dict = {}
+
+
+def _energies(tables, arch) -> np.ndarray:
+    """[action, level] pJ for ACTIONS + COUNTS + METADATA (cached per tables and design: the mapper's loop)."""
+    key = (id(tables), id(arch))
+    hit = _ENERGY.get(key)
+    if hit is None or hit[0] is not tables or hit[1] is not arch:
+        if len(_ENERGY) > 64:
+            _ENERGY.clear()
+        hit = _ENERGY[key] = (tables, arch, np.array([[storage_action_energy(tables, lvl.name, a)
+                                                        for lvl in arch.storage]
+                                                       for a in ACTIONS + COUNTS + METADATA]))
+    return hit[2]
+
+
+def _storage_energy(spec, problem, arch, tables, acc, counts, fm, bits, vector_ratio):
     """[B,L,P] pJ per instance: the data actions in analysis' key order, then the counts, then metadata."""
     B, L, P = acc.reads.shape
+    en = _energies(tables, arch)
+    A = len(ACTIONS)
     blk = np.array([lvl.block_size for lvl in arch.storage], dtype=np.float64)[None, :, None]
     ratio = 1.0
     if fm:
@@ -258,21 +279,20 @@ def _storage_energy(spec, problem, arch, tables, acc, c, fm, md, vector_ratio):
                              spec.density(problem.dataspaces[t].name))
             ratio[:, li, t] = np.where(f.active, r, 1.0)
     e = np.zeros((B, L, P))
-    for a in ACTIONS:
-        en = np.array([storage_action_energy(tables, lvl.name, a) for lvl in arch.storage])[None, :, None]
-        e = e + np.ceil(c[a] / blk) * ratio * en
+    for i in range(A + len(COUNTS)):     # left to right, as analysis._add; a term that is 0 everywhere adds nothing
+        if not en[i].any() or not counts[i].any():
+            continue
+        e = e + (counts[i] if i >= A else np.ceil(counts[i] / blk) * ratio) * en[i][None, :, None]
     if not fm:
         return e
-    for a in COUNTS:
-        e = e + c[a] * np.array([storage_action_energy(tables, lvl.name, a) for lvl in arch.storage])[None, :, None]
     for (li, t), f in fm.items():
         lvl = arch.storage[li]
         width = spec.metadata[lvl.name].storage_width if lvl.name in spec.metadata else 0
         if not width:
             continue
         m = 0.0
-        for a in METADATA:
-            m = m + np.ceil(_bits(md[li, t][a], f) / width) * storage_action_energy(tables, lvl.name, a)
+        for j, a in enumerate(METADATA):
+            m = m + np.ceil(bits[(li, t), a] / width) * en[A + len(COUNTS) + j, li]
         e[:, li, t] = np.where(f.active, e[:, li, t] + m, e[:, li, t])
     return e
 

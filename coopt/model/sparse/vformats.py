@@ -61,37 +61,39 @@ def pysum(terms):
 
 
 class _Slots:
-    """The batch's non-trivial loops as slot rows, innermost first, and the cumulative extents along them.
+    """The batch's loops as slot columns, innermost first, and the cumulative extents along them.
 
-    Loops of factor 1 are dropped (``formats._loops`` drops them too), which
-    keeps the rows a few slots long; ``ends[b, l]`` counts row b's slots at
-    levels 0..l.
+    Columns whose loop is trivial in every row are dropped (``formats._loops``
+    drops factor-1 loops too), which leaves a few dozen; ``ends[l]`` counts
+    the columns at levels below l.
     """
 
     def __init__(self, problem, mb):
         B, L, D = mb.tf.shape
         self.B, self.L, self.D = B, L, D
         rows = np.arange(B)
-        sfac = np.take_along_axis(mb.sf, mb.sperm, axis=2)
-        tfac = np.take_along_axis(mb.tf, mb.tperm, axis=2)
-        dim = np.concatenate([mb.sperm, mb.tperm], axis=2).reshape(B, -1)
-        fac = np.concatenate([sfac, tfac], axis=2).reshape(B, -1)
-        nt = fac > 1
-        per_level = nt.reshape(B, L, 2 * D).sum(axis=2)
-        self.ends = np.zeros((B, L + 1), dtype=np.int64)        # ends[:, l + 1]: slots at levels 0..l
-        self.ends[:, 1:] = np.cumsum(per_level, axis=1)
-        self.S = S = max(int(self.ends[:, L].max()), 1)
-        r, c = np.nonzero(nt)
-        dest = (np.cumsum(nt, axis=1) - 1)[r, c]
-        self.dim = np.zeros((B, S), dtype=np.int64)
-        self.fac = np.ones((B, S), dtype=np.int64)
-        self.level = np.full((B, S), L)                           # padding: above every level
-        self.dim[r, dest], self.fac[r, dest] = dim[r, c], fac[r, c]
-        self.level[r, dest] = c // (2 * D)
+        dims, facs, levels = [], [], []
+        some = {"s": (mb.sf > 1).any(axis=(0, 2)), "t": (mb.tf > 1).any(axis=(0, 2))}
+        for li in range(L):
+            for k, fac, perm in (("s", mb.sf[:, li], mb.sperm[:, li]), ("t", mb.tf[:, li], mb.tperm[:, li])):
+                if not some[k][li]:
+                    continue
+                f = fac[rows[:, None], perm]
+                keep = (f > 1).any(axis=0)
+                dims.append(perm[:, keep])
+                facs.append(f[:, keep])
+                levels += [li] * int(keep.sum())
+        self.S = S = len(levels)
+        self.dim = np.concatenate(dims, axis=1) if dims else np.zeros((B, 0), dtype=np.int64)
+        self.fac = np.concatenate(facs, axis=1) if facs else np.ones((B, 0), dtype=np.int64)
+        self.level = np.array(levels, dtype=np.int64)
+        self.nontrivial = self.fac > 1
+        self.ends = np.searchsorted(self.level, np.arange(L + 1))        # ends[l]: columns at levels < l
         self.pos = np.arange(S)
-        self.cum = np.ones((S + 1, B, D), dtype=np.int64)         # cum[p]: extents of the slots before p
-        np.cumprod(np.where(self.dim.T[..., None] == np.arange(D), self.fac.T[..., None], 1), axis=0,
-                   out=self.cum[1:])
+        # cum[p]: per-dimension extents of the columns before p (int32: each is at most a bound, <= 2**20)
+        self.cum = np.ones((S + 1, B, D), dtype=np.int32)
+        self.cum[np.arange(1, S + 1)[:, None], rows[None, :], self.dim.T] = self.fac.T
+        np.cumprod(self.cum, axis=0, out=self.cum)
         self.rows = rows
         self.problem = problem
         self.dims = {d: i for i, d in enumerate(problem.dims)}
@@ -107,12 +109,12 @@ class _Slots:
         return size
 
     def at(self, p):
-        """Per row, the extents of its slots before position ``p`` (an array)."""
-        return self.cum[p, self.rows]
+        """Per row, the extents of its columns before position ``p`` (an array)."""
+        return self.cum[p, self.rows].astype(np.int64)
 
     def upto(self, ds, level):
         """Per row, the tile of all loops at levels 0..``level`` (``level`` an array; -1 gives 1)."""
-        return self.tile(ds, self.at(self.ends[self.rows, np.asarray(level) + 1]))
+        return self.tile(ds, self.at(self.ends[np.asarray(level) + 1]))
 
 
 def _children(keep, li, t):
@@ -126,8 +128,11 @@ def _gather(arr, idx):
     return np.take_along_axis(arr, np.maximum(idx, 0)[:, None], axis=1)[:, 0]
 
 
-def _plan(sl: _Slots, ds, t, li, ranks, child, plans):
-    """formats._plan over the batch: the child's ranks below (pre-tiling), the level's own loops above."""
+def _plan(sl: _Slots, ds, t, li, ranks, child, t_child, plans):
+    """formats._plan over the batch: the child's ranks below (pre-tiling), the level's own loops above.
+
+    ``t_child``: the child's whole tile per row (one rank holding it when the child has no format).
+    """
     B, n, D = sl.B, len(ranks), sl.D
     rows = np.arange(B)
     fiber = np.ones((B, n), dtype=np.int64)
@@ -136,7 +141,6 @@ def _plan(sl: _Slots, ds, t, li, ranks, child, plans):
     unsup = np.zeros(B, dtype=bool)
     fail = np.zeros(B, dtype=bool)
     n_inner = np.where(child >= 0, 1, 0)
-    t_child = sl.upto(ds, child)                       # one rank holding the child's whole tile
     fiber[:, 0] = np.where(child >= 0, t_child, 1)
     tile[:, 0] = fiber[:, 0]
     for k, pk in plans.items():                        # a formatted child: its own plan's ranks
@@ -152,7 +156,7 @@ def _plan(sl: _Slots, ds, t, li, ranks, child, plans):
     rel = np.zeros(D + 1, dtype=bool)
     for d in ds.dims():
         rel[sl.dims[d]] = True
-    valid = (sl.level >= lo[:, None]) & (sl.level <= li) & rel[sl.dim]
+    valid = (sl.level[None, :] >= lo[:, None]) & ((sl.level <= li)[None, :] & sl.nontrivial) & rel[sl.dim]
 
     def prev_table(mask):          # [B,S+1]: the last masked slot before each position, -1 for none
         out = np.full((B, sl.S + 1), -1)
@@ -162,10 +166,12 @@ def _plan(sl: _Slots, ds, t, li, ranks, child, plans):
 
     prev = prev_table(valid)
     i = prev[:, sl.S]
-    lo_first = sl.ends[rows, lo]                       # the level's own loops start here
+    lo_first = sl.ends[lo]                             # the level's own loops start here
     for r in range(n - 1, -1, -1):                     # formats._assign, outermost rank first
         rank = ranks[n - 1 - r]
         run = r >= n_inner
+        if not run.any():
+            continue
         top = i
         unsup |= run & (top < 0)
         tc = np.maximum(top, 0)
@@ -174,7 +180,8 @@ def _plan(sl: _Slots, ds, t, li, ranks, child, plans):
             flat[[sl.dims[d] for d in rank.flattened if d in sl.dims]] = True
             flat = flat[sl.dim]
             unsup |= run & (top >= 0) & ~flat[rows, tc]
-            nxt = _gather(prev_table(valid & ~flat), tc)
+            other = valid & ~flat
+            nxt = _gather(prev_table(other), tc) if other.any() else np.full(B, -1)
         else:
             nxt = _gather(prev, tc)
         nxt = np.where(top < 0, -1, nxt)
@@ -215,36 +222,40 @@ def _units(fmt, fibers_max, fiber, cur, below, k, tile):
 
 
 def _occupancy(f: BatchFormat, ranks, spec, tensor, meta, utilized):
-    """formats.tensor_formats' expected and largest units per rank, over the batch."""
+    """formats.tensor_formats' expected and largest units per rank, over the batch.
+
+    Its (at most two) fixed-structured occupancies, floor and ceil of the
+    expected nonzeros, are the leading axis of every array here.
+    """
     B, n = f.fiber.shape
-    rows = np.arange(B)
     tile = np.maximum(utilized, 1).astype(np.float64)
-    dens = spec.density(tensor)
     empty = (f.fiber == 1) & (np.arange(n) != n - 1)
-    exact = utilized * dens
+    exact = utilized * spec.density(tensor)
     lo = np.floor(exact)
     pc = exact - lo
-    units = np.zeros((B, n, 2))
-    maxu = units
-    nnz = np.zeros(B)
-    for k, p, inc in ((lo, 1 - pc, np.ones(B, dtype=bool)), (np.ceil(exact), pc, pc > 0)):
-        per = np.zeros((B, n, 2))
-        fibers = np.ones(B)
-        cur = utilized
-        for r in range(n - 1, -1, -1):
-            m, pl = _units(ranks[n - 1 - r].format, fibers, f.fiber[:, r], cur, f.below[:, r], k, tile)
-            per[:, r, 0] = np.where(empty[:, r], 0.0, m)
-            per[:, r, 1] = np.where(empty[:, r], 0.0, pl)
-            fibers = fibers * f.fiber[:, r]
-            cur = f.below[:, r]
-        nonzero = (per != 0).any(axis=2)
-        has = nonzero.any(axis=1)
-        per[rows[has], np.argmax(nonzero, axis=1)[has], 1] = 0.0   # the innermost rank's payload is the data
-        units = np.where(inc[:, None, None], units + p[:, None, None] * per, units)
-        nnz = np.where(inc, nnz + p * k, nnz)
-        maxu = np.where(inc[:, None, None], per, maxu)
+    k = np.stack([lo, np.ceil(exact)])                     # [2,B]
+    p = np.stack([1 - pc, pc])
+    per = np.zeros((2, B, n, 2))
+    fibers = np.ones((2, B))
+    cur = utilized
+    for r in range(n - 1, -1, -1):
+        m, pl = _units(ranks[n - 1 - r].format, fibers, f.fiber[:, r], cur, f.below[:, r], k, tile)
+        if empty[:, r].any():
+            m, pl = np.where(empty[:, r], 0.0, m), np.where(empty[:, r], 0.0, pl)
+        per[:, :, r, 0] = m
+        per[:, :, r, 1] = pl
+        fibers = fibers * f.fiber[:, r]
+        cur = f.below[:, r]
+    nonzero = (per != 0).any(axis=3)                        # [2,B,n]
+    o, b = np.nonzero(nonzero.any(axis=2))
+    per[o, b, np.argmax(nonzero, axis=2)[o, b], 1] = 0.0   # the innermost rank's payload is the data
+    second = (pc > 0)[:, None, None]
+    units = 0.0 + p[0][:, None, None] * per[0]
+    f.md_units = np.where(second, units + p[1][:, None, None] * per[1], units)
+    f.max_units = np.where(second, per[1], per[0])
+    nnz = 0.0 + p[0] * k[0]
+    nnz = np.where(pc > 0, nnz + p[1] * k[1], nnz)
     f.density = np.where(utilized != 0, nnz / tile, 0.0)
-    f.md_units, f.max_units = units, maxu
     bits = np.array([[_word_bits(ranks[n - 1 - r].metadata_word_bits, meta),
                       _word_bits(ranks[n - 1 - r].payload_word_bits, meta)] for r in range(n)], dtype=np.int64)
     f.word_bits = np.where(empty[..., None], 0, bits[None])
@@ -275,7 +286,7 @@ def format_failures(spec, problem, arch, keep) -> np.ndarray:
     return fail
 
 
-def _check(spec, sl, problem, names, keep, li, t, ranks, child) -> np.ndarray:
+def _check(spec, problem, names, keep, li, t, ranks, child, child_tile) -> np.ndarray:
     """formats.check_formats for one format over the batch: rows it raises SparseUnsupported on."""
     tensor = problem.dataspaces[t].name
     B, L, _ = keep.shape
@@ -290,7 +301,6 @@ def _check(spec, sl, problem, names, keep, li, t, ranks, child) -> np.ndarray:
     has = child >= 0
     if not any(COMPRESSED[r.format] for r in ranks):
         bad |= has
-    child_tile = sl.upto(problem.dataspaces[t], child)
     bad |= has & (child_tile == 1)
     d = spec.densities.get(tensor)
     if d is not None and d.distribution != "fixed_structured":
@@ -324,11 +334,12 @@ def batch_formats(spec, problem, arch, mb, utilized) -> tuple[dict, np.ndarray]:
         active = keep[:, li, t]
         child = _children(keep, li, t)
         plans = {k: f for (k, tt), f in out.items() if tt == t}
-        fiber, below, tile, fail, unsup = _plan(sl, ds, t, li, ranks, child, plans)
+        t_child = sl.upto(ds, child)
+        fiber, below, tile, fail, unsup = _plan(sl, ds, t, li, ranks, child, t_child, plans)
         f = BatchFormat(li, t, len(ranks), any(COMPRESSED[r.format] for r in ranks), active, child,
                         fiber, below, tile, fail, unsup)
         _occupancy(f, ranks, spec, tensor, spec.metadata.get(level), utilized[:, li, t])
-        bad |= active & (unsup | _check(spec, sl, problem, names, keep, li, t, ranks, child))
+        bad |= active & (unsup | _check(spec, problem, names, keep, li, t, ranks, child, t_child))
         out[li, t] = f
     return {k: out[k] for k in sorted(out, key=lambda k: list(spec.formats).index((names[k[0]], tensors[k[1]])))}, bad
 
