@@ -80,7 +80,7 @@ def _formats(spec, problem, arch, mb, acc, c, bad):
     for (li, t), f in fm.items():
         fact[:, li, t] = f.active
         tile = acc.utilized[:, li, t].astype(np.float64)
-        d = {f"{k}_metadata_{op}": np.zeros((B, f.n, 2)) for k in ("gated", "skipped") for op in ("read", "update")}
+        d = {}                        # the gated/skipped ones appear when _move_metadata moves some
         for op, dense in (("read", acc.reads), ("fill", acc.fills), ("update", acc.updates)):
             x = dense[:, li, t].astype(np.float64)
             if op != "update" or problem.dataspaces[t].read_write:       # formats.compressed_count
@@ -109,7 +109,9 @@ def _move_metadata(fm, fact, md, li, t, rows, p, kinds):
         ranks[rows] -= delta
         for code, name in ((1, "gated"), (2, "skipped")):
             sel = kinds == code
-            md[li, t][f"{name}_metadata_{op}"][rows[sel]] = delta[sel]
+            if sel.any():
+                moved = md[li, t].setdefault(f"{name}_metadata_{op}", np.zeros(ranks.shape))
+                moved[rows[sel]] = delta[sel]
 
 
 def _bits(acc, f):
@@ -194,11 +196,11 @@ def evaluate_batch_vector(spec, problem, arch, tables, ns, acc, costs, mb, ac):
     rows = np.arange(B)
     for (li, t), f in fm.items():             # CalculateDecompressionCompressionCost, at the child
         if f.compressed:
-            for k in range(li):
-                on = f.active & (f.child == k)
-                c["decompression_count"][on, k, t] = c["random_fill"][on, k, t]
-                if problem.dataspaces[t].read_write:
-                    c["compression_count"][on, k, t] = c["random_update"][on, li, t]
+            on = np.nonzero(f.active & (f.child >= 0))[0]
+            ch = f.child[on]
+            c["decompression_count"][on, ch, t] = c["random_fill"][on, ch, t]
+            if problem.dataspaces[t].read_write:
+                c["compression_count"][on, ch, t] = c["random_update"][on, li, t]
     if fm:
         for t in range(P):
             kept = mb.keep[:, :, t]
@@ -211,7 +213,7 @@ def evaluate_batch_vector(spec, problem, arch, tables, ns, acc, costs, mb, ac):
     cycles = cc.copy()
     rd_all = (c["random_read"] + c["gated_read"]).sum(axis=2)                                     # [B,L]
     wr_all = (c["random_fill"] + c["random_update"] + c["gated_fill"] + c["gated_update"]).sum(axis=2)
-    bits = {(k, a): _bits(d[a], fm[k]) for k, d in md.items() for a in METADATA}
+    bits = {(k, a): _bits(d[a], fm[k]) if a in d else 0.0 for k, d in md.items() for a in METADATA}
     for li, lvl in enumerate(arch.storage):
         if lvl.read_bandwidth is None and lvl.write_bandwidth is None and lvl.shared_bandwidth is None:
             continue                                # never slower than the compute
@@ -236,7 +238,7 @@ def evaluate_batch_vector(spec, problem, arch, tables, ns, acc, costs, mb, ac):
     energy = 0 + random * compute_action_energy(tables, mac, "random_compute") \
         + gated * compute_action_energy(tables, mac, "gated_compute") \
         + skipped * compute_action_energy(tables, mac, "skipped_compute")
-    e = _storage_energy(spec, problem, arch, tables, acc, counts, fm, bits, vector_ratio)
+    e = _storage_energy(spec, problem, arch, tables, acc, counts, fm, md, bits, vector_ratio)
     repl_l = np.maximum(1, ns.repl.astype(np.int64))                            # [B,L]
     lvl_e = e[:, :, 0] * repl_l
     for t in range(1, P):
@@ -265,7 +267,7 @@ def _energies(tables, arch) -> np.ndarray:
     return hit[2]
 
 
-def _storage_energy(spec, problem, arch, tables, acc, counts, fm, bits, vector_ratio):
+def _storage_energy(spec, problem, arch, tables, acc, counts, fm, md, bits, vector_ratio):
     """[B,L,P] pJ per instance: the data actions in analysis' key order, then the counts, then metadata."""
     B, L, P = acc.reads.shape
     en = _energies(tables, arch)
@@ -291,8 +293,9 @@ def _storage_energy(spec, problem, arch, tables, acc, counts, fm, bits, vector_r
         if not width:
             continue
         m = 0.0
-        for j, a in enumerate(METADATA):
-            m = m + np.ceil(bits[(li, t), a] / width) * en[A + len(COUNTS) + j, li]
+        for j, a in enumerate(METADATA):      # the absent ones (0 bits) add nothing
+            if a in md[li, t]:
+                m = m + np.ceil(bits[(li, t), a] / width) * en[A + len(COUNTS) + j, li]
         e[:, li, t] = np.where(f.active, e[:, li, t] + m, e[:, li, t])
     return e
 

@@ -267,6 +267,9 @@ def format_failures(spec, problem, arch, keep) -> np.ndarray:
     B, L, _ = keep.shape
     fail = np.zeros(B, dtype=bool)
     for t, ds in enumerate(problem.dataspaces):
+        if not any(COMPRESSED[r.format] for (_, tt), ranks in spec.formats.items() if tt == ds.name
+                   for r in ranks):
+            continue                                    # nothing compressed above anything: no failure
         pc = np.full(B, -1, dtype=np.int8)              # parent compressed: -1 none yet, 0, 1
         pr = np.full(B, -1)
         for li in range(L - 1, -1, -1):
