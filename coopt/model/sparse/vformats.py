@@ -72,21 +72,18 @@ class _Slots:
         B, L, D = mb.tf.shape
         self.B, self.L, self.D = B, L, D
         rows = np.arange(B)
-        dims, facs, levels = [], [], []
-        some = {"s": (mb.sf > 1).any(axis=(0, 2)), "t": (mb.tf > 1).any(axis=(0, 2))}
-        for li in range(L):
-            for k, fac, perm in (("s", mb.sf[:, li], mb.sperm[:, li]), ("t", mb.tf[:, li], mb.tperm[:, li])):
-                if not some[k][li]:
-                    continue
-                f = fac[rows[:, None], perm]
-                keep = (f > 1).any(axis=0)
-                dims.append(perm[:, keep])
-                facs.append(f[:, keep])
-                levels += [li] * int(keep.sum())
-        self.S = S = len(levels)
-        self.dim = np.concatenate(dims, axis=1) if dims else np.zeros((B, 0), dtype=np.int64)
-        self.fac = np.concatenate(facs, axis=1) if facs else np.ones((B, 0), dtype=np.int64)
-        self.level = np.array(levels, dtype=np.int64)
+        # the (level, spatial|temporal) blocks with some loop above 1, level by level, spatial first
+        some = np.stack([mb.sf.max(axis=0).max(axis=1) > 1, mb.tf.max(axis=0).max(axis=1) > 1], axis=1)  # [L,2]
+        lv, kind = np.nonzero(some)
+        sel = kind * L + lv
+        fac = np.concatenate([mb.sf, mb.tf], axis=1)[:, sel]                   # [B,K,D]
+        perm = np.concatenate([mb.sperm, mb.tperm], axis=1)[:, sel]
+        fac = np.take_along_axis(fac, perm, axis=2)
+        keep = (fac > 1).any(axis=0)                                           # [K,D]
+        self.dim = perm[:, keep]
+        self.fac = fac[:, keep]
+        self.level = np.repeat(lv, keep.sum(axis=1))
+        self.S = S = len(self.level)
         self.nontrivial = self.fac > 1
         self.ends = np.searchsorted(self.level, np.arange(L + 1))        # ends[l]: columns at levels < l
         self.pos = np.arange(S)
