@@ -94,16 +94,17 @@ class _Slots:
         self.rows = rows
         self.problem = problem
         self.dims = {d: i for i, d in enumerate(problem.dims)}
+        self._coef: dict = {}
 
     def tile(self, ds, ext):
-        """``problem.tile_size`` over rows of per-dimension extents [..., D]."""
-        size = 1
-        for coord in ds.projection:
-            s = 1
-            for c, d in coord:
-                s = s + self.problem.coef(c) * (ext[..., self.dims[d]] - 1)
-            size = size * s
-        return size
+        """``problem.tile_size`` over rows of per-dimension extents [..., D]: prod(1 + (extents - 1) @ coef)."""
+        w = self._coef.get(ds.name)
+        if w is None:
+            w = self._coef[ds.name] = np.zeros((self.D, len(ds.projection)), dtype=np.int64)
+            for j, coord in enumerate(ds.projection):
+                for c, d in coord:
+                    w[self.dims[d], j] += self.problem.coef(c)
+        return np.prod(1 + (ext - 1) @ w, axis=-1)
 
     def at(self, p):
         """Per row, the extents of its columns before position ``p`` (an array)."""
@@ -195,9 +196,9 @@ def _plan(sl: _Slots, ds, t, li, ranks, child, t_child, plans):
 
 
 def _p_empty(n, k, tile):
+    """formats._p_empty: with exact >= 0 its floor is 0 exactly when exact < 1 (then 1 - (exact - 0))."""
     exact = n * (k / tile)
-    lo = np.floor(exact)
-    return np.where(lo == 0, 1 - (exact - lo), np.where(np.ceil(exact) == 0, exact - lo, 0.0))
+    return np.where(exact < 1, 1 - exact, 0.0)
 
 
 def _units(fmt, fibers_max, fiber, cur, below, k, tile):
