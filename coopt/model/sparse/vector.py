@@ -149,7 +149,7 @@ def evaluate_batch_vector(spec, problem, arch, tables, ns, acc, costs, mb, ac):
     from coopt.model.sparse.vformats import vector_ratio
 
     B, L, P = acc.reads.shape
-    spatial = (np.prod(mb.sf, axis=2) > 1)                                   # [B,L]
+    spatial = mb.sf.max(axis=2) > 1                          # [B,L] some spatial loop (factors are >= 1)
     kind, prob, bad = _masks(spec, problem, arch, mb.keep, spatial)
     counts = np.zeros((len(ACTIONS) + len(COUNTS), B, L, P))     # one array: energy takes each step at once
     c = dict(zip(ACTIONS + COUNTS, counts))                         # views, updated in place
@@ -211,13 +211,13 @@ def evaluate_batch_vector(spec, problem, arch, tables, ns, acc, costs, mb, ac):
     repl = np.maximum(1, dense_macs // np.maximum(1, dense_cc))
     cc = np.ceil((random + gated) / repl)
     cycles = cc.copy()
-    rd_all = (c["random_read"] + c["gated_read"]).sum(axis=2)                                     # [B,L]
-    wr_all = (c["random_fill"] + c["random_update"] + c["gated_fill"] + c["gated_update"]).sum(axis=2)
     bits = {(k, a): _bits(d[a], fm[k]) if a in d else 0.0 for k, d in md.items() for a in METADATA}
     for li, lvl in enumerate(arch.storage):
         if lvl.read_bandwidth is None and lvl.write_bandwidth is None and lvl.shared_bandwidth is None:
             continue                                # never slower than the compute
-        rd, wr = rd_all[:, li], wr_all[:, li]
+        rd = (c["random_read"][:, li] + c["gated_read"][:, li]).sum(axis=1)
+        wr = (c["random_fill"][:, li] + c["random_update"][:, li] + c["gated_fill"][:, li]
+              + c["gated_update"][:, li]).sum(axis=1)
         for (l2, t), f in fm.items():         # metadata words share the data's bandwidth
             if l2 == li:
                 k = (li, t)
