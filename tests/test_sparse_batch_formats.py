@@ -68,6 +68,9 @@ def test_batch_with_formats_equals_rows(tmp_path, case):
     assert np.array_equal(np.isfinite(e1), fin) and np.array_equal(np.isfinite(c1), np.isfinite(c2))
     assert np.array_equal(c1[fin], c2[fin])
     assert np.all(np.abs(e1[fin] - e2[fin]) <= 1e-12 * np.abs(e2[fin]))
+    e0, c0, v0 = evaluate_batch_sparse(space.pa, inp.arch, ArchCosts(inp.arch, with_sparsity(inp.tables, inp.sparse)),
+                                       mb.take(np.arange(0)))
+    assert len(e0) == len(c0) == len(v0) == 0
     if case.startswith("04.2.3"):        # three formatted levels: some mappings refused, some failed, the rest valid
         assert (~fin).sum() > 10 and (fin & ~v2).sum() >= 1
 

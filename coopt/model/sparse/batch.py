@@ -47,6 +47,8 @@ def evaluate_batch_sparse(pa, arch, ac, mb, *, row_by_row: bool = False):
     from coopt.model.sparse.analysis import evaluate_sparse
 
     problem = pa.problem
+    if not len(mb):
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)
     compiled = jit.enabled()          # the compiled nest and collapse equal numpy's bit for bit
     ns = (nest_stats if compiled else nest_stats_numpy)(pa, arch, mb)
     acc = (collapse if compiled else collapse_numpy)(ns, mb.keep, pa.read_write)
