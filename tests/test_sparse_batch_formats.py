@@ -4,9 +4,10 @@ Over a few hundred random mappings of each Sparseloop exercise that keeps
 formats (from its own mapspace and constraints), the batch path's energy,
 cycles and validity must equal the row-by-row oracle's (the path
 tests/test_sparse_reference.py holds to Sparseloop's outputs) -- energy to
-1e-12 relative, the rest identical, the same rows refused; and on each
-exercise's reference mapping the batch path gives Sparseloop's own cycles
-and energy.
+1e-12 relative, the rest identical, the same rows refused; so also over
+mappings the exercises' constraints rule out (refusals, format failures,
+dense overflows); and on each exercise's reference mapping the batch path
+gives Sparseloop's own cycles and energy.
 """
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ def _inputs(tmp_path, case, edit=None):
     f.write_text(yaml.safe_dump(raw))
     return load_inputs([f, c / "timeloop-mapper.map.yaml"], ert=c / "timeloop-mapper.ERT.yaml",
                        art=c / "timeloop-mapper.ART.yaml", sparse=True)
+
+
+def _free(raw):
+    """No architecture or mapspace constraints: any bypass, factors and orders (the refused and failed paths)."""
+    for k in ("architecture_constraints", "mapspace", "mapspace_constraints"):
+        raw.pop(k, None)
 
 
 def _no_formats(raw):
@@ -84,6 +91,24 @@ def test_batch_rw_target_kept_only_above_without_formats(tmp_path):
     mb = mb.take(np.nonzero(space.prefilter(mb).ok)[0])
     (e1, c1, v1), (e2, c2, v2) = _both(inp, space.pa, mb)
     assert v2.all() and np.array_equal(v1, v2) and np.array_equal(c1, c2) and np.array_equal(e1, e2)
+
+
+@pytest.mark.parametrize("case, prefilter", [("02.2.2-spMspM-tiled", True), ("03.2.2-conv1d+oc", True),
+                                             ("03.2.3-conv1d+oc-spatial", False),
+                                             ("04.2.2-eyeriss-like-gating-mapspace-search", False)])
+def test_batch_with_formats_equals_rows_unconstrained(tmp_path, case, prefilter):
+    """Mappings the exercises' constraints rule out: refused (SparseUnsupported), failed (format checks,
+    rank failures, dense capacity) and valid rows alike, the same in both paths."""
+    inp = _inputs(tmp_path, case, _free)
+    space = MapSpace(inp.problem, inp.arch, constraints_from_inputs(inp.raw, inp.arch, inp.problem, inp.sources))
+    mb = space.sample(400, np.random.default_rng(6))
+    if prefilter:
+        mb = mb.take(np.nonzero(space.prefilter(mb).ok)[0])
+    (e1, c1, v1), (e2, c2, v2) = _both(inp, space.pa, mb)
+    fin = np.isfinite(e2)
+    assert (~fin).sum() >= 20 and (fin & ~v2).sum() >= 20            # both kinds of failure are exercised
+    assert np.array_equal(v1, v2) and np.array_equal(np.isfinite(e1), fin)
+    assert np.array_equal(c1[fin], c2[fin]) and np.all(np.abs(e1[fin] - e2[fin]) <= 1e-12 * np.abs(e2[fin]))
 
 
 @pytest.mark.parametrize("case", WITH_FORMATS)
