@@ -9,8 +9,8 @@ reference's mapping N times with
 and prints microseconds per mapping (CPU time) and the ratio.  Then the
 mapper's batch path (``fused.evaluate_batch``) on the random valid mappings
 among ``--batch`` samples of 04.2.2 (the Eyeriss mapspace search, UOP+RLE
-formats at DRAM): dense (the compiled kernels) against sparse (the compiled
-nest and collapse, costs in numpy, then the sparse accounting over the whole
+formats at DRAM): dense (the compiled kernels; numpy ones under COOPT_JIT=0)
+against sparse (the same nest and collapse, then the sparse accounting over the whole
 batch: ``vector`` and, with formats, ``vformats``), per mapping, the median
 of ``--reps`` calls taken in turns; with and without the formats, and the
 row-by-row oracle (``row_by_row=True``) once for reference.
@@ -102,7 +102,7 @@ def _mapper(batch: int, reps: int) -> None:
     from coopt.model.fused import evaluate_batch
     from coopt.model.sparse.batch import evaluate_batch_sparse, with_sparsity
 
-    jit.request(10**9)
+    mode = "compiled" if jit.request(10**9) else "numpy, COOPT_JIT=0"
     inp = _inputs("04.2.2-eyeriss-like-gating-mapspace-search")
     space = MapSpace(inp.problem, inp.arch, constraints_from_inputs(inp.raw, inp.arch, inp.problem, inp.sources))
     mb = space.sample(batch, np.random.default_rng(0))
@@ -117,7 +117,7 @@ def _mapper(batch: int, reps: int) -> None:
                                           lambda ac=sparse_ac: evaluate_batch(space.pa, inp.arch, ac, mb)],
                                          len(mb), reps)
         how = "with its DRAM formats (UOP+RLE)" if formats else "without formats"
-        print(f"  {how}: dense {dense_us:.1f} us/mapping (compiled), sparse {sparse_us:.1f} us/mapping, "
+        print(f"  {how}: dense {dense_us:.1f} us/mapping ({mode}), sparse {sparse_us:.1f} us/mapping, "
               f"ratio {sparse_us / dense_us:.2f}")
         if formats:
             t = time.process_time()
