@@ -1,11 +1,15 @@
-"""The sparse accounting over a whole batch of mappings at once (no representation formats).
+"""The sparse accounting over a whole batch of mappings at once.
 
 The same arithmetic as ``analysis.evaluate_sparse`` -- the same floors,
 ceilings and summation order, so the two agree number for number
-(tests/test_sparse_vector.py) -- on [batch, level, tensor] arrays: the
-mapper evaluates thousands of candidates per layer.  Rows the sparse model
-refuses (a target kept below its optimising level, spatial loops under it)
-come back invalid.  Inputs with formats take the row-by-row path.
+(tests/test_sparse_vector.py, tests/test_sparse_batch_formats.py) -- on
+[batch, level, tensor] arrays: the mapper evaluates thousands of candidates
+per layer.  Representation formats (compressed data, metadata accesses,
+decompression, their checks) come from ``vformats``.  Rows the sparse model
+refuses (a target kept below its optimising level, spatial loops under it,
+a format outside the modelled subset) come back invalid.
+
+Terms that are 0 in every row are skipped: adding +0.0 changes no sum.
 """
 from __future__ import annotations
 
