@@ -7,13 +7,15 @@ reference's mapping N times with
   * the dense model as ``coopt evaluate`` runs it (``model.evaluate.evaluate``), and
   * the same plus ``model.sparse.evaluate_sparse``,
 and prints microseconds per mapping (CPU time) and the ratio.  Then the
-mapper's batch path (``fused.evaluate_batch``) on ``--batch`` random valid
-mappings of 04.2.2 (the Eyeriss mapspace search): dense (the compiled kernels)
-against sparse (the compiled nest and collapse, costs in numpy, then the
-sparse accounting: over the whole batch without formats, row by row with
-them), per mapping.
+mapper's batch path (``fused.evaluate_batch``) on the random valid mappings
+among ``--batch`` samples of 04.2.2 (the Eyeriss mapspace search, UOP+RLE
+formats at DRAM): dense (the compiled kernels; numpy ones under COOPT_JIT=0)
+against sparse (the same nest and collapse, then the sparse accounting over the whole
+batch: ``vector`` and, with formats, ``vformats``), per mapping, the median
+of ``--reps`` calls taken in turns; with and without the formats, and the
+row-by-row oracle (``row_by_row=True``) once for reference.
 
-    python benchmarks/sparse_eval.py [--n 300] [--batch 2000]
+    python benchmarks/sparse_eval.py [--n 300] [--batch 2000] [--reps 30]
 """
 from __future__ import annotations
 
@@ -62,6 +64,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--batch", type=int, default=2000)
+    ap.add_argument("--reps", type=int, default=30)
     args = ap.parse_args()
     n = args.n
     for case in ("01.2.2-SUDU-dot-product", "01.2.3-SCDU-dot-product", "04.2.1-eyeriss-like-gating"):
@@ -71,10 +74,25 @@ def main() -> None:
         both_us = _time(_both, n, inp, m)
         print(f"{case}: dense {dense_us:.0f} us/mapping, dense+sparse {both_us:.0f} us/mapping, "
               f"ratio {both_us / dense_us:.2f}")
-    _mapper(args.batch)
+    _mapper(args.batch, args.reps)
 
 
-def _mapper(batch: int) -> None:
+def _median_us(fns, rows: int, reps: int) -> list[float]:
+    """Median CPU time per mapping of each of ``fns``, called in turns ``reps`` times (after one warm call)."""
+    import statistics
+
+    times = [[] for _ in fns]
+    for fn in fns:
+        fn()
+    for _ in range(reps):
+        for k, fn in enumerate(fns):
+            t = time.process_time()
+            fn()
+            times[k].append(time.process_time() - t)
+    return [statistics.median(ts) / rows * 1e6 for ts in times]
+
+
+def _mapper(batch: int, reps: int) -> None:
     import numpy as np
 
     from coopt.mapper.constraints import constraints_from_inputs
@@ -82,28 +100,32 @@ def _mapper(batch: int) -> None:
     from coopt.model import jit
     from coopt.model.cost import ArchCosts
     from coopt.model.fused import evaluate_batch
-    from coopt.model.sparse.batch import with_sparsity
+    from coopt.model.sparse.batch import evaluate_batch_sparse, with_sparsity
 
-    jit.request(10**9)
+    mode = "compiled" if jit.request(10**9) else "numpy, COOPT_JIT=0"
+    inp = _inputs("04.2.2-eyeriss-like-gating-mapspace-search")
+    space = MapSpace(inp.problem, inp.arch, constraints_from_inputs(inp.raw, inp.arch, inp.problem, inp.sources))
+    mb = space.sample(batch, np.random.default_rng(0))
+    mb = mb.take(np.nonzero(space.prefilter(mb).ok)[0])
+    dense_ac = ArchCosts(inp.arch, inp.tables)
+    print(f"mapper batch: {len(mb)} random valid mappings of 04.2.2 among {batch} samples, "
+          f"median of {reps} calls")
     for formats in (True, False):
-        inp = _inputs("04.2.2-eyeriss-like-gating-mapspace-search")
         spec = inp.sparse if formats else replace(inp.sparse, formats={})
-        space = MapSpace(inp.problem, inp.arch, constraints_from_inputs(inp.raw, inp.arch, inp.problem, inp.sources))
-        mb = space.sample(batch, np.random.default_rng(0))
-        mb = mb.take(np.nonzero(space.prefilter(mb).ok)[0])
-        dense_ac = ArchCosts(inp.arch, inp.tables)
         sparse_ac = ArchCosts(inp.arch, with_sparsity(inp.tables, spec))
-        evaluate_batch(space.pa, inp.arch, dense_ac, mb)           # kernels loaded before timing
-        evaluate_batch(space.pa, inp.arch, sparse_ac, mb)
-        t = time.process_time()
-        evaluate_batch(space.pa, inp.arch, dense_ac, mb)
-        dense_us = (time.process_time() - t) / len(mb) * 1e6
-        t = time.process_time()
-        evaluate_batch(space.pa, inp.arch, sparse_ac, mb)
-        sparse_us = (time.process_time() - t) / len(mb) * 1e6
-        how = "with its DRAM formats (row by row)" if formats else "without formats (batch form)"
-        print(f"mapper batch of {len(mb)} (04.2.2 {how}): dense {dense_us:.1f} us/mapping (compiled), "
-              f"sparse {sparse_us:.1f} us/mapping, ratio {sparse_us / dense_us:.1f}")
+        dense_us, sparse_us = _median_us([lambda: evaluate_batch(space.pa, inp.arch, dense_ac, mb),
+                                          lambda ac=sparse_ac: evaluate_batch(space.pa, inp.arch, ac, mb)],
+                                         len(mb), reps)
+        how = "with its DRAM formats (UOP+RLE)" if formats else "without formats"
+        print(f"  {how}: dense {dense_us:.1f} us/mapping ({mode}), sparse {sparse_us:.1f} us/mapping, "
+              f"ratio {sparse_us / dense_us:.2f}")
+        if formats:
+            t = time.process_time()
+            evaluate_batch_sparse(space.pa, inp.arch, sparse_ac, mb, row_by_row=True)
+            rows_us = (time.process_time() - t) / len(mb) * 1e6
+            print(f"  with its DRAM formats, row by row (the oracle): {rows_us:.0f} us/mapping, "
+                  f"ratio {rows_us / dense_us:.0f}")
+
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,7 @@
 mapper (which builds its ``ArchCosts`` from the tables) evaluates every
 candidate through ``evaluate_batch_sparse`` without knowing about sparsity:
 the dense chain's per-level counts, then the sparse accounting over the
-whole batch (``vector``), or ``evaluate_sparse`` row by row with formats.  A
+whole batch (``vector``, ``vformats``), or ``evaluate_sparse`` row by row.  A
 mapping the sparse model cannot evaluate exactly counts as invalid, never as
 a dense number.  Capacity is checked on the dense tiles before evaluation
 (the mapper's prefilter), which compressed tiles only undercut.
@@ -12,6 +12,7 @@ a dense number.  Capacity is checked on the dense tiles before evaluation
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -33,8 +34,10 @@ def with_sparsity(tables: EnergyTables, spec) -> SparseTables:
 def evaluate_batch_sparse(pa, arch, ac, mb, *, row_by_row: bool = False):
     """(energy pJ, cycles, valid) per mapping under ``ac.sparse`` (the fused path's contract).
 
-    Without representation formats the whole batch goes through ``vector``;
-    ``row_by_row`` forces ``evaluate_sparse`` per mapping (the tests' oracle).
+    The whole batch goes through ``vector`` (with ``vformats`` for
+    representation formats); ``row_by_row`` forces ``evaluate_sparse`` per
+    mapping (the tests' oracle), as does a compressed format at a level
+    whose block size Timeloop's vector-width table lacks.
     """
     from coopt.model import jit
     from coopt.model.collapse import collapse, collapse_numpy
@@ -44,11 +47,14 @@ def evaluate_batch_sparse(pa, arch, ac, mb, *, row_by_row: bool = False):
     from coopt.model.sparse.analysis import evaluate_sparse
 
     problem = pa.problem
+    if not len(mb):
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)
     compiled = jit.enabled()          # the compiled nest and collapse equal numpy's bit for bit
     ns = (nest_stats if compiled else nest_stats_numpy)(pa, arch, mb)
     acc = (collapse if compiled else collapse_numpy)(ns, mb.keep, pa.read_write)
-    costs = evaluate_costs(ns, acc, ac)
-    if not ac.sparse.formats and not row_by_row:
+    from coopt.model.sparse.vformats import vectorisable
+    if not row_by_row and vectorisable(ac.sparse, arch):
+        costs = _dense_basics(ns, acc, ac)
         from coopt.model.sparse.analysis import static_checks
         from coopt.model.sparse.vector import evaluate_batch_vector
         try:
@@ -57,6 +63,7 @@ def evaluate_batch_sparse(pa, arch, ac, mb, *, row_by_row: bool = False):
             B = len(mb)
             return np.full(B, np.inf), np.full(B, np.inf), np.zeros(B, dtype=bool)
         return evaluate_batch_vector(ac.sparse, problem, arch, ac.tables, ns, acc, costs, mb, ac)
+    costs = evaluate_costs(ns, acc, ac)
     names = [lvl.name for lvl in arch.storage]
     ds_names = [ds.name for ds in problem.dataspaces]
     B = len(mb)
@@ -71,3 +78,14 @@ def evaluate_batch_sparse(pa, arch, ac, mb, *, row_by_row: bool = False):
             continue
         energy[b], cycles[b], valid[b] = se.energy_pj, se.cycles, se.valid
     return energy, cycles, valid
+
+
+def _dense_basics(ns, acc, ac) -> SimpleNamespace:
+    """What the batch form reads of the dense costs (validity and its reason, MACs, compute cycles),
+    by ``cost.evaluate_costs``' own expressions, without the dense energies and cycles it never uses."""
+    from coopt.model.cost import _Checks
+
+    checks = _Checks(ns, acc, ac, None)
+    compute_cycles = ns.compute.astype(np.float64)
+    return SimpleNamespace(valid=checks.valid, reason=checks.reason, compute_cycles=compute_cycles,
+                           macs=compute_cycles * ns.compute_repl)

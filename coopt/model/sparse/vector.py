@@ -1,11 +1,15 @@
-"""The sparse accounting over a whole batch of mappings at once (no representation formats).
+"""The sparse accounting over a whole batch of mappings at once.
 
 The same arithmetic as ``analysis.evaluate_sparse`` -- the same floors,
 ceilings and summation order, so the two agree number for number
-(tests/test_sparse_vector.py) -- on [batch, level, tensor] arrays: the
-mapper evaluates thousands of candidates per layer.  Rows the sparse model
-refuses (a target kept below its optimising level, spatial loops under it)
-come back invalid.  Inputs with formats take the row-by-row path.
+(tests/test_sparse_vector.py, tests/test_sparse_batch_formats.py) -- on
+[batch, level, tensor] arrays: the mapper evaluates thousands of candidates
+per layer.  Representation formats (compressed data, metadata accesses,
+decompression, their checks) come from ``vformats``.  Rows the sparse model
+refuses (a target kept below its optimising level, spatial loops under it,
+a format outside the modelled subset) come back invalid.
+
+Terms that are 0 in every row are skipped: adding +0.0 changes no sum.
 """
 from __future__ import annotations
 
@@ -14,6 +18,9 @@ import numpy as np
 from coopt.model.sparse.actions import KINDS, OPS, compute_action_energy, storage_action_energy
 
 ACTIONS = [f"{k}_{op}" for k in KINDS for op in OPS]       # analysis._storage_counts' key order
+COUNTS = ["decompression_count", "compression_count"]
+METADATA = [f"random_metadata_{op}" for op in OPS] + [f"{k}_metadata_{op}" for k in ("gated", "skipped")
+                                                      for op in ("read", "update")]
 
 
 def _masks(spec, problem, arch, keep, spatial):
@@ -35,8 +42,8 @@ def _masks(spec, problem, arch, keep, spatial):
         has = kept.any(axis=1)
         tl = li + np.argmax(kept, axis=1)
         bad |= ~has
-        if problem.dataspaces[t].read_write:
-            bad |= has & (tl != li)
+        if problem.dataspaces[t].read_write:      # left unoptimised above its level (optimisation_masks)
+            has &= tl == li
         below = np.cumsum(keep[:, :, t], axis=1) - keep[:, :, t]          # levels below each that keep it
         bad |= has & (below[rows, tl] > 0)
         spatial_upto = np.cumsum(spatial, axis=1)
@@ -65,15 +72,93 @@ def _apply_local(c, li, t, rows, p, kind, rw):
     c["random_update"][rows, li, t] = u - du
 
 
+def _formats(spec, problem, arch, mb, acc, c, bad):
+    """Formatted tensors' compressed data and metadata accesses (analysis._storage_counts' first loop)."""
+    from coopt.model.sparse.vformats import batch_formats
+
+    B, L, P = acc.reads.shape
+    fm, fbad = batch_formats(spec, problem, arch, mb, acc.utilized)
+    bad |= fbad
+    fact = np.zeros((B, L, P), dtype=bool)
+    md = {}
+    for (li, t), f in fm.items():
+        fact[:, li, t] = f.active
+        tile = acc.utilized[:, li, t].astype(np.float64)
+        d = {}                        # the gated/skipped ones appear when _move_metadata moves some
+        for op, dense in (("read", acc.reads), ("fill", acc.fills), ("update", acc.updates)):
+            x = dense[:, li, t].astype(np.float64)
+            if op != "update" or problem.dataspaces[t].read_write:       # formats.compressed_count
+                c[f"random_{op}"][:, li, t] = np.where(f.active, x - np.floor(x * (1 - f.density)),
+                                                       c[f"random_{op}"][:, li, t])
+            ratio = np.where(tile != 0, x / np.maximum(tile, 1), 0.0)           # formats.format_accesses
+            d[f"random_metadata_{op}"] = np.ceil(f.md_units * ratio[:, None, None])
+        md[li, t] = d
+    return fm, fact, md
+
+
+def _move_metadata(fm, fact, md, li, t, rows, p, kinds):
+    """analysis._apply_local's metadata part: the child's ranks (or all, innermost) move with the data."""
+    f = fm[li, t]
+    on = fact[rows, li, t]
+    rows, p, kinds = rows[on], p[on], kinds[on]
+    child = f.child[rows]
+    nr = np.where(child < 0, f.n, 0)
+    for (k, tt), g in fm.items():
+        if tt == t and k < li:
+            nr = np.where((child == k) & fact[rows, k, t], g.n, nr)
+    keep = (np.arange(f.n)[None, :] < np.minimum(nr, f.n)[:, None])[..., None]
+    for op in ("read", "update"):
+        ranks = md[li, t][f"random_metadata_{op}"]
+        delta = np.where(keep, np.floor(ranks[rows] * p[:, None, None]), 0.0)
+        ranks[rows] -= delta
+        for code, name in ((1, "gated"), (2, "skipped")):
+            sel = kinds == code
+            if sel.any():
+                moved = md[li, t].setdefault(f"{name}_metadata_{op}", np.zeros(ranks.shape))
+                moved[rows[sel]] = delta[sel]
+
+
+def _bits(acc, f):
+    return (acc * f.word_bits).sum(axis=(1, 2))          # formats.format_bits (integers, exact)
+
+
+def _validity(spec, problem, arch, mb, costs, fm, bad):
+    """analysis._validity over the batch; rows whose dense capacity overflow at a formatted level go to ``bad``."""
+    from coopt.model.sparse.vformats import format_failures, pysum
+
+    pre = format_failures(spec, problem, arch, mb.keep)
+    for f in fm.values():
+        pre |= f.active & f.fail
+    for b in np.nonzero(~costs.valid & ~pre & ~bad)[0]:
+        reason = costs.reason(b)
+        if "capacity" in reason and any(arch.storage[li].name in reason for (li, _), f in fm.items() if f.active[b]):
+            bad[b] = True
+    over = np.zeros(len(pre), dtype=bool)
+    for li, lvl in enumerate(arch.storage):
+        meta = spec.metadata.get(lvl.name)
+        if meta is None or meta.storage_depth is None:
+            continue
+        bits = np.zeros(len(pre))
+        for (l2, _), f in fm.items():
+            if l2 == li:
+                u, w = f.max_units, f.word_bits
+                tot = pysum(u[:, r, 0] * w[:, r, 0] + u[:, r, 1] * w[:, r, 1] for r in range(f.n))
+                bits = bits + np.where(f.active, np.ceil(tot), 0.0)
+        over |= (bits != 0) & (bits > meta.storage_depth * meta.storage_width)
+    return costs.valid & ~pre & ~over
+
+
 def evaluate_batch_vector(spec, problem, arch, tables, ns, acc, costs, mb, ac):
     """(energy pJ, cycles, valid) per row, as ``evaluate_sparse`` row by row would give them."""
+    from coopt.model.sparse.vformats import vector_ratio
+
     B, L, P = acc.reads.shape
-    spatial = (np.prod(mb.sf, axis=2) > 1)                                   # [B,L]
+    spatial = mb.sf.max(axis=2) > 1                          # [B,L] some spatial loop (factors are >= 1)
     kind, prob, bad = _masks(spec, problem, arch, mb.keep, spatial)
-    c = {a: np.zeros((B, L, P)) for a in ACTIONS}
-    c["random_read"] = acc.reads.astype(np.float64).copy()
-    c["random_fill"] = acc.fills.astype(np.float64).copy()
-    c["random_update"] = acc.updates.astype(np.float64).copy()
+    counts = np.zeros((len(ACTIONS) + len(COUNTS), B, L, P))     # one array: energy takes each step at once
+    c = dict(zip(ACTIONS + COUNTS, counts))                         # views, updated in place
+    c["random_read"][:], c["random_fill"][:], c["random_update"][:] = acc.reads, acc.fills, acc.updates
+    fm, fact, md = _formats(spec, problem, arch, mb, acc, c, bad) if spec.formats else ({}, None, {})
     macs = costs.macs.astype(np.float64).copy()
     inner = np.full((B, P), np.nan)
     done = np.zeros((B, L, P), dtype=bool)
@@ -87,6 +172,8 @@ def evaluate_batch_vector(spec, problem, arch, tables, ns, acc, costs, mb, ac):
             for below in range(li - 1, -1, -1):
                 ar = rows[active]
                 pa = p[active]
+                if fm:                    # gating/skipping above a formatted level is not modelled
+                    bad[ar] |= fact[ar, below, t]
                 for op in OPS:
                     x = c[f"random_{op}"][ar, below, t]
                     c[f"random_{op}"][ar, below, t] = x - np.floor(x * pa)
@@ -103,19 +190,46 @@ def evaluate_batch_vector(spec, problem, arch, tables, ns, acc, costs, mb, ac):
                 tr = rows[todo]
                 done[tr, li, t] = True
                 _apply_local(c, li, t, tr, p[todo], kind[tr, li, t], ds.read_write)
+                if (li, t) in fm:
+                    _move_metadata(fm, fact, md, li, t, tr, p[todo], kind[tr, li, t])
             if not ds.read_write and active.any():
                 ar = rows[active]
                 macs[ar] -= np.floor(macs[ar] * p[active])
                 inner[ar, t] = np.rint(p[active] * 1e6) / 1e6
-    random, gated = _compute(spec, problem, macs, inner)
+    has_md = np.zeros((B, P), dtype=bool)
+    rows = np.arange(B)
+    for (li, t), f in fm.items():             # CalculateDecompressionCompressionCost, at the child
+        if f.compressed:
+            on = np.nonzero(f.active & (f.child >= 0))[0]
+            ch = f.child[on]
+            c["decompression_count"][on, ch, t] = c["random_fill"][on, ch, t]
+            if problem.dataspaces[t].read_write:
+                c["compression_count"][on, ch, t] = c["random_update"][on, li, t]
+    if fm:
+        for t in range(P):
+            kept = mb.keep[:, :, t]
+            has_md[:, t] = kept.any(axis=1) & fact[rows, np.argmax(kept, axis=1), t]
+    random, gated, skipped = _compute(spec, problem, macs, inner, has_md)
     dense_macs = costs.macs.astype(np.int64)
     dense_cc = costs.compute_cycles.astype(np.int64)
     repl = np.maximum(1, dense_macs // np.maximum(1, dense_cc))
     cc = np.ceil((random + gated) / repl)
     cycles = cc.copy()
+    bits = {(k, a): _bits(d[a], fm[k]) if a in d else 0.0 for k, d in md.items() for a in METADATA}
     for li, lvl in enumerate(arch.storage):
+        if lvl.read_bandwidth is None and lvl.write_bandwidth is None and lvl.shared_bandwidth is None:
+            continue                                # never slower than the compute
         rd = (c["random_read"][:, li] + c["gated_read"][:, li]).sum(axis=1)
-        wr = sum(c[f"{k}_{op}"][:, li] for k in ("random", "gated") for op in ("fill", "update")).sum(axis=1)
+        wr = (c["random_fill"][:, li] + c["random_update"][:, li] + c["gated_fill"][:, li]
+              + c["gated_update"][:, li]).sum(axis=1)
+        for (l2, t), f in fm.items():         # metadata words share the data's bandwidth
+            if l2 == li:
+                k = (li, t)
+                rbits = bits[k, "random_metadata_read"] + bits[k, "gated_metadata_read"]
+                wbits = bits[k, "random_metadata_fill"] + bits[k, "random_metadata_update"] \
+                    + bits[k, "gated_metadata_update"]
+                rd = rd + np.where(f.active, np.ceil(rbits / lvl.word_bits), 0.0)
+                wr = wr + np.where(f.active, np.ceil(wbits / lvl.word_bits), 0.0)
         slow = np.ones(B)
         with np.errstate(divide="ignore", invalid="ignore"):
             for bw, need in ((lvl.read_bandwidth, rd), (lvl.write_bandwidth, wr), (lvl.shared_bandwidth, rd + wr)):
@@ -126,38 +240,112 @@ def evaluate_batch_vector(spec, problem, arch, tables, ns, acc, costs, mb, ac):
         cycles = np.maximum(cycles, lc)
     mac = arch.arithmetic.name
     energy = 0 + random * compute_action_energy(tables, mac, "random_compute") \
-        + gated * compute_action_energy(tables, mac, "gated_compute") + 0 * compute_action_energy(
-            tables, mac, "skipped_compute")
-    for li, lvl in enumerate(arch.storage):
-        repl_l = np.maximum(1, ns.repl[:, li].astype(np.int64))
-        lvl_e = np.zeros(B)
-        for t in range(P):
-            e = np.zeros(B)
-            for a in ACTIONS:
-                e = e + np.ceil(c[a][:, li, t] / lvl.block_size) * 1.0 * storage_action_energy(tables, lvl.name, a)
-            lvl_e = lvl_e + e * repl_l
-        leak = ac.leak[li] * cycles * repl_l
-        energy = energy + (lvl_e + leak)
-    valid = costs.valid & ~bad
+        + gated * compute_action_energy(tables, mac, "gated_compute") \
+        + skipped * compute_action_energy(tables, mac, "skipped_compute")
+    e = _storage_energy(spec, problem, arch, tables, acc, counts, fm, md, bits, vector_ratio)
+    repl_l = np.maximum(1, ns.repl.astype(np.int64))                            # [B,L]
+    lvl_e = e[:, :, 0] * repl_l
+    for t in range(1, P):
+        lvl_e = lvl_e + e[:, :, t] * repl_l
+    leak = np.asarray(ac.leak)[None, :] * cycles[:, None] * repl_l
+    for li in range(L):
+        energy = energy + (lvl_e[:, li] + leak[:, li])
+    valid = _validity(spec, problem, arch, mb, costs, fm, bad) if fm else costs.valid.copy()
+    valid &= ~bad
     return np.where(bad, np.inf, energy), np.where(bad, np.inf, cycles), valid
 
 
-def _compute(spec, problem, total, inner):
-    """analysis._compute_counts for uncompressed operands, per row: (random, gated) MACs."""
+_ENERGY: dict = {}
+
+
+def _energies(tables, arch) -> np.ndarray:
+    """[action, level] pJ for ACTIONS + COUNTS + METADATA (cached per tables and design: the mapper's loop)."""
+    key = (id(tables), id(arch))
+    hit = _ENERGY.get(key)
+    if hit is None or hit[0] is not tables or hit[1] is not arch:
+        if len(_ENERGY) > 64:
+            _ENERGY.clear()
+        hit = _ENERGY[key] = (tables, arch, np.array([[storage_action_energy(tables, lvl.name, a)
+                                                        for lvl in arch.storage]
+                                                       for a in ACTIONS + COUNTS + METADATA]))
+    return hit[2]
+
+
+def _storage_energy(spec, problem, arch, tables, acc, counts, fm, md, bits, vector_ratio):
+    """[B,L,P] pJ per instance: the data actions in analysis' key order, then the counts, then metadata."""
+    B, L, P = acc.reads.shape
+    en = _energies(tables, arch)
+    A = len(ACTIONS)
+    blk = np.array([lvl.block_size for lvl in arch.storage], dtype=np.float64)[None, :, None]
+    ratio = 1.0
+    if fm:
+        ratio = np.ones((B, L, P))
+        for (li, t), f in fm.items():
+            r = vector_ratio(f, acc.utilized[:, li, t], arch.storage[li].block_size,
+                             spec.density(problem.dataspaces[t].name))
+            ratio[:, li, t] = np.where(f.active, r, 1.0)
+    e = np.zeros((B, L, P))
+    for i in range(A + len(COUNTS)):     # left to right, as analysis._add; a term that is 0 everywhere adds nothing
+        if not en[i].any() or not counts[i].any():
+            continue
+        e = e + (counts[i] if i >= A else np.ceil(counts[i] / blk) * ratio) * en[i][None, :, None]
+    if not fm:
+        return e
+    for (li, t), f in fm.items():
+        lvl = arch.storage[li]
+        width = spec.metadata[lvl.name].storage_width if lvl.name in spec.metadata else 0
+        if not width:
+            continue
+        m = 0.0
+        for j, a in enumerate(METADATA):      # the absent ones (0 bits) add nothing
+            if a in md[li, t]:
+                m = m + np.ceil(bits[(li, t), a] / width) * en[A + len(COUNTS) + j, li]
+        e[:, li, t] = np.where(f.active, e[:, li, t] + m, e[:, li, t])
+    return e
+
+
+def _compute(spec, problem, total, inner, has_md):
+    """analysis._compute_counts per row: (random, gated, skipped) MACs, the same nine terms in the same order.
+
+    An operand whose innermost storage keeps metadata is absent (NE) rather
+    than a stored zero (EZ) when zero; terms of probability 0 add nothing.
+    """
     from coopt.model.sparse.analysis import scalar_density
 
+    zero = np.zeros_like(total)
     ops = [t for t, ds in enumerate(problem.dataspaces) if not ds.read_write]
     if len(ops) != 2:
-        return total, np.zeros_like(total)
+        return np.trunc(total), zero, zero
     a, b = ops
     da, db = (round(scalar_density(spec, problem, problem.dataspaces[t].name) * 1e6) / 1e6 for t in (a, b))
     ia, ib = inner[:, a], inner[:, b]
     ea = np.where(np.isnan(ib), da, da / (1 - np.nan_to_num(ib)))
     eb = np.where(np.isnan(ia), db, db / (1 - np.nan_to_num(ia)))
     ea, eb = np.clip(ea, 0.0, 1.0), np.clip(eb, 0.0, 1.0)
-    if "gate_on_zero_operand" not in spec.compute:
-        return total, np.zeros_like(total)
-    za, zb = 1 - ea, 1 - eb
-    gated = ((0.0 + total * ea * zb) + total * za * eb) + total * za * zb
-    gated = np.floor(gated)
-    return total - gated, gated
+    gate = "gate_on_zero_operand" in spec.compute
+    skip = "skip_on_not_aligned_operands" in spec.compute
+    if not has_md.any():
+        if not gate:
+            return total, zero, zero
+        za, zb = 1 - ea, 1 - eb
+        gated = np.floor(((0.0 + total * ea * zb) + total * za * eb) + total * za * zb)
+        return total - gated, gated, zero
+    states = []
+    for e, md in ((ea, has_md[:, a]), (eb, has_md[:, b])):
+        z = 1 - e
+        states.append({"ENZ": e, "EZ": np.where(md, 0.0, z), "NE": np.where(md, z, 0.0)})
+    acc = {"random": 0.0, "gated": 0.0, "skipped": 0.0, "nonexistent": 0.0}
+    for sa, pa in states[0].items():
+        for sb, pb in states[1].items():
+            n = total * pa * pb
+            if sa == sb == "NE":
+                to = "nonexistent"
+            elif "NE" in (sa, sb):
+                to = "skipped" if skip else "gated" if gate else "random"
+            elif "EZ" in (sa, sb) and gate:
+                to = "gated"
+            else:
+                to = "random"
+            acc[to] = acc[to] + n
+    skipped, gated = np.floor(acc["skipped"]), np.floor(acc["gated"])
+    return np.trunc(total - skipped - gated - np.floor(acc["nonexistent"])), gated, skipped
