@@ -177,6 +177,9 @@ def search(problem: Problem, arch: Architecture, tables: EnergyTables, constrain
         space = MapSpace(problem, arch, constraints)
     except CooptError as e:
         return MapperResult(None, None, metric, stats, reason=e.message)
+    sparse = getattr(tables, "sparse", None)            # coopt.model.sparse.batch.SparseTables
+    if sparse is not None and sparse.formats:
+        space.leave_capacity_to_the_model({level for level, _ in sparse.formats})
     rng = np.random.default_rng(seed)
     ev = _Evaluator(space, tables)
     pool = _Pool(48, metric)

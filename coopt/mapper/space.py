@@ -407,6 +407,14 @@ class MapSpace:
                     arr[rr[m], lv[dst[m]], d] *= p[m]
 
     # ------------------------------------------------------------------ checks and canonical form
+    def leave_capacity_to_the_model(self, level_names) -> None:
+        """No capacity or minimum-utilisation prefilter at these levels: under sparsity a formatted tensor
+        occupies its compressed tile there, which the sparse model checks (``model/sparse/capacity.py``);
+        the dense tile would reject mappings that fit compressed."""
+        for li, lvl in enumerate(self.arch.storage):
+            if lvl.name in level_names:
+                self.capacity[li], self._util_floor[li] = np.inf, 0.0
+
     def prefilter(self, mb: MappingBatch, *, compiled: bool | None = None) -> Prefilter:
         """Fan-outs, factor caps and floors, least parallelism and buffer capacities: everything checkable
         without the model."""

@@ -21,9 +21,12 @@ exactly (src/sparse-analysis/):
   instances) and model/buffer.cpp ComputePerformance (bandwidth counts random
   and gated accesses, skipped ones cost no cycle).
 
-Anything else (representation formats and metadata, spatial skipping,
-gating above a child level or across spatial loops, banded densities, a
-choice among several options) raises ``SparseUnsupported``.
+* representation formats and their metadata (``formats.py``), and capacity
+  with compressed tiles (``capacity.py``).
+
+Anything else (spatial skipping, gating above a child level or across
+spatial loops, banded densities, a choice among several options) raises
+``SparseUnsupported``.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ import math
 from dataclasses import dataclass, field
 
 from coopt.model.sparse.actions import KINDS, OPS, compute_action_energy, storage_action_energy
+from coopt.model.sparse.capacity import compressed_check, level_words, relaxed
 from coopt.model.sparse.formats import (check_formats, compressed_count, format_accesses, format_bits,
                                         format_failures, tensor_formats, vector_ratio)
 from coopt.model.sparse.spec import SparseSpec, SparseUnsupported
@@ -291,20 +295,26 @@ def _compute_counts(spec: SparseSpec, problem, total: float, innermost: dict, ha
             "gated": int(math.floor(gated)), "skipped": int(math.floor(skipped))}
 
 
-def _validity(spec, problem, arch, mapping, dense, formats, tiles) -> tuple[bool, str]:
-    """The dense checks, the formats' checks, and each level's metadata capacity (model/buffer.cpp)."""
+def _validity(spec, problem, arch, mapping, dense, formats, tiles, tables, ac) -> tuple[bool, str]:
+    """The dense checks, the formats' checks, capacity with compressed tiles where a tensor has a format
+    (``capacity``), and each level's metadata capacity (model/buffer.cpp)."""
     fail = format_failures(spec, problem, arch, mapping)
     if fail:
         return False, fail
     for (li, ds), fmt in formats.items():
         if fmt.fail:
             return False, f"{arch.storage[li].name}: {fmt.fail} for {ds}"
+    levels = sorted({li for li, _ in formats})
+    if not dense.valid and levels:
+        from coopt.model.evaluate import evaluate       # the dense checks but capacity at formatted levels
+        dense = evaluate(problem, arch, tables, mapping, arch_costs=relaxed(ac, levels))
     if not dense.valid:
-        if any(arch.storage[li].name in dense.reason and "capacity" in dense.reason for li, _ in formats):
-            raise SparseUnsupported(dense.reason, key="mapping",
-                                    expected="a mapping whose dense tiles fit (capacity under compression "
-                                             "is not modelled yet)")
         return False, dense.reason
+    tensors = [ds.name for ds in problem.dataspaces]
+    densities = {t: spec.density(t) for t in tensors}
+    reason = compressed_check(arch, {li: level_words(tiles, set(formats), densities, li, tensors) for li in levels})
+    if reason:
+        return False, reason
     for li, lvl in enumerate(arch.storage):
         meta = spec.metadata.get(lvl.name)
         bits = sum(math.ceil(sum(u[0] * b[0] + u[1] * b[1] for u, b in zip(f.max_units, f.word_bits)))
@@ -339,7 +349,7 @@ def evaluate_sparse(spec: SparseSpec, problem, arch, tables, mapping, dense, *, 
         inner = next((li for li, m in enumerate(mapping.levels) if ds.name in m.keep), None)
         has_metadata[ds.name] = (inner, ds.name) in formats
     macs = _compute_counts(spec, problem, total, innermost, has_metadata)
-    valid, reason = _validity(spec, problem, arch, mapping, dense, formats, tiles)
+    valid, reason = _validity(spec, problem, arch, mapping, dense, formats, tiles, tables, ac)
     repl = max(1, dense.macs // max(1, dense.compute_cycles))
     compute_cycles = math.ceil((macs["random"] + macs["gated"]) / repl)
     levels, cycles = {}, compute_cycles

@@ -6,8 +6,9 @@ candidate through ``evaluate_batch_sparse`` without knowing about sparsity:
 the dense chain's per-level counts, then the sparse accounting over the
 whole batch (``vector``, ``vformats``), or ``evaluate_sparse`` row by row.  A
 mapping the sparse model cannot evaluate exactly counts as invalid, never as
-a dense number.  Capacity is checked on the dense tiles before evaluation
-(the mapper's prefilter), which compressed tiles only undercut.
+a dense number.  At a level holding a formatted tensor, capacity is checked on
+compressed tiles (``capacity``); the mapper's prefilter leaves those levels to
+this check (``MapSpace.leave_capacity_to_the_model``).
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ def evaluate_batch_sparse(pa, arch, ac, mb, *, row_by_row: bool = False):
     from coopt.model.evaluate import _to_eval
     from coopt.model.nest import nest_stats, nest_stats_numpy
     from coopt.model.sparse.analysis import evaluate_sparse
+    from coopt.model.sparse.capacity import formatted_levels, relaxed
 
     problem = pa.problem
     if not len(mb):
@@ -54,7 +56,8 @@ def evaluate_batch_sparse(pa, arch, ac, mb, *, row_by_row: bool = False):
     acc = (collapse if compiled else collapse_numpy)(ns, mb.keep, pa.read_write)
     from coopt.model.sparse.vformats import vectorisable
     if not row_by_row and vectorisable(ac.sparse, arch):
-        costs = _dense_basics(ns, acc, ac)
+        # capacity at levels holding a formatted tensor is checked on compressed tiles (vector._validity)
+        costs = _dense_basics(ns, acc, relaxed(ac, formatted_levels(ac.sparse, arch)))
         from coopt.model.sparse.analysis import static_checks
         from coopt.model.sparse.vector import evaluate_batch_vector
         try:

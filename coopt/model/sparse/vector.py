@@ -122,18 +122,29 @@ def _bits(acc, f):
     return (acc * f.word_bits).sum(axis=(1, 2))          # formats.format_bits (integers, exact)
 
 
-def _validity(spec, problem, arch, mb, costs, fm, bad):
-    """analysis._validity over the batch; rows whose dense capacity overflow at a formatted level go to ``bad``."""
+def _validity(spec, problem, arch, mb, costs, fm, acc):
+    """analysis._validity over the batch: ``costs`` checked all but capacity at formatted levels, which is
+    checked here on compressed tiles (``capacity``)."""
+    from coopt.model.sparse.capacity import occupancy
     from coopt.model.sparse.vformats import format_failures, pysum
 
     pre = format_failures(spec, problem, arch, mb.keep)
     for f in fm.values():
         pre |= f.active & f.fail
-    for b in np.nonzero(~costs.valid & ~pre & ~bad)[0]:
-        reason = costs.reason(b)
-        if "capacity" in reason and any(arch.storage[li].name in reason for (li, _), f in fm.items() if f.active[b]):
-            bad[b] = True
     over = np.zeros(len(pre), dtype=bool)
+    for li in sorted({li for li, _ in fm}):
+        lvl = arch.storage[li]
+        if lvl.effective_size is None:
+            continue
+        words = acc.utilized[:, li, :].copy()
+        for (l2, t), f in fm.items():
+            if l2 == li:
+                d = spec.density(problem.dataspaces[t].name)
+                words[:, t] = np.where(f.active, occupancy(acc.utilized[:, li, t], d), words[:, t])
+        used = pysum(words[:, t] for t in range(words.shape[1]))
+        over |= used > lvl.effective_size
+        if lvl.min_utilization > 0:
+            over |= used < lvl.effective_size * lvl.min_utilization
     for li, lvl in enumerate(arch.storage):
         meta = spec.metadata.get(lvl.name)
         if meta is None or meta.storage_depth is None:
@@ -250,7 +261,7 @@ def evaluate_batch_vector(spec, problem, arch, tables, ns, acc, costs, mb, ac):
     leak = np.asarray(ac.leak)[None, :] * cycles[:, None] * repl_l
     for li in range(L):
         energy = energy + (lvl_e[:, li] + leak[:, li])
-    valid = _validity(spec, problem, arch, mb, costs, fm, bad) if fm else costs.valid.copy()
+    valid = _validity(spec, problem, arch, mb, costs, fm, acc) if fm else costs.valid.copy()
     valid &= ~bad
     return np.where(bad, np.inf, energy), np.where(bad, np.inf, cycles), valid
 
