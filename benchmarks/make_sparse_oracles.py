@@ -3,14 +3,15 @@
 Why: the sparsity issue asks that ResNet-50 layers with densities, on the Eyeriss-like template with its
 ifmap zero gating, be checked against the REAL Timeloop (not only against the exercises).  This script,
 run by hand where the real tools are built (benchmarks/build_real_tools.sh), evaluates one design of
-search_spaces/edge_sparse.yaml (gating on) on a few ResNet-50 layers with coopt's mapper, exports it as
+search_spaces/edge_sparse.yaml (gating on; with --compression also Eyeriss's DRAM run-length compression)
+on a few ResNet-50 layers with coopt's mapper, exports it as
 ``coopt export`` does, runs the real ``timeloop-model`` on each layer's exported files (arch.yaml with
 its sparse_optimizations, the problem with its densities, coopt's mapping, coopt's ERT/ART), and keeps
 per layer the five input files plus ``oracle.json``: the real run's cycles, energy and every per-level
 actual/gated/skipped count, parsed from its stats.  tests/test_sparse_resnet50_oracle.py holds coopt to
 them.  CI never runs this script.
 
-    PATH=/opt/realtools/bin:$PATH python benchmarks/make_sparse_oracles.py [--out tests/data/sparse_resnet50]
+    PATH=/opt/realtools/bin:$PATH python benchmarks/make_sparse_oracles.py [--compression] [--out DIR]
 """
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ FILES = ("arch.yaml", "prob.yaml", "map.yaml", "ERT.yaml", "ART.yaml")
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=str(ROOT / "tests" / "data" / "sparse_resnet50"))
+    ap.add_argument("--out", help="default: tests/data/sparse_resnet50/gating (or gating_compression)")
     ap.add_argument("--budget", type=int, default=300)
+    ap.add_argument("--compression", action="store_true",
+                    help="also Eyeriss's DRAM run-length compression (dram_compression: true)")
     args = ap.parse_args()
     timeloop = shutil.which("timeloop-model")
     if not timeloop:
@@ -52,12 +55,14 @@ def main() -> int:
 
     space = load_space("edge_sparse")
     net = Network("oracle", tuple(layer for layer in space.network.layers if layer.name in LAYERS))
-    rec = evaluate_design(0, PARAMS, space.template, space.template_params(PARAMS), space.dataflow, net,
+    params = {**PARAMS, "dram_compression": True} if args.compression else PARAMS
+    rec = evaluate_design(0, params, space.template, space.template_params(params), space.dataflow, net,
                           MapperOptions(budget=args.budget, seed=0), {}, space.objectives, sparsity=space.sparsity)
     work = Path(tempfile.mkdtemp(prefix="sparse_oracles_"))
     write_record(work / "study", rec)
     folder = export_trials(work / "study", [0], work / "export")[0]
-    out = Path(args.out)
+    out = Path(args.out or ROOT / "tests" / "data" / "sparse_resnet50"
+               / ("gating_compression" if args.compression else "gating"))
     out.mkdir(parents=True, exist_ok=True)
     version = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True).stdout.strip()

@@ -1,7 +1,9 @@
 """ResNet-50 layers with densities on the Eyeriss-like template with ifmap zero gating, against the REAL Timeloop.
 
-tests/data/sparse_resnet50/<layer>/ holds what benchmarks/make_sparse_oracles.py made with real Timeloop master
-4cf6d4c (benchmarks/build_real_tools.sh): a design of search_spaces/edge_sparse.yaml with gating on, exported by
+tests/data/sparse_resnet50/<design>/<layer>/ holds what benchmarks/make_sparse_oracles.py made with real Timeloop
+master 4cf6d4c (benchmarks/build_real_tools.sh): a design of search_spaces/edge_sparse.yaml with gating on
+(``gating``), and with Eyeriss's DRAM run-length compression too (``gating_compression``: UOP+RLE formats and
+their metadata at DRAM, decompressed by the global buffer), exported by
 ``coopt export`` (arch.yaml with its sparse_optimizations, the layer's problem with edge_sparse's densities,
 coopt's mapping, ERT/ART), and ``oracle.json``: that real timeloop-model run's cycles, energy and every per-level
 actual/gated/skipped count.  ``coopt evaluate`` on the same five files must give identical counts and cycles
@@ -17,13 +19,18 @@ import pytest
 from coopt.cli import main
 
 DATA = Path(__file__).resolve().parent / "data" / "sparse_resnet50"
-CASES = sorted(p.name for p in DATA.iterdir() if (p / "oracle.json").is_file()) if DATA.is_dir() else []
+CASES = sorted(str(p.parent.relative_to(DATA)) for p in DATA.glob("*/*/oracle.json"))
 
 
 def test_the_oracles_cover_gating_and_dense_inputs():
-    """The set is what the issue asks for: several layer shapes, gating active, conv1's dense image too."""
-    assert len(CASES) >= 5
+    """The set is what the issue asks for: several layer shapes, gating active, conv1's dense image too;
+    the compressed design moves metadata to and from DRAM."""
+    assert len(CASES) >= 10
     oracles = [json.loads((DATA / c / "oracle.json").read_text()) for c in CASES]
+    compressed = [json.loads((DATA / c / "oracle.json").read_text()) for c in CASES if c.startswith("gating_compression/")]
+    assert len(compressed) >= 5
+    assert all(any(x for rank in o["levels"]["DRAM"]["Inputs"]["random_metadata_read"] for x in rank)
+               for o in compressed)
     for o in oracles:          # zero inputs gate weight reads, except where the inputs are dense (image, pooled)
         gated = o["levels"]["weights_spad"]["Weights"]["gated_read"]
         assert (gated == 0) if o["layer"] in ("conv1", "fc") else (gated > 0), o["layer"]
