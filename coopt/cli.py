@@ -106,7 +106,7 @@ def _cmd_network(args) -> int:
                          variables=_parse_vars(args.var))
     opts = _options(args)
     from coopt.backends.sparse import network_sparse
-    sparse = network_sparse(design, _sparsity_file(args.sparsity, net))
+    sparse = network_sparse(design, _network_densities(args.sparsity, net))
     if args.out:                         # refuse a bad --out before mapping
         from coopt.outputs import output_dir
         output_dir(args.out, force=args.force)
@@ -124,6 +124,17 @@ def _cmd_network(args) -> int:
     else:
         print(network_text(result, design.label, net.not_mapped))
     return 0 if result.feasible else 1
+
+
+def _network_densities(path, net) -> dict | None:
+    """Each layer's densities: ``--sparsity FILE``'s, else those the network's problem files give.
+    With both, the file replaces the problem files' densities entirely (one source, as a search
+    space's ``sparsity:`` section does), and a line on stderr says so."""
+    given = _sparsity_file(path, net)
+    if given is not None and net.densities:
+        from coopt.energy.notice import warn_once
+        warn_once(f"--sparsity {path} replaces the densities in {net.source or net.name}'s problem files")
+    return given if given is not None else net.densities
 
 
 def _sparsity_file(path, net) -> dict | None:
@@ -516,7 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     nw.add_argument("--sparsity", metavar="YAML",
                     help="workload densities: a YAML with a search space's 'sparsity:' section (densities per "
                          "tensor, per-layer overrides); every layer is then mapped and costed with Sparseloop's "
-                         "model, with the design's sparse optimisations (e.g. --set ifmap_zero_gating=true)")
+                         "model, with the design's sparse optimisations (e.g. --set ifmap_zero_gating=true); "
+                         "without it, the densities in the network's problem files (instance.densities) are "
+                         "used, and with it they are replaced entirely")
     _tables_args(nw)
     _search_args(nw)
     nw.add_argument("--workers", type=_workers, default=2, help="parallel worker processes (default 2)")

@@ -105,7 +105,8 @@ class SearchSpace:
     sampler_options: dict = field(default_factory=dict)
     path: str | None = None
     raw: dict = field(default_factory=dict)
-    sparsity: dict | None = None      # layer name -> Timeloop densities (coopt.study.sparsity); None: dense
+    sparsity: dict | None = None      # layer name -> Timeloop densities (coopt.study.sparsity, else the
+                                      # network's problem files); None: dense
 
     def suggest(self, trial) -> dict:
         return {p.name: p.suggest(trial) for p in self.params}
@@ -398,6 +399,12 @@ def space_from_dict(raw: dict, *, file=None) -> SearchSpace:
         network = Network(f"{network.name}[{len(picked)} layers]", tuple(picked))
     from coopt.study.sparsity import parse_sparsity
     sparsity = parse_sparsity(raw.get("sparsity"), network, file=file)
+    if sparsity is None:              # the densities the network's problem files give, if any
+        sparsity = network.densities
+    elif network.densities:           # one source of densities: the section replaces the files' entirely
+        from coopt.energy.notice import warn_once
+        warn_once(f"{file or 'the search space'}: sparsity: replaces the densities in "
+                  f"{network.source or network.name}'s problem files")
     # parameters
     params_node = raw.get("parameters")
     if not isinstance(params_node, dict) or not params_node:

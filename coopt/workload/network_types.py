@@ -15,12 +15,16 @@ __all__ = ["NetworkLayer", "NotMapped", "Network", "merge_layers", "not_mapped_s
 
 @dataclass(frozen=True)
 class NetworkLayer:
-    """One distinct layer shape, how many times it runs, and which layers have it."""
+    """One distinct layer shape, how many times it runs, and which layers have it.
+
+    ``densities``: the layer's Timeloop densities as its problem file gave them (``{tensor:
+    {distribution, density}}``, coopt.workload.densities); None: dense."""
 
     name: str
     problem: Problem
     count: int
     members: tuple[str, ...]
+    densities: dict | None = None
 
     @property
     def macs(self) -> int:
@@ -62,12 +66,27 @@ class Network:
     def macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
 
+    @property
+    def densities(self) -> dict | None:
+        """``{layer name: Timeloop densities}`` of the layers whose files gave densities (the form of
+        coopt.study.sparsity); None: every layer is dense."""
+        return {layer.name: layer.densities for layer in self.layers if layer.densities} or None
+
+
+def _densities_key(densities: dict | None) -> tuple:
+    return tuple(sorted((t, d["distribution"], d["density"]) for t, d in (densities or {}).items()))
+
 
 def merge_layers(entries) -> tuple[NetworkLayer, ...]:
-    """``(name, problem, repeat)`` in network order -> distinct shapes with counts, first appearance first."""
+    """``(name, problem, repeat[, densities])`` in network order -> distinct layers with counts, first
+    appearance first.  One shape under other densities is another layer: it is mapped on its own,
+    since the best mapping and its cost depend on the densities (a network's first layer often
+    reads dense inputs where later ones of the same shape read sparse activations)."""
     merged: dict[tuple, list] = {}
-    for lname, p, repeat in entries:
-        slot = merged.setdefault(p.signature(), [p, 0, []])
+    for lname, p, repeat, *dens in entries:
+        densities = dens[0] if dens else None
+        slot = merged.setdefault((p.signature(), _densities_key(densities)), [p, 0, [], densities])
         slot[1] += repeat
         slot[2].append(lname)
-    return tuple(NetworkLayer(p.name, p, count, tuple(members)) for p, count, members in merged.values())
+    return tuple(NetworkLayer(p.name, p, count, tuple(members), densities)
+                 for p, count, members, densities in merged.values())

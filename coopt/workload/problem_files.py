@@ -18,6 +18,11 @@ Instance keys Timeloop would ignore are taken only when they cannot matter
 (value 1, like the exercises' ``H: 1``) or spell a known rank or
 coefficient in another case (``HStride`` means ``Hstride``); any other
 unknown key is an error naming the file and key.
+
+A file's ``densities`` (``problem.instance.densities``, as Timeloop reads
+them) are that layer's: kept on its NetworkLayer in the canonical problem's
+tensor names (coopt.workload.densities); layers of one shape merge only
+under the same densities.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import re
 from pathlib import Path
 
 from coopt.errors import SpecError
+from coopt.workload.densities import check_copies, read_densities, split_densities
 from coopt.workload.network_types import Network, merge_layers
 from coopt.workload.problem import (CONV_COEFFICIENTS, CONV_DIMS, MAX_BOUND, DataSpace, Problem, compact,
                                     contraction_as_gemm, conv_problem, conv_shape_dataspaces)
@@ -144,9 +150,11 @@ def _single(ds: DataSpace, dim: str) -> bool:
     return bool(coords) and all(len(c) == 1 and c[0][0] is None for c in coords)
 
 
-def canonical(problem: Problem) -> tuple[Problem, int]:
-    """The problem in canonical form and how many independent copies of it the original is."""
+def canonical(problem: Problem) -> tuple[Problem, int, dict[str, str]]:
+    """The problem in canonical form, how many independent copies of it the original is, and each
+    tensor's name in that form (a GEMM's A, B, Z become the CNN layer's Inputs, Weights, Outputs)."""
     copies, dims, spaces = 1, list(problem.dims), list(problem.dataspaces)
+    same = {ds.name: ds.name for ds in spaces}
     keep = set(CONV_DIMS) if set(CONV_DIMS) <= set(dims) else set()     # a CNN shape keeps its seven
     for d in problem.dims:
         if d in keep:
@@ -162,13 +170,13 @@ def canonical(problem: Problem) -> tuple[Problem, int]:
     bounds = {d: problem.bounds[d] for d in dims}
     if (set(dims) == set(CONV_DIMS) and tuple(spaces) == conv_shape_dataspaces()
             and set(problem.coefficients) == set(CONV_COEFFICIENTS)):
-        return conv_problem(problem.name, **bounds, **problem.coefficients), copies
+        return conv_problem(problem.name, **bounds, **problem.coefficients), copies, same
     reduced = Problem(problem.name, tuple(dims), tuple(spaces), bounds, dict(problem.coefficients),
                       problem.shape_name)
     gemm = contraction_as_gemm(reduced)           # an einsum-style GEMM (the exercises' MM/ files)
-    if gemm is not None:
-        return gemm[0], copies * gemm[1]
-    return reduced, copies
+    if gemm is not None:             # gemm_problem: A takes the Inputs' place, B the Weights'
+        return gemm[0], copies * gemm[1], dict(zip(same, ("Inputs", "Weights", "Outputs")))
+    return reduced, copies, same
 
 
 def with_batch(problem: Problem, batch: int, file: str) -> Problem:
@@ -185,8 +193,10 @@ def with_batch(problem: Problem, batch: int, file: str) -> Problem:
                    dict(problem.coefficients), problem.shape_name)
 
 
-def load_layer(path: Path, name: str, batch: int = 1, parsed: dict | None = None) -> tuple[Problem, int]:
-    """One layer file -> (canonical problem named ``name``, copies)."""
+def load_layer(path: Path, name: str, batch: int = 1,
+               parsed: dict | None = None) -> tuple[Problem, int, dict | None]:
+    """One layer file -> (canonical problem named ``name``, copies, its densities or None when dense).
+    The densities are keyed by the canonical problem's tensors (coopt.workload.densities)."""
     doc, _ = read_problem_doc(path, parsed)
     if "problem" not in doc:
         raise SpecError("no top-level problem block", file=str(path), key="problem",
@@ -194,8 +204,14 @@ def load_layer(path: Path, name: str, batch: int = 1, parsed: dict | None = None
     node = doc["problem"]
     if isinstance(node, dict):
         node = _clean_instance(node, str(path))
-    problem, copies = canonical(problem_from_yaml(node, file=str(path), name=name))
-    return compact(with_batch(problem, batch, str(path))), copies
+    node, dens_node, dens_key = split_densities(node)
+    original = problem_from_yaml(node, file=str(path), name=name)
+    densities = read_densities(dens_node, [ds.name for ds in original.dataspaces], file=str(path), key=dens_key)
+    problem, copies, names = canonical(original)
+    check_copies(densities, copies, file=str(path), key=dens_key)
+    if densities:
+        densities = {names[t]: d for t, d in densities.items()}
+    return compact(with_batch(problem, batch, str(path))), copies, densities
 
 
 def _positive_int(v, file: str, key: str) -> int:
@@ -263,6 +279,6 @@ def problem_files_network(path: Path, batch: int = 1) -> Network:
         name = str(doc.get("name") or path.stem)
     layers = []
     for file, lname, count in entries:
-        problem, copies = load_layer(file, lname, batch, parsed)
-        layers.append((lname, problem, count * copies))
+        problem, copies, densities = load_layer(file, lname, batch, parsed)
+        layers.append((lname, problem, count * copies, densities))
     return Network(name, merge_layers(layers), source=str(path))
