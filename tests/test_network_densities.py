@@ -17,7 +17,7 @@ import yaml
 from coopt.cli import main
 from coopt.workload import get_network
 
-ORACLES = Path(__file__).resolve().parent / "data" / "sparse_resnet50"
+ORACLES = Path(__file__).resolve().parent / "data" / "sparse_resnet50" / "gating"
 HALF = {"Inputs": {"distribution": "fixed_structured", "density": 0.5},
         "Weights": {"distribution": "fixed_structured", "density": 0.5}}
 SHAPES = {"l1": "C: 16, M: 16, R: 3, S: 3, N: 1, P: 8, Q: 8", "l2": "C: 32, M: 16, R: 1, S: 1, N: 1, P: 8, Q: 8"}
@@ -155,31 +155,6 @@ def test_one_shape_under_other_densities_is_another_layer(tmp_path):
     assert [(l.name, l.count) for l in net.layers] == [("l1", 1), ("l2", 1), ("l3", 1)]
     assert net.densities["l3"]["Inputs"]["density"] == 1.0 and net.densities["l1"] == HALF
     assert get_network(str(_folder(tmp_path / "dense", None))).densities is None
-
-
-@pytest.mark.parametrize("node", [
-    {"Inputs": 0.5}, {"Inputs": {"distribution": "fixed", "density": 0.25}, "Outputs": 1},
-    {"Weights": {"distribution": "hypergeometric", "density": 0.3}}, {"Inputs": {"distribution": "x", "density": .5}},
-    {"Inputs": {"density": 2}}, {"Inputs": True}, {"Inputs": {"distribution": "fixed_structured"}}, {"X": 0.5},
-    [0.5], "half",
-])
-def test_the_reader_answers_as_the_models_parse_densities(node):
-    """workload.densities mirrors model.sparse.spec.parse_densities (the one-way rule keeps them apart)."""
-    from coopt.errors import SpecError
-    from coopt.model.sparse.spec import parse_densities
-    from coopt.workload.densities import read_densities
-
-    tensors = ("Weights", "Inputs", "Outputs")
-    try:
-        want = {t: {"distribution": d.distribution, "density": d.density}
-                for t, d in parse_densities(node, tensors, file="f.yaml").items()}
-    except SpecError as e:
-        want = e.format()
-    try:
-        got = read_densities(node, tensors, file="f.yaml", key="problem.instance.densities")
-    except SpecError as e:
-        got = e.format()
-    assert got == want
 
 
 SPACE = """name: netdens

@@ -1,12 +1,11 @@
 """A network layer's Timeloop ``densities``, read with its problem file.
 
 Why here: a layer's densities are part of the workload (Timeloop keeps them in
-``problem.instance.densities``), and the network readers may not import the
-model's reader (``coopt.model.sparse.spec.parse_densities``: the one-way rule).
-This follows its checks and messages key for key -- Timeloop's
+``problem.instance.densities``); the network readers use this module, and so
+does the model's reader (``coopt.model.sparse.spec.parse_densities``: the
+one-way rule lets the model import the workload).  Timeloop's
 density-distribution-factory.cpp: a bare number is fixed-structured; ``fixed``
-and ``diagonal`` are other names of ``fixed_structured`` and ``banded`` --
-and tests/test_network_densities.py holds the two to the same answers.
+and ``diagonal`` are other names of ``fixed_structured`` and ``banded``.
 What the model refuses later (banded densities below 1) is refused here,
 where the file is known.
 
@@ -17,7 +16,7 @@ from __future__ import annotations
 
 from coopt.errors import SpecError
 
-__all__ = ["DISTRIBUTIONS", "split_densities", "read_densities", "check_copies"]
+__all__ = ["DISTRIBUTIONS", "split_densities", "checked_densities", "read_densities", "check_copies"]
 
 DISTRIBUTIONS = {"fixed": "fixed_structured", "fixed_structured": "fixed_structured",
                  "hypergeometric": "hypergeometric", "banded": "banded", "diagonal": "banded"}
@@ -39,10 +38,11 @@ def split_densities(node) -> tuple[object, object, str]:
     return node, None, ""
 
 
-def read_densities(node, tensors, *, file: str | None, key: str) -> dict | None:
-    """``{tensor: {distribution, density}}`` of one problem file; None when every tensor is dense."""
+def checked_densities(node, tensors, *, file: str | None, key: str) -> dict[str, tuple[str, float]]:
+    """``{tensor: (distribution, density)}`` of a ``densities`` block, checked key by key (also the model's
+    reader, ``coopt.model.sparse.spec.parse_densities``)."""
     if node in (None, {}):
-        return None
+        return {}
     if not isinstance(node, dict):
         raise SpecError(f"is {node!r}", file=file, key=key, expected="a mapping {tensor: {distribution, density}}")
     out = {}
@@ -60,11 +60,18 @@ def read_densities(node, tensors, *, file: str | None, key: str) -> dict | None:
             dist, dens, dk = "fixed_structured", d, k
         if isinstance(dens, bool) or not isinstance(dens, (int, float)) or not 0 <= dens <= 1:
             raise SpecError(f"density {dens!r}", file=file, key=dk, expected="a number from 0 to 1")
-        dist = DISTRIBUTIONS[dist]
+        out[name] = (DISTRIBUTIONS[dist], float(dens))
+    return out
+
+
+def read_densities(node, tensors, *, file: str | None, key: str) -> dict | None:
+    """``{tensor: {distribution, density}}`` of one problem file; None when every tensor is dense."""
+    out = {}
+    for name, (dist, dens) in checked_densities(node, tensors, file=file, key=key).items():
         if dist == "banded" and dens < 1:          # model/sparse/analysis.static_checks refuses it too
-            raise SpecError(f"not modelled yet: {dist} density for {name}", file=file, key=k,
+            raise SpecError(f"not modelled yet: {dist} density for {name}", file=file, key=f"{key}.{name}",
                             expected="fixed_structured or hypergeometric (banded densities are not modelled yet)")
-        out[name] = {"distribution": dist, "density": float(dens)}
+        out[name] = {"distribution": dist, "density": dens}
     return out if any(d["density"] < 1 for d in out.values()) else None
 
 

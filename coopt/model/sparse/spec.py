@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coopt.errors import CooptError, SpecError
+from coopt.workload.densities import checked_densities, split_densities
 
-DISTRIBUTIONS = {"fixed": "fixed_structured", "fixed_structured": "fixed_structured",
-                 "hypergeometric": "hypergeometric", "banded": "banded", "diagonal": "banded"}
 ACTION_TYPES = ("gating", "skipping", "spatial_skipping")
 FORMATS = ("UOP", "CP", "RLE", "B", "UB")
 COMPUTE_TYPES = {"gating": "gate_on_zero_operand", "gate_on_zero_operand": "gate_on_zero_operand",
@@ -105,26 +104,8 @@ def _tensor(v, tensors, file, key):
 def parse_densities(node: Any, tensors: tuple[str, ...], *, file: str | None = None,
                     key: str = "problem.instance.densities") -> dict:
     """``{tensor: Density}`` from Timeloop's ``densities`` block (a number means fixed-structured)."""
-    if node in (None, {}):
-        return {}
-    if not isinstance(node, dict):
-        raise _fail(f"is {node!r}", file, key, "a mapping {tensor: {distribution, density}}")
-    out = {}
-    for name, d in node.items():
-        k = f"{key}.{name}"
-        _tensor(name, tensors, file, k)
-        if isinstance(d, dict):
-            dist = d.get("distribution", "fixed_structured")
-            if dist not in DISTRIBUTIONS:
-                raise _fail(f"distribution {dist!r}", file, f"{k}.distribution", f"one of {list(DISTRIBUTIONS)}")
-            dens = d.get("density")
-            dk = f"{k}.density"
-        else:
-            dist, dens, dk = "fixed_structured", d, k
-        if isinstance(dens, bool) or not isinstance(dens, (int, float)) or not 0 <= dens <= 1:
-            raise _fail(f"density {dens!r}", file, dk, "a number from 0 to 1")
-        out[name] = Density(DISTRIBUTIONS[dist], float(dens))
-    return out
+    return {name: Density(dist, dens)
+            for name, (dist, dens) in checked_densities(node, tensors, file=file, key=key).items()}
 
 
 def _action(opt, level, kind, tensors, file, key) -> ActionOpt:
@@ -278,8 +259,8 @@ def is_sparse(spec: SparseSpec) -> bool:
 
 def split_problem_node(node: Any) -> tuple[Any, Any]:
     """``(problem node without densities, densities)``: the dense reader never sees a density."""
-    if not isinstance(node, dict):
-        return node, None
+    rest, dens, _ = split_densities(node)
+    return rest, dens
     if isinstance(node.get("instance"), dict) and "densities" in node["instance"]:
         inst = dict(node["instance"])
         dens = inst.pop("densities")
