@@ -180,7 +180,7 @@ import pytimeloop.timeloopfe.v4 as tl
 layers = {{
 {fe}
 }}
-expected = {{l.split()[0]: int(l.split()[1]) for l in '''{rows}'''.splitlines() if l.strip()}}
+expected = {{l.split()[0]: (int(l.split()[1]), float(l.split()[2])) for l in '''{rows}'''.splitlines() if l.strip()}}
 bad = 0
 for stem, (files, jinja) in layers.items():
     out = os.path.abspath(f"out-fe/{{stem}}")
@@ -189,9 +189,13 @@ for stem, (files, jinja) in layers.items():
     tl.call_model(spec, output_dir=out)
     text = open(os.path.join(out, "timeloop-model.stats.txt")).read()
     cycles = int(re.search(r"^Cycles: (\\d+)", text, re.M).group(1))
-    ok = cycles == expected[stem]
+    uj = float(re.search(r"^Energy: ([\\d.]+) uJ", text, re.M).group(1))
+    want_cycles, want_pj = expected[stem]
+    # Timeloop prints uJ to 2 decimals: equal within that rounding and 0.1 %
+    ok = cycles == want_cycles and abs(uj - want_pj / 1e6) <= 0.005 + 0.001 * uj
     bad += not ok
-    print(f"{{stem:28s}} coopt {{expected[stem]:>12d}}  timeloopfe {{cycles:>12d}}  {{'PASS' if ok else 'FAIL'}}")
+    print(f"{{stem:24s}} cycles coopt {{want_cycles:>10d}} timeloopfe {{cycles:>10d}}  energy coopt "
+          f"{{want_pj / 1e6:.2f}} uJ timeloopfe {{uj:.2f}} uJ  {{'PASS' if ok else 'FAIL'}}")
 sys.exit(1 if bad else 0)
 PY
   exit $status
