@@ -83,14 +83,16 @@ def test_batch_with_formats_equals_rows(tmp_path, case):
 
 
 def test_batch_rw_target_kept_only_above_without_formats(tmp_path):
-    """03.2.2 skips Outputs at a Buffer that bypasses them: left unoptimised (as Timeloop does), not refused."""
+    """03.2.2 skips Outputs at a Buffer that bypasses them: left unoptimised (as Timeloop does), not refused;
+    rows where Inputs moves above the Buffer with a loop over its leader innermost are refused by both paths
+    (tests/test_sparse_moved_targets.py)."""
     inp = _inputs(tmp_path, "03.2.2-conv1d+oc", _no_formats)
     assert not inp.sparse.formats
     space = MapSpace(inp.problem, inp.arch, constraints_from_inputs(inp.raw, inp.arch, inp.problem, inp.sources))
     mb = space.sample(300, np.random.default_rng(4))
     mb = mb.take(np.nonzero(space.prefilter(mb).ok)[0])
     (e1, c1, v1), (e2, c2, v2) = _both(inp, space.pa, mb)
-    assert v2.all() and np.array_equal(v1, v2) and np.array_equal(c1, c2) and np.array_equal(e1, e2)
+    assert v2.sum() >= 50 and np.array_equal(v1, v2) and np.array_equal(c1, c2) and np.array_equal(e1, e2)
 
 
 @pytest.mark.parametrize("case, prefilter", [("02.2.2-spMspM-tiled", True), ("03.2.2-conv1d+oc", True),

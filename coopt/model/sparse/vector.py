@@ -23,10 +23,23 @@ METADATA = [f"random_metadata_{op}" for op in OPS] + [f"{k}_metadata_{op}" for k
                                                       for op in ("read", "update")]
 
 
-def _masks(spec, problem, arch, keep, spatial):
+def _innermost(mb):
+    """Per row: (level, dimension index) of the innermost non-trivial temporal loop (level L: none), as
+    analysis.innermost_loop."""
+    B, L, D = mb.tf.shape
+    ordered = np.take_along_axis(mb.tf, mb.tperm, axis=2).reshape(B, L * D) > 1     # levels inner first
+    first = np.where(ordered.any(axis=1), np.argmax(ordered, axis=1), L * D)
+    level = first // D
+    dim = mb.tperm.reshape(B, L * D)[np.arange(B), np.minimum(first, L * D - 1)]
+    return level, dim
+
+
+def _masks(spec, problem, arch, mb, spatial):
     """Per row: kind (0 none, 1 gated, 2 skipped) and probability per [level, tensor]; rows refused."""
     from coopt.model.sparse.analysis import _read_impact
 
+    keep = mb.keep
+    inner_level, inner_dim = _innermost(mb)
     names = [lvl.name for lvl in arch.storage]
     tensors = [ds.name for ds in problem.dataspaces]
     B, L, P = keep.shape
@@ -42,8 +55,20 @@ def _masks(spec, problem, arch, keep, spatial):
         has = kept.any(axis=1)
         tl = li + np.argmax(kept, axis=1)
         bad |= ~has
-        if problem.dataspaces[t].read_write:      # left unoptimised above its level (optimisation_masks)
-            has &= tl == li
+        moved = has & (tl != li)               # analysis._moves_up, row by row
+        target = problem.dataspaces[t]
+        if target.read_write:
+            if len(a.condition_on) == 1:
+                has &= ~moved
+            else:
+                bad |= moved
+        else:
+            none = inner_level > tl
+            on_target = np.isin(inner_dim, [problem.dims.index(x) for x in target.dims()])
+            on_leader = np.isin(inner_dim, [problem.dims.index(x) for c in a.condition_on
+                                            for x in problem.dataspace(c).dims()])
+            bad |= moved & none
+            has &= ~(moved & ~none & ~(on_target & ~on_leader))
         below = np.cumsum(keep[:, :, t], axis=1) - keep[:, :, t]          # levels below each that keep it
         bad |= has & (below[rows, tl] > 0)
         spatial_upto = np.cumsum(spatial, axis=1)
@@ -165,7 +190,7 @@ def evaluate_batch_vector(spec, problem, arch, tables, ns, acc, costs, mb, ac):
 
     B, L, P = acc.reads.shape
     spatial = mb.sf.max(axis=2) > 1                          # [B,L] some spatial loop (factors are >= 1)
-    kind, prob, bad = _masks(spec, problem, arch, mb.keep, spatial)
+    kind, prob, bad = _masks(spec, problem, arch, mb, spatial)
     counts = np.zeros((len(ACTIONS) + len(COUNTS), B, L, P))     # one array: energy takes each step at once
     c = dict(zip(ACTIONS + COUNTS, counts))                         # views, updated in place
     c["random_read"][:], c["random_fill"][:], c["random_update"][:] = acc.reads, acc.fills, acc.updates
@@ -230,21 +255,25 @@ def evaluate_batch_vector(spec, problem, arch, tables, ns, acc, costs, mb, ac):
     for li, lvl in enumerate(arch.storage):
         if lvl.read_bandwidth is None and lvl.write_bandwidth is None and lvl.shared_bandwidth is None:
             continue                                # never slower than the compute
-        rd = (c["random_read"][:, li] + c["gated_read"][:, li]).sum(axis=1)
-        wr = (c["random_fill"][:, li] + c["random_update"][:, li] + c["gated_fill"][:, li]
-              + c["gated_update"][:, li]).sum(axis=1)
-        for (l2, t), f in fm.items():         # metadata words share the data's bandwidth
-            if l2 == li:
+        rbw, wbw = np.zeros(B), np.zeros(B)          # analysis: per tensor, summed in tensor order
+        for t in range(P):
+            rd = c["random_read"][:, li, t] + c["gated_read"][:, li, t]
+            wr = (c["random_fill"][:, li, t] + c["random_update"][:, li, t] + c["gated_fill"][:, li, t]
+                  + c["gated_update"][:, li, t])
+            f = fm.get((li, t))
+            if f is not None:                  # metadata words share the data's bandwidth
                 k = (li, t)
                 rbits = bits[k, "random_metadata_read"] + bits[k, "gated_metadata_read"]
                 wbits = bits[k, "random_metadata_fill"] + bits[k, "random_metadata_update"] \
                     + bits[k, "gated_metadata_update"]
-                rd = rd + np.where(f.active, np.ceil(rbits / lvl.word_bits), 0.0)
-                wr = wr + np.where(f.active, np.ceil(wbits / lvl.word_bits), 0.0)
+                rd = rd + np.where(f.active, np.floor_divide(rbits, lvl.word_bits), 0.0)   # analysis: whole words
+                wr = wr + np.where(f.active, np.floor_divide(wbits, lvl.word_bits), 0.0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rbw = rbw + np.where(cc > 0, rd / cc, 0.0)
+                wbw = wbw + np.where(cc > 0, wr / cc, 0.0)
         slow = np.ones(B)
         with np.errstate(divide="ignore", invalid="ignore"):
-            for bw, need in ((lvl.read_bandwidth, rd), (lvl.write_bandwidth, wr), (lvl.shared_bandwidth, rd + wr)):
-                need = np.where(cc > 0, need / cc, 0.0)
+            for bw, need in ((lvl.read_bandwidth, rbw), (lvl.write_bandwidth, wbw), (lvl.shared_bandwidth, wbw + rbw)):
                 if bw is not None:
                     slow = np.where(bw < need, np.minimum(slow, bw / need), slow)
             lc = np.ceil(cc / slow)
