@@ -275,6 +275,18 @@ def test_real_timeloop_accepts_the_exported_v4_spec(tmp_path):
     folder = export_trials(tmp_path / "study", [0], tmp_path / "out")[0]
     res = subprocess.run([str(folder / "v4" / "run_v4.sh")], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
+    # the Timeloop-style files too: real Accelergy on arch.yaml + components.yaml gives the export's ERT
+    from coopt.energy.accelergy_io import read_ert
+    res = subprocess.run(["accelergy", "arch.yaml", "components.yaml", "-o", "acc"], cwd=folder, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0 and (folder / "acc" / "ERT.yaml").is_file(), res.stdout[-2000:] + res.stderr[-2000:]
+    real, ours = read_ert(folder / "acc" / "ERT.yaml"), read_ert(folder / "ERT.yaml")
+    shared = [n for n in ours if n in real]          # Accelergy leaves the zero-cost fan-out levels out
+    assert len(shared) >= 6 and all(ours[n][a] == 0 for n in ours if n not in real for a in ours[n])
+    for name in shared:
+        for action, pj in ours[name].items():
+            if action in real[name]:
+                assert real[name][action] == pytest.approx(pj, rel=1e-4), (name, action)
     try:
         import pytimeloop  # noqa: F401
     except ImportError:
@@ -438,3 +450,6 @@ def test_the_export_of_a_spec_trial_carries_the_specs_own_classes_and_tables(tmp
     ours = next(c for c in classes if c["name"] == "smartbuffer_SRAM")
     theirs = next(c for c in spec_sram["compound_components"]["classes"] if c["name"] == "smartbuffer_SRAM")
     assert ours["attributes"] == theirs["attributes"] and ours["subcomponents"] == theirs["subcomponents"]
+    # Accelergy compares arch.yaml's version with components.yaml's: both numbers (the spec says '0.4')
+    arch_doc = yaml.safe_load((folder / "arch.yaml").read_text())
+    assert isinstance(arch_doc["architecture"]["version"], float)

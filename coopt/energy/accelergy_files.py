@@ -21,6 +21,7 @@ from coopt.energy.accelergy_io import leaf_name
 from coopt.energy.tables import EnergyTables
 
 __all__ = ["PRIMITIVES", "art_yaml", "component_path", "components_yaml", "dumps_accelergy", "ert_yaml",
+           "with_numeric_version",
            "shipped_classes_needed", "unknown_classes", "with_required_actions", "write_energy_files"]
 
 VERSION = "0.4"            # ERT/ART: as Accelergy writes them (a string); Timeloop reads them
@@ -153,6 +154,21 @@ def shipped_classes_needed(arch: Architecture, user_classes=()) -> list[dict]:
     need = _closure(_used(arch) | {s.get("class") for c in own for s in c.get("subcomponents") or []
                                    if isinstance(s, dict)}, (*own, *shipped))
     return [copy.deepcopy(c) for c in shipped if c["name"] in need]
+
+
+def with_numeric_version(arch_yaml: dict) -> dict:
+    """``arch_yaml`` with its ``architecture.version`` a number, as components.yaml's (``COMPONENTS_VERSION``).
+
+    Why: Accelergy 0.4 compares the two versions; a v4 spec's processed form writes ``'0.4'`` as a string,
+    and Accelergy then stops with "'<' not supported between ... str and float"."""
+    arch = arch_yaml.get("architecture")
+    version = arch.get("version") if isinstance(arch, dict) else None
+    if isinstance(version, str):
+        try:
+            return {**arch_yaml, "architecture": {**arch, "version": float(version)}}
+        except ValueError:
+            pass
+    return arch_yaml
 
 
 STORAGE_ACTIONS = ("update", "read", "write", "leak")     # what Timeloop asks of a buffer

@@ -25,7 +25,7 @@ from coopt.arch.yaml_io import arch_from_yaml
 from coopt.energy.select import arch_tables
 from coopt.errors import CooptError
 from coopt.energy.accelergy_files import (art_yaml, components_yaml, dumps_accelergy, ert_yaml, unknown_classes,
-                                          with_required_actions)
+                                          with_numeric_version, with_required_actions)
 from coopt.numbers import column_digits, energy, fmt
 from coopt.outputs import output_dir
 from coopt.study.breakdown import component_breakdown, headroom
@@ -265,8 +265,8 @@ def _files(rec: TrialRecord, budgets: dict, objectives: list, same: list[int] = 
     notes = _notes(rec, stems, arch)
     components = components_yaml(arch, classes)
     written = {c["name"] for c in components["compound_components"]["classes"]}
-    files = {"arch.yaml": dumps_accelergy(with_required_actions(rec.arch_yaml, arch,
-                                                                compound=written if classes else None)),
+    files = {"arch.yaml": dumps_accelergy(with_numeric_version(with_required_actions(
+                 rec.arch_yaml, arch, compound=written if classes else None))),
              "components.yaml": dumps_accelergy(components),
              "ERT.yaml": dumps_yaml(ert_yaml(arch, tables)), "ART.yaml": dumps_yaml(art_yaml(arch, tables))}
     for layer, stem in zip(rec.layers, stems):
