@@ -94,3 +94,23 @@ def test_a_read_write_target_moved_with_two_leaders_is_refused(tmp_path, capsys)
     f.write_text(yaml.safe_dump(ref))
     rc, out, err = _evaluate("02.2.1-spMspM", f, tmp_path, capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "not modelled yet" in err and "Z" in err, err
+
+
+BLOCK = sorted(p.parent.name for p in (DATA / "sparse_block").glob("*/real.json"))
+
+
+@pytest.mark.parametrize("case", BLOCK)
+def test_a_block_wide_leader_tile_as_in_real_timeloop(case, capsys):
+    """Eyeriss-like (edge_sparse, block size 2 at weights_spad) weights gating on zero Inputs: Timeloop
+    conditions each weights read on two Inputs when psum_spad's permutation starts with C (a loop over
+    Inputs) -- at density 0.5 never empty, so nothing is gated -- and on one when it starts with M
+    (analysis.leader_tiles).  coopt gated half the reads in both until this was measured."""
+    folder = DATA / "sparse_block" / case
+    rc = main(["evaluate", *(str(folder / f) for f in ("arch.yaml", "prob.yaml", "map.yaml")),
+               "--ert", str(folder / "ERT.yaml"), "--art", str(folder / "ART.yaml"), "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    real = json.loads((folder / "real.json").read_text())
+    assert differences(json.loads(out), real) == []
+    gated = real["levels"]["weights_spad"]["Weights"]["gated_read"]
+    assert (gated == 0) == case.startswith("c_first")

@@ -124,7 +124,8 @@ def optimisation_masks(spec: SparseSpec, problem, arch, mapping) -> dict:
         if any(mapping.levels[k].spatial_xy() != (1, 1) for k in range(tl + 1)):
             raise _unsupported(f"spatial loops at or below {names[tl]}", key,
                                "temporal loops only up to the optimised level")
-        p = _read_impact(spec, problem, a.condition_on)
+        p = _read_impact(spec, problem, a.condition_on,
+                         leader_tiles(problem, arch, mapping, a, tl) if tl == li else None)
         kind = "gated" if a.kind == "gating" else "skipped"
         if (tl, a.target) not in masks or masks[tl, a.target][1] < p:
             masks[tl, a.target] = (kind, p)
@@ -178,12 +179,41 @@ def scalar_density(spec: SparseSpec, problem, tensor: str) -> float:
     return math.ceil(d.density * n) / n
 
 
-def _read_impact(spec: SparseSpec, problem, conds: tuple[str, ...]) -> float:
-    """P(read ineffectual): some condition-on scalar is empty."""
+def _empty(spec: SparseSpec, problem, tensor: str, k: int) -> float:
+    """P(a tile of ``k`` elements of ``tensor`` is empty) as Timeloop's density models give it
+    (GetTileOccupancyProbability(tile, 0)); a fixed-structured tile of k > 1 holds floor or ceil of
+    k x density nonzeros, so it is empty only while k x density < 1."""
+    if k == 1:
+        return 1.0 - scalar_density(spec, problem, tensor)
+    d = spec.densities.get(tensor)
+    if d is not None and d.distribution != "fixed_structured":
+        raise _unsupported(f"a {d.distribution} leader tile of {k} elements", "sparse_optimizations",
+                           "fixed_structured leaders, or storage of block size 1 at the optimised level")
+    exact = k * spec.density(tensor)
+    low = math.floor(exact)
+    return 1.0 - (exact - low) if low == 0 else 0.0
+
+
+def _read_impact(spec: SparseSpec, problem, conds: tuple[str, ...], tiles: dict | None = None) -> float:
+    """P(read ineffectual): some condition-on tile (a scalar unless ``tiles`` says {leader: k}) is empty."""
     effectual = 1.0
     for c in conds:
-        effectual *= scalar_density(spec, problem, c)
+        effectual *= 1.0 - _empty(spec, problem, c, (tiles or {}).get(c, 1))
     return 1.0 - effectual
+
+
+def leader_tiles(problem, arch, mapping, a, tl: int) -> dict:
+    """``{leader: elements}`` Timeloop conditions a kept target's read on (storage-gs-analyzer.cpp
+    ComputeIneffectualReadImpact, child = compute): the target loop is the first loop of the innermost
+    storage level's permutation, trivial or not (its scalar mold); the target level's block size B
+    stretches the mold over B of that loop's iterations, so a leader that loop projects to is conditioned
+    on B elements (Eyeriss-like weights_spad of block 2 with C first: two Inputs -- never empty at density
+    0.5, no gating; measured with real timeloop-model, benchmarks/sparse_differential.py)."""
+    block = arch.storage[tl].block_size
+    if block <= 1:
+        return {}
+    dim = problem.dims[mapping.levels[0].permutation[0]]
+    return {c: block for c in a.condition_on if dim in problem.dataspace(c).dims()}
 
 
 def _apply_local(rec: dict, p: float, kind: str, rw: bool, format_ranks: int) -> None:

@@ -36,8 +36,6 @@ def _innermost(mb):
 
 def _masks(spec, problem, arch, mb, spatial):
     """Per row: kind (0 none, 1 gated, 2 skipped) and probability per [level, tensor]; rows refused."""
-    from coopt.model.sparse.analysis import _read_impact
-
     keep = mb.keep
     inner_level, inner_dim = _innermost(mb)
     names = [lvl.name for lvl in arch.storage]
@@ -73,14 +71,39 @@ def _masks(spec, problem, arch, mb, spatial):
         bad |= has & (below[rows, tl] > 0)
         spatial_upto = np.cumsum(spatial, axis=1)
         bad |= has & (spatial_upto[rows, tl] > 0)
-        p = _read_impact(spec, problem, a.condition_on)
+        p = _leader_probabilities(spec, problem, arch, mb, a, li, tl, has, bad)
         code = 1 if a.kind == "gating" else 2
         tl = np.where(has, tl, 0)
         cur_k, cur_p = kind[rows, tl, t], prob[rows, tl, t]
         take = has & ((cur_k == 0) | (cur_p < p))
         kind[rows[take], tl[take], t] = code
-        prob[rows[take], tl[take], t] = p
+        prob[rows[take], tl[take], t] = p[take]
     return kind, prob, bad
+
+
+def _leader_probabilities(spec, problem, arch, mb, a, li, tl, has, bad):
+    """Per row, analysis._read_impact with analysis.leader_tiles: a kept target's leaders that the innermost
+    level's first loop projects to are conditioned on a block of elements; rows it cannot model go to bad."""
+    from coopt.model.sparse.analysis import _empty
+    from coopt.model.sparse.spec import SparseUnsupported
+
+    block = arch.storage[li].block_size
+    first = mb.tperm[:, 0, 0]
+    effectual = np.ones(len(tl))
+    for c in a.condition_on:
+        scalar = 1.0 - _empty(spec, problem, c, 1)
+        stretched = (tl == li) & np.isin(first, [problem.dims.index(x) for x in problem.dataspace(c).dims()]) \
+            if block > 1 else np.zeros(len(tl), dtype=bool)
+        if stretched.any():
+            try:
+                wide = 1.0 - _empty(spec, problem, c, block)
+            except SparseUnsupported:
+                bad |= has & stretched
+                wide = scalar
+            effectual = effectual * np.where(stretched, wide, scalar)
+        else:
+            effectual = effectual * scalar
+    return 1.0 - effectual
 
 
 def _apply_local(c, li, t, rows, p, kind, rw):
