@@ -5,7 +5,8 @@ skipping/gating target often bypasses the level the optimisation names (02.2.1's
 Timeloop then optimises it at the nearest level above that keeps it -- or leaves it unoptimised -- by the
 innermost loop below that level (``analysis._moves_up``).  benchmarks/sparse_differential.py compared
 coopt with real Timeloop master 4cf6d4c on 30 random mappings of each sparseloop exercise (2026-12-07,
-seed 5: 308 evaluated, 0 differences, 19 refused) and kept 20 such mappings with Timeloop's figures in
+seed 5: 308 evaluated, 0 differences, 19 refused; after the block-size rule below, seed 6: 293, 0, 33)
+and kept 20 such mappings with Timeloop's figures in
 tests/data/sparse_differential/ (plus, under ``bandwidth/``, two bandwidth-bound mappings of 04.2.2 and
 04.2.3 on which coopt's cycles were one off: Timeloop sums per-tensor bandwidths and counts whole metadata
 words).  Before this rule coopt gave 13 of 30 of 02.2.1's mappings wrong counts
